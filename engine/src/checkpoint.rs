@@ -1,0 +1,341 @@
+//! The checkpoint: a write-ahead offset log, a commit log and the query's identity, stored in
+//! any object store, laid out as Spark's (`../shared/spec/spark-semantics.md` §1).
+//!
+//! ```text
+//! <checkpoint>/metadata          {"id":"<query uuid>"}, stable across restarts
+//! <checkpoint>/sources/<name>    where a brand-new query started reading that source
+//! <checkpoint>/offsets/<N>       v1 + JSON: batch N's offsets, watermark and timestamp, written
+//!                                before the batch runs
+//! <checkpoint>/commits/<N>       v1 + JSON: written once the sink has the batch
+//! <checkpoint>/state/<operator>/ operator state (filled by stateful operators)
+//! ```
+//!
+//! Every file is written with one atomic `put`, and offset and commit entries are created,
+//! never overwritten: finding one already there means another query runs on this checkpoint.
+//! The recovery decision and the retention rule are plain functions ([`plan_recovery`],
+//! [`ids_to_purge`]), tested without any store.
+
+use std::collections::BTreeMap;
+
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, SluiceError};
+use crate::offset::Offset;
+use crate::storage::Location;
+
+/// Version line heading offset and commit entries.
+const VERSION: &str = "v1";
+
+/// Offset and commit entries kept by default (Spark's `minBatchesToRetain`).
+pub const DEFAULT_RETAINED_BATCHES: u64 = 100;
+
+/// The query's identity, written once when the checkpoint is created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryMetadata {
+    /// The query id (a UUID), the same across restarts.
+    pub id: String,
+}
+
+/// Where one source's data for a batch starts and ends: the batch reads `(start, end]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceRange {
+    /// End offset of the previous batch.
+    pub start: Offset,
+    /// End offset of this batch.
+    pub end: Offset,
+}
+
+/// `offsets/<N>`: everything needed to re-run batch N exactly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OffsetEntry {
+    /// The batch id N.
+    pub batch_id: u64,
+    /// The event-time watermark in force during the batch (ms since the epoch).
+    pub batch_watermark_ms: i64,
+    /// The batch's processing time: what `now()` returns inside it (ms since the epoch).
+    pub batch_timestamp_ms: i64,
+    /// Each source's range, by the name it is registered under.
+    pub sources: BTreeMap<String, SourceRange>,
+}
+
+/// `commits/<N>`: batch N reached the sink.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommitEntry {
+    /// The batch id N.
+    pub batch_id: u64,
+    /// The watermark the next batch runs with.
+    pub next_batch_watermark_ms: i64,
+}
+
+/// What a starting query does, given the newest offset and commit entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovery {
+    /// No batch was ever planned: start from the sources' initial offsets.
+    New,
+    /// The newest batch is committed: continue after it.
+    Resume {
+        /// The newest (committed) batch.
+        last: OffsetEntry,
+        /// Its commit.
+        commit: CommitEntry,
+    },
+    /// The newest batch was planned but not committed: run it again with the same offsets,
+    /// watermark and timestamp.
+    Rerun(OffsetEntry),
+}
+
+/// Decides how to recover (Spark's `MicroBatchExecution.populateStartOffsets`).
+pub fn plan_recovery(
+    offsets: Option<OffsetEntry>,
+    commit: Option<CommitEntry>,
+) -> Result<Recovery> {
+    let inconsistent =
+        |message: String| Err(SluiceError::checkpoint("offsets/ and commits/", message));
+    match (offsets, commit) {
+        (None, None) => Ok(Recovery::New),
+        (None, Some(commit)) => inconsistent(format!(
+            "commit {} exists without any offset entry",
+            commit.batch_id
+        )),
+        (Some(last), Some(commit)) if commit.batch_id == last.batch_id => {
+            Ok(Recovery::Resume { last, commit })
+        }
+        (Some(entry), commit) => {
+            let expected_previous = entry.batch_id.checked_sub(1);
+            match commit.map(|c| c.batch_id) {
+                previous if previous == expected_previous => Ok(Recovery::Rerun(entry)),
+                Some(c) if c > entry.batch_id => inconsistent(format!(
+                    "commit {c} is newer than the newest offsets entry {}",
+                    entry.batch_id
+                )),
+                previous => inconsistent(format!(
+                    "offsets entry {} follows commit {:?}: batches in between were lost",
+                    entry.batch_id, previous
+                )),
+            }
+        }
+    }
+}
+
+/// The batch ids to delete so that only the newest `retain` remain (and never the newest).
+pub fn ids_to_purge(ids: &[u64], latest: u64, retain: u64) -> Vec<u64> {
+    let keep_from = latest.saturating_sub(retain.max(1) - 1);
+    ids.iter().copied().filter(|&id| id < keep_from).collect()
+}
+
+/// Serializes an entry: the version line, then one line of JSON.
+pub fn encode_entry<T: Serialize>(entry: &T) -> Result<String> {
+    let json = serde_json::to_string(entry)
+        .map_err(|e| SluiceError::checkpoint("entry", format!("cannot serialize: {e}")))?;
+    Ok(format!("{VERSION}\n{json}\n"))
+}
+
+/// Parses an entry written by [`encode_entry`]; `location` names it in errors.
+pub fn decode_entry<T: DeserializeOwned>(text: &str, location: &str) -> Result<T> {
+    let (version, json) = text.split_once('\n').unwrap_or((text, ""));
+    if version != VERSION {
+        return Err(SluiceError::checkpoint(
+            location,
+            format!("unsupported format version '{version}' (this Sluice reads {VERSION})"),
+        ));
+    }
+    serde_json::from_str(json)
+        .map_err(|e| SluiceError::checkpoint(location, format!("corrupt entry: {e}")))
+}
+
+/// A checkpoint location and its retention policy.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    location: Location,
+    retain: u64,
+}
+
+impl Checkpoint {
+    /// Opens (without touching it yet) the checkpoint at `location`, a directory or URL.
+    pub fn open(location: &str) -> Result<Self> {
+        Ok(Self {
+            location: Location::parse(location)?,
+            retain: DEFAULT_RETAINED_BATCHES,
+        })
+    }
+
+    /// Keeps the newest `batches` offset and commit entries (at least 1).
+    pub fn with_retained_batches(mut self, batches: u64) -> Self {
+        self.retain = batches.max(1);
+        self
+    }
+
+    /// The checkpoint as the user named it.
+    pub fn display(&self) -> &str {
+        &self.location.display
+    }
+
+    /// Where operator `operator` keeps its state files.
+    pub fn state_path(&self, operator: &str) -> Path {
+        self.location.child(&format!("state/{operator}"))
+    }
+
+    /// Reads `metadata`, creating it with a fresh query id the first time.
+    pub async fn metadata(&self) -> Result<QueryMetadata> {
+        if let Some(metadata) = self.read_json::<QueryMetadata>("metadata").await? {
+            return Ok(metadata);
+        }
+        let metadata = QueryMetadata {
+            id: uuid::Uuid::new_v4().to_string(),
+        };
+        match self
+            .create(
+                "metadata",
+                serde_json::to_string(&metadata).unwrap_or_default(),
+            )
+            .await
+        {
+            Ok(()) => Ok(metadata),
+            // Another process created it first: use theirs.
+            Err(SluiceError::ObjectStore(object_store::Error::AlreadyExists { .. })) => self
+                .read_json("metadata")
+                .await?
+                .ok_or_else(|| SluiceError::checkpoint(self.display(), "metadata vanished")),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Where a brand-new query started reading source `name`, if recorded.
+    pub async fn source_start(&self, name: &str) -> Result<Option<Offset>> {
+        self.read_json(&format!("sources/{name}")).await
+    }
+
+    /// Records where a brand-new query starts reading source `name`.
+    pub async fn write_source_start(&self, name: &str, offset: &Offset) -> Result<()> {
+        let json = serde_json::to_string(offset).unwrap_or_default();
+        match self.create(&format!("sources/{name}"), json).await {
+            Err(SluiceError::ObjectStore(object_store::Error::AlreadyExists { .. })) => {
+                Err(self.concurrent(&format!("sources/{name}")))
+            }
+            other => other,
+        }
+    }
+
+    /// The newest offset entry.
+    pub async fn latest_offsets(&self) -> Result<Option<OffsetEntry>> {
+        self.latest_entry("offsets").await
+    }
+
+    /// The newest commit entry.
+    pub async fn latest_commit(&self) -> Result<Option<CommitEntry>> {
+        self.latest_entry("commits").await
+    }
+
+    /// Writes `offsets/<N>` ahead of running batch N.
+    pub async fn write_offsets(&self, entry: &OffsetEntry) -> Result<()> {
+        self.create_entry("offsets", entry.batch_id, entry).await
+    }
+
+    /// Writes `commits/<N>` once batch N is in the sink.
+    pub async fn write_commit(&self, entry: &CommitEntry) -> Result<()> {
+        self.create_entry("commits", entry.batch_id, entry).await
+    }
+
+    /// Deletes offset and commit entries older than the retention allows.
+    pub async fn purge(&self, latest: u64) -> Result<()> {
+        for dir in ["commits", "offsets"] {
+            let ids = self.entry_ids(dir).await?;
+            for id in ids_to_purge(&ids, latest, self.retain) {
+                self.location
+                    .store
+                    .delete(&self.location.child(&format!("{dir}/{id}")))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn create_entry<T: Serialize>(&self, dir: &str, batch_id: u64, entry: &T) -> Result<()> {
+        let name = format!("{dir}/{batch_id}");
+        match self.create(&name, encode_entry(entry)?).await {
+            Err(SluiceError::ObjectStore(object_store::Error::AlreadyExists { .. })) => {
+                Err(self.concurrent(&name))
+            }
+            other => other,
+        }
+    }
+
+    fn concurrent(&self, name: &str) -> SluiceError {
+        SluiceError::checkpoint(
+            format!("{}/{name}", self.display()),
+            "already exists: another query is running with this checkpoint",
+        )
+    }
+
+    async fn create(&self, name: &str, text: String) -> Result<()> {
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        self.location
+            .store
+            .put_opts(&self.location.child(name), PutPayload::from(text), options)
+            .await?;
+        Ok(())
+    }
+
+    async fn read(&self, name: &str) -> Result<Option<String>> {
+        match self.location.store.get(&self.location.child(name)).await {
+            Ok(result) => {
+                let bytes = result.bytes().await?;
+                String::from_utf8(bytes.to_vec())
+                    .map(Some)
+                    .map_err(|_| SluiceError::checkpoint(self.name(name), "not UTF-8"))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn read_json<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
+        let Some(text) = self.read(name).await? else {
+            return Ok(None);
+        };
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| SluiceError::checkpoint(self.name(name), format!("corrupt: {e}")))
+    }
+
+    async fn entry_ids(&self, dir: &str) -> Result<Vec<u64>> {
+        let prefix = self.location.child(dir);
+        let objects: Vec<_> = self
+            .location
+            .store
+            .list(Some(&prefix))
+            .try_collect()
+            .await?;
+        let mut ids: Vec<u64> = objects
+            .iter()
+            .filter_map(|meta| meta.location.filename()?.parse().ok())
+            .collect();
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    async fn latest_entry<T: DeserializeOwned>(&self, dir: &str) -> Result<Option<T>> {
+        let Some(id) = self.entry_ids(dir).await?.pop() else {
+            return Ok(None);
+        };
+        let name = format!("{dir}/{id}");
+        let text = self
+            .read(&name)
+            .await?
+            .ok_or_else(|| SluiceError::checkpoint(self.name(&name), "vanished while reading"))?;
+        decode_entry(&text, &self.name(&name)).map(Some)
+    }
+
+    fn name(&self, name: &str) -> String {
+        format!("{}/{name}", self.display())
+    }
+}

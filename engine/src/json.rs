@@ -1,0 +1,453 @@
+//! JSON → Arrow decoding with Spark's malformed-record modes.
+//!
+//! Records (one Kafka message, one line of a file) are fed one at a time to arrow-json's
+//! streaming [`Decoder`](arrow_json::reader::Decoder): the tape decoder tokenizes each record as it
+//! arrives and a whole chunk is converted to Arrow columns at once, never through a per-row serde
+//! value. Clean data stays on that fast path. When a chunk holds a malformed record the chunk
+//! is re-decoded on a slow path that isolates the offending records (structural errors are
+//! caught per record as they are fed, conversion errors by bisection), so the cost of bad input
+//! is proportional to the number of bad records, not to the size of the stream.
+//!
+//! Behaviour follows Spark 4.0's JSON data source (checked against `pyspark==4.0.1`):
+//! - blank records (empty or whitespace-only lines) are skipped and not counted;
+//! - a missing field is `null`, never malformed; unknown fields are ignored; every top-level
+//!   column is nullable (Spark makes file-source schemas nullable);
+//! - `PERMISSIVE` (default): a structurally broken record (truncated object, garbage, a JSON
+//!   value that is not an object) becomes a row of nulls; a record whose values do not convert
+//!   keeps the fields that do (Spark's partial results) with nulls for the others; either way
+//!   the raw text goes to the corrupt-record column when one is configured;
+//! - `DROPMALFORMED`: such records are dropped;
+//! - `FAILFAST`: the first such record is an error naming it.
+//!
+//! Every malformed record is counted in [`MalformedStats`], whatever the mode.
+//!
+//! Deviation from Spark, on purpose: a numeric string such as `"5.5"` converts into a numeric
+//! column (arrow-json's rule), where Spark would treat the record as malformed; Binance encodes
+//! all its numbers as strings, so this is what a user of this engine wants. Numbers and booleans
+//! read into a string column keep their JSON text, as in Spark.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch, StringArray, new_null_array};
+use arrow::compute::concat_batches;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow_json::ReaderBuilder;
+use arrow_json::reader::Decoder;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, SluiceError};
+
+/// Longest prefix of a malformed record kept in errors and statistics.
+const SAMPLE_BYTES: usize = 256;
+
+/// How malformed records are handled, named as in Spark's `mode` option.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ParseMode {
+    /// Keep the record as nulls (plus what converts) and its text in the corrupt-record column.
+    #[default]
+    Permissive,
+    /// Drop the record.
+    DropMalformed,
+    /// Stop with an error naming the record.
+    FailFast,
+}
+
+impl FromStr for ParseMode {
+    type Err = SluiceError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_uppercase().as_str() {
+            "PERMISSIVE" => Ok(Self::Permissive),
+            "DROPMALFORMED" => Ok(Self::DropMalformed),
+            "FAILFAST" => Ok(Self::FailFast),
+            other => Err(SluiceError::Config(format!(
+                "unknown JSON parse mode '{other}': expected PERMISSIVE, DROPMALFORMED or FAILFAST"
+            ))),
+        }
+    }
+}
+
+/// Options of the JSON decoder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonOptions {
+    /// What to do with malformed records.
+    pub mode: ParseMode,
+    /// Name of a `Utf8` column that receives the raw text of malformed records in `PERMISSIVE`
+    /// mode (Spark's `columnNameOfCorruptRecord`, e.g. `_corrupt_record`). When the declared
+    /// schema has a field of that name it stays at its position, otherwise it is appended.
+    pub corrupt_record_column: Option<String>,
+    /// Records per output batch; also bounds the work redone on the slow path.
+    pub batch_size: usize,
+}
+
+impl Default for JsonOptions {
+    fn default() -> Self {
+        Self {
+            mode: ParseMode::Permissive,
+            corrupt_record_column: None,
+            batch_size: 8192,
+        }
+    }
+}
+
+/// Counts of malformed records, with the first one kept for inspection.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MalformedStats {
+    /// How many records were malformed (nulled, dropped, or the one that failed).
+    pub count: u64,
+    /// Why the first malformed record was rejected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_error: Option<String>,
+    /// The start of the first malformed record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_record: Option<String>,
+}
+
+impl MalformedStats {
+    /// Adds another set of counts to this one, keeping the earliest sample.
+    pub fn merge(&mut self, other: MalformedStats) {
+        self.count += other.count;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+            self.first_record = other.first_record;
+        }
+    }
+
+    fn record(&mut self, reason: &str, sample: &str) {
+        self.count += 1;
+        if self.first_error.is_none() {
+            self.first_error = Some(reason.to_string());
+            self.first_record = Some(sample.to_string());
+        }
+    }
+}
+
+/// What [`JsonDecoder::finish`] returns: the decoded rows and the malformed-record counts.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    /// Decoded rows in input order, in [`JsonDecoder::output_schema`].
+    pub batches: Vec<RecordBatch>,
+    /// Malformed records seen since the previous `finish`.
+    pub malformed: MalformedStats,
+}
+
+/// Decodes JSON records into Arrow batches of a declared schema.
+///
+/// ```
+/// use std::sync::Arc;
+/// use arrow::datatypes::{DataType, Field, Schema};
+/// use sluice_engine::json::{JsonDecoder, JsonOptions};
+///
+/// let schema = Arc::new(Schema::new(vec![
+///     Field::new("symbol", DataType::Utf8, true),
+///     Field::new("close_price", DataType::Float64, true),
+/// ]));
+/// let mut decoder = JsonDecoder::new(schema, JsonOptions::default()).unwrap();
+/// decoder.push(br#"{"symbol":"BTCUSDT","close_price":65000.5}"#).unwrap();
+/// decoder.push(br#"{"symbol":"ETHUSDT","close_price":"#).unwrap(); // truncated
+/// let decoded = decoder.finish().unwrap();
+/// assert_eq!(decoded.batches[0].num_rows(), 2); // PERMISSIVE: the bad record is a null row
+/// assert_eq!(decoded.malformed.count, 1);
+/// ```
+pub struct JsonDecoder {
+    /// The schema handed to arrow-json: declared fields, nullable, without the corrupt column.
+    decode_schema: SchemaRef,
+    output_schema: SchemaRef,
+    /// Position of the corrupt-record column in the output schema.
+    corrupt_index: Option<usize>,
+    options: JsonOptions,
+    context: String,
+    fast: Decoder,
+    /// Whether the fast decoder saw a structural anomaly in the current chunk.
+    dirty: bool,
+    /// The current chunk's records, back to back, and the end offset of each.
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+    /// Number of records pushed since the last `finish`, blank ones included (so a line number
+    /// for files).
+    position: usize,
+    /// 1-based position of each retained record since the last `finish`; blank records
+    /// leave gaps, so for a file this is the line number.
+    positions: Vec<usize>,
+    done: Vec<RecordBatch>,
+    malformed: MalformedStats,
+}
+
+impl JsonDecoder {
+    /// Builds a decoder for `schema` (the declared columns).
+    pub fn new(schema: SchemaRef, options: JsonOptions) -> Result<Self> {
+        if options.batch_size == 0 {
+            return Err(SluiceError::Config(
+                "JSON batch_size must be at least 1".into(),
+            ));
+        }
+        let mut decode_fields = Vec::with_capacity(schema.fields().len());
+        let mut output_fields = Vec::with_capacity(schema.fields().len() + 1);
+        let mut corrupt_index = None;
+        for field in schema.fields() {
+            if Some(field.name()) == options.corrupt_record_column.as_ref() {
+                if field.data_type() != &DataType::Utf8 {
+                    return Err(SluiceError::Config(format!(
+                        "corrupt record column '{}' must be of type Utf8, not {}",
+                        field.name(),
+                        field.data_type()
+                    )));
+                }
+                corrupt_index = Some(output_fields.len());
+                output_fields.push(Arc::new(Field::new(field.name(), DataType::Utf8, true)));
+                continue;
+            }
+            let nullable = Arc::new(field.as_ref().clone().with_nullable(true));
+            decode_fields.push(nullable.clone());
+            output_fields.push(nullable);
+        }
+        if let (Some(name), None) = (&options.corrupt_record_column, corrupt_index) {
+            corrupt_index = Some(output_fields.len());
+            output_fields.push(Arc::new(Field::new(name, DataType::Utf8, true)));
+        }
+        let decode_schema = Arc::new(Schema::new(decode_fields));
+        let fast = build_decoder(&decode_schema, options.batch_size + 1, false)?;
+        Ok(Self {
+            decode_schema,
+            output_schema: Arc::new(Schema::new(output_fields)),
+            corrupt_index,
+            options,
+            context: String::new(),
+            fast,
+            dirty: false,
+            bytes: Vec::new(),
+            ends: Vec::new(),
+            position: 0,
+            positions: Vec::new(),
+            done: Vec::new(),
+            malformed: MalformedStats::default(),
+        })
+    }
+
+    /// The schema of the decoded batches (all columns nullable, plus the corrupt-record column).
+    pub fn output_schema(&self) -> SchemaRef {
+        self.output_schema.clone()
+    }
+
+    /// Names where the next records come from (a source, file or partition), for error messages.
+    pub fn set_context(&mut self, context: impl Into<String>) {
+        self.context = context.into();
+    }
+
+    /// Feeds one record: a whole JSON document such as a Kafka message value.
+    pub fn push(&mut self, record: &[u8]) -> Result<()> {
+        self.position += 1;
+        if record.iter().all(u8::is_ascii_whitespace) {
+            return Ok(());
+        }
+        self.bytes.extend_from_slice(record);
+        self.ends.push(self.bytes.len());
+        self.positions.push(self.position);
+        if !self.dirty {
+            let before = self.fast.len();
+            let clean = matches!(self.fast.decode(record), Ok(n) if n == record.len())
+                && !self.fast.has_partial_record()
+                && self.fast.len() == before + 1;
+            self.dirty = !clean;
+        }
+        if self.ends.len() >= self.options.batch_size {
+            self.finish_chunk()?;
+        }
+        Ok(())
+    }
+
+    /// Feeds newline-delimited records (a JSON-lines file or part of one ending on a newline).
+    pub fn push_lines(&mut self, data: &[u8]) -> Result<()> {
+        let data = data.strip_suffix(b"\n").unwrap_or(data);
+        if data.is_empty() {
+            return Ok(());
+        }
+        for line in data.split(|b| *b == b'\n') {
+            self.push(line.strip_suffix(b"\r").unwrap_or(line))?;
+        }
+        Ok(())
+    }
+
+    /// Decodes everything fed so far and returns it with the malformed-record counts.
+    pub fn finish(&mut self) -> Result<Decoded> {
+        self.finish_chunk()?;
+        self.position = 0;
+        Ok(Decoded {
+            batches: std::mem::take(&mut self.done),
+            malformed: std::mem::take(&mut self.malformed),
+        })
+    }
+
+    fn finish_chunk(&mut self) -> Result<()> {
+        if self.ends.is_empty() {
+            return Ok(());
+        }
+        let flushed = if self.dirty {
+            None
+        } else {
+            self.fast.flush().ok().flatten()
+        };
+        let result = match flushed {
+            Some(batch) if batch.num_rows() == self.ends.len() => {
+                self.with_corrupt_column(batch, None)
+            }
+            _ => {
+                // The fast decoder is poisoned (or its output unusable): isolate the bad records.
+                self.fast = build_decoder(&self.decode_schema, self.options.batch_size + 1, false)?;
+                let mut pieces = Vec::new();
+                self.decode_range(0, self.ends.len(), &mut pieces)?;
+                concat_batches(&self.output_schema, &pieces).map_err(SluiceError::from)
+            }
+        };
+        self.dirty = false;
+        self.bytes.clear();
+        self.ends.clear();
+        self.positions.clear();
+        let batch = result?;
+        if batch.num_rows() > 0 {
+            self.done.push(batch);
+        }
+        Ok(())
+    }
+
+    fn record(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.bytes[start..self.ends[i]]
+    }
+
+    /// Slow path: decodes records `lo..hi` of the chunk, isolating malformed ones.
+    fn decode_range(
+        &mut self,
+        mut lo: usize,
+        hi: usize,
+        pieces: &mut Vec<RecordBatch>,
+    ) -> Result<()> {
+        let mut decoder = build_decoder(&self.decode_schema, hi - lo + 1, false)?;
+        let mut i = lo;
+        while i < hi {
+            let record = self.record(i);
+            let before = decoder.len();
+            let fault = match decoder.decode(record) {
+                Err(e) => Some(e.to_string()),
+                Ok(n) if n != record.len() => Some("more than one JSON value in the record".into()),
+                Ok(_) if decoder.has_partial_record() => Some("truncated JSON record".into()),
+                Ok(_) if decoder.len() != before + 1 => {
+                    Some("more than one JSON value in the record".into())
+                }
+                Ok(_) => None,
+            };
+            if let Some(reason) = fault {
+                // Records lo..i are each well-formed so far; redo them on a fresh decoder.
+                if lo < i {
+                    self.decode_range(lo, i, pieces)?;
+                }
+                self.malformed_record(i, &reason, false, pieces)?;
+                lo = i + 1;
+                decoder = build_decoder(&self.decode_schema, hi - lo + 1, false)?;
+            }
+            i += 1;
+        }
+        if lo == hi {
+            return Ok(());
+        }
+        match decoder.flush() {
+            Ok(Some(batch)) => pieces.push(self.with_corrupt_column(batch, None)?),
+            Ok(None) => {}
+            Err(e) if hi - lo == 1 => self.malformed_record(lo, &e.to_string(), true, pieces)?,
+            Err(_) => {
+                let mid = lo + (hi - lo) / 2;
+                self.decode_range(lo, mid, pieces)?;
+                self.decode_range(mid, hi, pieces)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the parse mode to malformed record `i`; `convertible` records are structurally
+    /// valid JSON whose values did not convert, so PERMISSIVE keeps what does convert.
+    fn malformed_record(
+        &mut self,
+        i: usize,
+        reason: &str,
+        convertible: bool,
+        pieces: &mut Vec<RecordBatch>,
+    ) -> Result<()> {
+        let text = String::from_utf8_lossy(self.record(i)).into_owned();
+        let sample = truncate(&text, SAMPLE_BYTES);
+        match self.options.mode {
+            ParseMode::FailFast => {
+                return Err(SluiceError::MalformedRecord {
+                    context: self.context.clone(),
+                    position: self.positions[i],
+                    reason: reason.to_string(),
+                    sample,
+                });
+            }
+            ParseMode::DropMalformed => {}
+            ParseMode::Permissive => {
+                let partial = if convertible {
+                    self.lenient_row(i)
+                } else {
+                    None
+                };
+                let row = match partial {
+                    Some(batch) => batch,
+                    None => RecordBatch::try_new(
+                        self.decode_schema.clone(),
+                        self.decode_schema
+                            .fields()
+                            .iter()
+                            .map(|f| new_null_array(f.data_type(), 1))
+                            .collect(),
+                    )?,
+                };
+                pieces.push(self.with_corrupt_column(row, Some(&text))?);
+            }
+        }
+        self.malformed.record(reason, &sample);
+        Ok(())
+    }
+
+    /// Decodes one record with type conflicts turned into nulls (Spark's partial results).
+    fn lenient_row(&self, i: usize) -> Option<RecordBatch> {
+        let mut decoder = build_decoder(&self.decode_schema, 2, true).ok()?;
+        decoder.decode(self.record(i)).ok()?;
+        decoder.flush().ok().flatten().filter(|b| b.num_rows() == 1)
+    }
+
+    /// Adds the corrupt-record column (null, or `text` for a one-row malformed batch).
+    fn with_corrupt_column(&self, batch: RecordBatch, text: Option<&str>) -> Result<RecordBatch> {
+        let Some(index) = self.corrupt_index else {
+            return Ok(batch);
+        };
+        let corrupt: ArrayRef = match text {
+            Some(text) => Arc::new(StringArray::from(vec![Some(text)])),
+            None => new_null_array(&DataType::Utf8, batch.num_rows()),
+        };
+        let mut columns = batch.columns().to_vec();
+        columns.insert(index, corrupt);
+        Ok(RecordBatch::try_new(self.output_schema.clone(), columns)?)
+    }
+}
+
+fn build_decoder(schema: &SchemaRef, batch_size: usize, lenient: bool) -> Result<Decoder> {
+    Ok(ReaderBuilder::new(schema.clone())
+        .with_batch_size(batch_size)
+        .with_coerce_primitive(true)
+        .with_ignore_type_conflicts(lenient)
+        .build_decoder()?)
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}

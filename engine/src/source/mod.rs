@@ -1,0 +1,82 @@
+//! Streaming sources: the `Source` trait and the built-in memory and file sources.
+//!
+//! The contract is Spark's `MicroBatchStream`: the engine asks a source for the latest offset it
+//! can serve (bounded by a read limit), writes the chosen offsets ahead to the checkpoint, then
+//! asks for exactly the data between two offsets, and finally tells the source what is
+//! committed. Because a batch is always read by its `(start, end]` offsets, a batch re-run after
+//! a crash reads the same data: sources must be *replayable* for exactly-once output.
+
+mod file;
+mod memory;
+
+pub use file::FileSource;
+pub use memory::MemorySource;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::json::MalformedStats;
+use crate::offset::Offset;
+
+/// How much a source may admit into one micro-batch (Spark's `ReadLimit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadLimit {
+    /// Everything available.
+    #[default]
+    AllAvailable,
+    /// At most this many rows (or offsets, for partitioned logs such as Kafka).
+    MaxRows(u64),
+    /// At most this many files.
+    MaxFiles(u64),
+}
+
+/// The data of one micro-batch read from a source.
+#[derive(Debug, Default)]
+pub struct SourceBatch {
+    /// Rows in the source's schema, in offset order.
+    pub batches: Vec<RecordBatch>,
+    /// Records that could not be decoded (counted whatever the parse mode).
+    pub malformed: MalformedStats,
+}
+
+/// A replayable streaming source.
+///
+/// Offsets are opaque JSON ([`Offset`]) owned by the source. The engine guarantees the call
+/// order `initial_offset` → (`latest_offset` → `get_batch` → `commit`)*, and after a restart
+/// calls `get_batch` again with the offsets it logged, so `get_batch(start, end)` must return the
+/// same rows every time it is called with the same offsets.
+#[async_trait]
+pub trait Source: Send + 'static {
+    /// Short description for progress reports (`sources[].description`).
+    fn description(&self) -> String;
+
+    /// The schema of every batch returned by [`Source::get_batch`].
+    fn schema(&self) -> SchemaRef;
+
+    /// The offset a brand-new query starts from (nothing read yet). Called once per new
+    /// query; a restarted query resumes from its checkpoint instead.
+    async fn initial_offset(&mut self) -> Result<Offset>;
+
+    /// The read limit used for each trigger (from the source's options).
+    fn default_read_limit(&self) -> ReadLimit {
+        ReadLimit::AllAvailable
+    }
+
+    /// The furthest offset after `start` that this trigger may read, within `limit`. Returns
+    /// `start` itself when there is nothing new.
+    async fn latest_offset(&mut self, start: &Offset, limit: ReadLimit) -> Result<Offset>;
+
+    /// The rows in `(start, end]`.
+    async fn get_batch(&mut self, start: &Offset, end: &Offset) -> Result<SourceBatch>;
+
+    /// Everything up to `end` is committed and will never be asked for again.
+    async fn commit(&mut self, _end: &Offset) -> Result<()> {
+        Ok(())
+    }
+
+    /// For the available-now trigger: fix the data available now as the end of the run, so
+    /// later `latest_offset` calls never go beyond it.
+    async fn prepare_for_available_now(&mut self) -> Result<()>;
+}

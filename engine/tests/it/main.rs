@@ -1,0 +1,10 @@
+//! Integration tests of the engine, in one binary (each test binary links DataFusion again).
+
+mod checkpoint;
+mod common;
+mod json;
+mod query;
+mod recovery;
+mod seed;
+mod sinks;
+mod sources;

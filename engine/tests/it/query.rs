@@ -1,0 +1,262 @@
+//! The micro-batch loop through the public API: triggers, progress, errors, plan-once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{Int64Array, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema};
+use sluice_engine::{
+    FileSource, JsonOptions, MemorySink, MemorySource, ParseMode, StreamingQueryBuilder, Trigger,
+};
+
+use crate::common::{render, ticker, ticker_schema, write_lines};
+
+fn numbers(values: &[i64]) -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+    RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(values.to_vec()))]).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_query_processes_all_available_and_stops() {
+    let source = MemorySource::new("n", numbers(&[]).schema());
+    let sink = MemorySink::new();
+    let query = StreamingQueryBuilder::new()
+        .source("numbers", source.clone())
+        .sql("SELECT n * 10 AS m FROM numbers WHERE n % 2 = 1")
+        .sink(sink.clone())
+        .query_name("odd")
+        .start()
+        .await
+        .unwrap();
+    source.add_batch(numbers(&[1, 2, 3])).unwrap();
+    query.process_all_available().await.unwrap();
+    source.add_batch(numbers(&[5])).unwrap();
+    query.process_all_available().await.unwrap();
+    assert!(query.is_active());
+    query.stop().await.unwrap();
+    assert!(!query.is_active());
+
+    assert_eq!(
+        render(&sink.all_rows()),
+        "+----+\n| m  |\n+----+\n| 10 |\n| 30 |\n| 50 |\n+----+"
+    );
+    let progress = query.recent_progress();
+    let with_data: Vec<_> = progress.iter().filter(|p| p.num_input_rows > 0).collect();
+    assert_eq!(with_data.len(), 2);
+    assert_eq!(with_data[0].batch_id, 0);
+    assert_eq!(with_data[0].num_input_rows, 3);
+    assert_eq!(with_data[0].sink.num_output_rows, 2);
+    assert_eq!(with_data[0].name.as_deref(), Some("odd"));
+    assert_eq!(
+        with_data[1].sources[0].start_offset,
+        with_data[0].sources[0].end_offset
+    );
+    for phase in [
+        "latestOffset",
+        "walCommit",
+        "getBatch",
+        "addBatch",
+        "commitOffsets",
+        "triggerExecution",
+    ] {
+        assert!(with_data[0].duration_ms.contains_key(phase), "{phase}");
+    }
+    assert_eq!(query.last_progress().unwrap().id, query.id());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn available_now_drains_in_rate_limited_batches_then_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..5 {
+        write_lines(
+            dir.path(),
+            &format!("{i:03}.jsonl"),
+            &[ticker("A", i as f64, i)],
+        );
+    }
+    let source = FileSource::new(
+        "t",
+        dir.path().to_str().unwrap(),
+        ticker_schema(),
+        JsonOptions::default(),
+    )
+    .unwrap()
+    .with_max_files_per_trigger(2);
+    let sink = MemorySink::new();
+    let query = StreamingQueryBuilder::new()
+        .source("ticks", source)
+        .sql("SELECT close_price FROM ticks")
+        .sink(sink.clone())
+        .trigger(Trigger::AvailableNow)
+        .start()
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(30), query.await_termination())
+        .await
+        .unwrap()
+        .unwrap();
+    let sizes: Vec<usize> = sink
+        .batches()
+        .values()
+        .map(|b| b.iter().map(|b| b.num_rows()).sum())
+        .collect();
+    assert_eq!(sizes, [2, 2, 1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processing_time_trigger_spaces_batches() {
+    let source = MemorySource::new("n", numbers(&[]).schema()).with_max_rows_per_trigger(1);
+    source.add_batch(numbers(&[1, 2, 3])).unwrap();
+    let query = StreamingQueryBuilder::new()
+        .source("numbers", source)
+        .sql("SELECT n FROM numbers")
+        .sink(MemorySink::new())
+        .trigger(Trigger::ProcessingTime(Duration::from_millis(200)))
+        .start()
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    query.process_all_available().await.unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "three batches need two intervals"
+    );
+    query.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failfast_stops_the_query_with_the_record_named() {
+    let dir = tempfile::tempdir().unwrap();
+    write_lines(
+        dir.path(),
+        "a.jsonl",
+        &[ticker("A", 1.0, 1), "{broken".into()],
+    );
+    let options = JsonOptions {
+        mode: ParseMode::FailFast,
+        ..Default::default()
+    };
+    let query = StreamingQueryBuilder::new()
+        .source(
+            "ticks",
+            FileSource::new("t", dir.path().to_str().unwrap(), ticker_schema(), options).unwrap(),
+        )
+        .sql("SELECT * FROM ticks")
+        .sink(MemorySink::new())
+        .start()
+        .await
+        .unwrap();
+    let error = query.await_termination().await.unwrap_err().to_string();
+    assert!(
+        error.contains("malformed record 2")
+            && error.contains("a.jsonl")
+            && error.contains("{broken"),
+        "{error}"
+    );
+    assert!(!query.is_active());
+    assert!(query.process_all_available().await.is_err());
+}
+
+#[tokio::test]
+async fn permissive_counts_malformed_records_in_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    write_lines(
+        dir.path(),
+        "a.jsonl",
+        &[
+            ticker("A", 1.0, 1),
+            "garbage".into(),
+            r#"{"symbol":"B","close_price":"x"}"#.into(),
+        ],
+    );
+    let sink = MemorySink::new();
+    let mut execution = StreamingQueryBuilder::new()
+        .source(
+            "ticks",
+            FileSource::new(
+                "t",
+                dir.path().to_str().unwrap(),
+                ticker_schema(),
+                JsonOptions::default(),
+            )
+            .unwrap(),
+        )
+        .sql("SELECT symbol FROM ticks")
+        .sink(sink.clone())
+        .build()
+        .await
+        .unwrap();
+    assert!(execution.run_trigger().await.unwrap());
+    let progress = execution.recent_progress().pop().unwrap();
+    assert_eq!(progress.num_input_rows, 3);
+    let malformed = &progress.sources[0].malformed_records;
+    assert_eq!(malformed.count, 2);
+    assert_eq!(malformed.first_record.as_deref(), Some("garbage"));
+    let json = serde_json::to_value(&progress).unwrap();
+    assert_eq!(json["sources"][0]["malformedRecords"]["count"], 2);
+}
+
+#[tokio::test]
+async fn invalid_queries_fail_at_start_with_clear_errors() {
+    let source = || MemorySource::new("n", numbers(&[]).schema());
+    let cases = [
+        ("SELECT missing FROM numbers", "missing"),
+        ("SELECT * FROM nowhere", "nowhere"),
+        ("CREATE TABLE x (a INT)", "DDL not supported"),
+        ("INSERT INTO numbers VALUES (1)", "DML not supported"),
+    ];
+    for (sql, expected) in cases {
+        let error = StreamingQueryBuilder::new()
+            .source("numbers", source())
+            .sql(sql)
+            .sink(MemorySink::new())
+            .build()
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains(expected), "{sql}: {error}");
+    }
+    let error = StreamingQueryBuilder::new()
+        .sql("SELECT 1")
+        .sink(MemorySink::new())
+        .build()
+        .await
+        .err()
+        .unwrap();
+    assert!(error.to_string().contains("no source"));
+    let error = StreamingQueryBuilder::new()
+        .source("numbers", source())
+        .source("numbers", source())
+        .sql("SELECT 1")
+        .sink(MemorySink::new())
+        .build()
+        .await
+        .err()
+        .unwrap();
+    assert!(error.to_string().contains("registered twice"), "{error}");
+}
+
+#[tokio::test]
+async fn now_is_the_logged_batch_timestamp() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = MemorySource::new("n", numbers(&[]).schema());
+    source.add_batch(numbers(&[1])).unwrap();
+    let sink = MemorySink::new();
+    let mut execution = StreamingQueryBuilder::new()
+        .source("numbers", source.clone())
+        .sql("SELECT n, CAST(now() AS BIGINT) / 1000000 AS ms, current_timestamp = now() AS same FROM numbers")
+        .sink(sink.clone())
+        .checkpoint_location(dir.path().to_str().unwrap())
+        .build()
+        .await
+        .unwrap();
+    assert!(execution.run_trigger().await.unwrap());
+    let offsets = std::fs::read_to_string(dir.path().join("offsets/0")).unwrap();
+    let logged: serde_json::Value = serde_json::from_str(offsets.lines().nth(1).unwrap()).unwrap();
+    let table = render(&sink.all_rows());
+    assert!(
+        table.contains(&format!("| 1 | {} | true |", logged["batchTimestampMs"])),
+        "{table}\n{offsets}"
+    );
+}

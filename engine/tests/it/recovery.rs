@@ -1,0 +1,227 @@
+//! Exactly-once across crashes: a query stopped after each step of the loop (after
+//! `offsets/N`, after the sink wrote batch N, after `commits/N`) and restarted produces, batch
+//! for batch, the files of an uninterrupted run.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use arrow::array::RecordBatch;
+use async_trait::async_trait;
+use sluice_engine::{
+    FileFormat, FileSink, FileSource, JsonOptions, MicroBatchExecution, Sink, SinkContext,
+    SluiceError, StreamingQueryBuilder,
+};
+
+use crate::common::{ticker, ticker_schema, write_lines};
+
+/// Where the simulated crash happens within batch `batch`.
+#[derive(Clone, Copy, Debug)]
+enum Crash {
+    /// After `offsets/N` is written, before the sink has the batch.
+    BeforeSink,
+    /// After the sink wrote the batch, before `commits/N`.
+    AfterSink,
+}
+
+/// A file sink that dies at one point of one batch, as a killed process would.
+struct CrashingSink {
+    inner: FileSink,
+    batch: u64,
+    crash: Crash,
+}
+
+#[async_trait]
+impl Sink for CrashingSink {
+    fn description(&self) -> String {
+        self.inner.description()
+    }
+
+    async fn open(&mut self, context: &SinkContext) -> sluice_engine::Result<()> {
+        self.inner.open(context).await
+    }
+
+    async fn add_batch(
+        &mut self,
+        batch_id: u64,
+        batches: &[RecordBatch],
+    ) -> sluice_engine::Result<()> {
+        if batch_id == self.batch {
+            if let Crash::AfterSink = self.crash {
+                self.inner.add_batch(batch_id, batches).await?;
+            }
+            return Err(SluiceError::Sink {
+                sink: "crashing".into(),
+                batch_id,
+                message: "simulated crash".into(),
+            });
+        }
+        self.inner.add_batch(batch_id, batches).await
+    }
+}
+
+struct Dirs {
+    _root: tempfile::TempDir,
+    input: String,
+    output: String,
+    checkpoint: String,
+}
+
+fn dirs() -> Dirs {
+    let root = tempfile::tempdir().unwrap();
+    let path = |name: &str| root.path().join(name).to_str().unwrap().to_string();
+    let dirs = Dirs {
+        input: path("in"),
+        output: path("out"),
+        checkpoint: path("checkpoint"),
+        _root: root,
+    };
+    std::fs::create_dir_all(&dirs.input).unwrap();
+    for i in 0..5 {
+        add_file(&dirs, i);
+    }
+    dirs
+}
+
+fn add_file(dirs: &Dirs, i: i64) {
+    let lines: Vec<String> = (0..3)
+        .map(|k| ticker(&format!("S{k}"), (i * 10 + k) as f64, i))
+        .collect();
+    write_lines(Path::new(&dirs.input), &format!("f{i:02}.jsonl"), &lines);
+}
+
+async fn execution(dirs: &Dirs, sink: impl Sink) -> sluice_engine::Result<MicroBatchExecution> {
+    let source = FileSource::new(
+        "ticks",
+        &dirs.input,
+        ticker_schema(),
+        JsonOptions::default(),
+    )?
+    .with_max_files_per_trigger(2);
+    StreamingQueryBuilder::new()
+        .source("ticks", source)
+        .sql("SELECT symbol, close_price, timestamp FROM ticks")
+        .sink(sink)
+        .checkpoint_location(&dirs.checkpoint)
+        .build()
+        .await
+}
+
+async fn drain(execution: &mut MicroBatchExecution) {
+    while execution.run_trigger().await.unwrap() {}
+}
+
+/// The sink's files: name → content.
+fn output(dirs: &Dirs) -> BTreeMap<String, String> {
+    std::fs::read_dir(&dirs.output)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().into_string().unwrap(),
+                std::fs::read_to_string(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn file_sink(dirs: &Dirs) -> FileSink {
+    FileSink::new(&dirs.output, FileFormat::JsonLines).unwrap()
+}
+
+/// Batches [f0 f1] [f2 f3] [f4], then f5 arrives: [f5].
+async fn uninterrupted() -> BTreeMap<String, String> {
+    let dirs = dirs();
+    let mut execution = execution(&dirs, file_sink(&dirs)).await.unwrap();
+    drain(&mut execution).await;
+    add_file(&dirs, 5);
+    drain(&mut execution).await;
+    output(&dirs)
+}
+
+async fn crash_and_restart(crash: Crash) -> (BTreeMap<String, String>, Dirs) {
+    let dirs = dirs();
+    let sink = CrashingSink {
+        inner: file_sink(&dirs),
+        batch: 2,
+        crash,
+    };
+    let mut doomed = execution(&dirs, sink).await.unwrap();
+    assert!(doomed.run_trigger().await.unwrap());
+    assert!(doomed.run_trigger().await.unwrap());
+    let error = doomed.run_trigger().await.unwrap_err();
+    assert!(error.to_string().contains("simulated crash"));
+    drop(doomed);
+    assert!(Path::new(&dirs.checkpoint).join("offsets/2").exists());
+    assert!(!Path::new(&dirs.checkpoint).join("commits/2").exists());
+
+    // More data arrives while the query is down; the re-run batch must not take it.
+    add_file(&dirs, 5);
+    let mut restarted = execution(&dirs, file_sink(&dirs)).await.unwrap();
+    assert_eq!(restarted.next_batch_id(), 2);
+    drain(&mut restarted).await;
+    (output(&dirs), dirs)
+}
+
+#[tokio::test]
+async fn crash_after_offsets_before_sink() {
+    let expected = uninterrupted().await;
+    assert_eq!(expected.len(), 4);
+    let (actual, _dirs) = crash_and_restart(Crash::BeforeSink).await;
+    assert_eq!(actual, expected);
+}
+
+#[tokio::test]
+async fn crash_after_sink_before_commit() {
+    let expected = uninterrupted().await;
+    let (actual, _dirs) = crash_and_restart(Crash::AfterSink).await;
+    assert_eq!(actual, expected);
+}
+
+#[tokio::test]
+async fn stop_after_commit_resumes_with_the_next_batch() {
+    let expected = uninterrupted().await;
+    let dirs = dirs();
+    let mut first = execution(&dirs, file_sink(&dirs)).await.unwrap();
+    let query_id = first.id().to_string();
+    for _ in 0..3 {
+        assert!(first.run_trigger().await.unwrap());
+    }
+    drop(first);
+    add_file(&dirs, 5);
+    let mut second = execution(&dirs, file_sink(&dirs)).await.unwrap();
+    assert_eq!(second.id(), query_id, "the query id survives restarts");
+    assert_eq!(second.next_batch_id(), 3);
+    drain(&mut second).await;
+    assert_eq!(output(&dirs), expected);
+}
+
+#[tokio::test]
+async fn a_checkpoint_of_other_sources_is_refused() {
+    let dirs = dirs();
+    let mut first = execution(&dirs, file_sink(&dirs)).await.unwrap();
+    assert!(first.run_trigger().await.unwrap());
+    drop(first);
+    let error = StreamingQueryBuilder::new()
+        .source(
+            "other",
+            FileSource::new(
+                "other",
+                &dirs.input,
+                ticker_schema(),
+                JsonOptions::default(),
+            )
+            .unwrap(),
+        )
+        .sql("SELECT * FROM other")
+        .sink(file_sink(&dirs))
+        .checkpoint_location(&dirs.checkpoint)
+        .build()
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains("was written for sources [\"ticks\"]"),
+        "{error}"
+    );
+}

@@ -1,0 +1,110 @@
+//! Sink contracts: idempotent `add_batch` per batch id, file formats, console rendering.
+
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{Float64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use sluice_engine::{ConsoleSink, FileFormat, FileSink, MemorySink, Sink, SinkContext};
+
+fn batch(symbols: &[&str]) -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("symbol", DataType::Utf8, true),
+        Field::new("price", DataType::Float64, true),
+    ]));
+    let prices: Vec<Option<f64>> = (0..symbols.len())
+        .map(|i| (i != 1).then_some(i as f64 + 0.5))
+        .collect();
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from(symbols.to_vec())),
+            Arc::new(Float64Array::from(prices)),
+        ],
+    )
+    .unwrap()
+}
+
+fn context(batch: &RecordBatch) -> SinkContext {
+    SinkContext {
+        query_id: "q".into(),
+        query_name: None,
+        schema: batch.schema(),
+    }
+}
+
+#[tokio::test]
+async fn memory_sink_keeps_the_first_copy_of_a_batch_id() {
+    let sink = MemorySink::new();
+    let mut writer = sink.clone();
+    writer.add_batch(0, &[batch(&["A"])]).await.unwrap();
+    writer.add_batch(1, &[batch(&["B"])]).await.unwrap();
+    writer.add_batch(1, &[batch(&["B"])]).await.unwrap();
+    let batches = sink.batches();
+    assert_eq!(batches.len(), 2);
+    assert_eq!(batches[&1].len(), 1);
+}
+
+#[tokio::test]
+async fn file_sink_writes_one_file_per_batch_and_rewrites_replays() {
+    let dir = tempfile::tempdir().unwrap();
+    for format in [FileFormat::JsonLines, FileFormat::Parquet] {
+        let out = dir.path().join(format!("{format:?}"));
+        let mut sink = FileSink::new(out.to_str().unwrap(), format).unwrap();
+        let rows = batch(&["A", "B", "C"]);
+        sink.open(&context(&rows)).await.unwrap();
+        sink.add_batch(3, &[rows.clone()]).await.unwrap();
+        sink.add_batch(3, &[rows.clone()]).await.unwrap(); // replay
+        sink.add_batch(4, &[rows.slice(0, 0)]).await.unwrap(); // no rows, no file
+        let files: Vec<_> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(files, [sink.file_name(3)], "{format:?}");
+        if format == FileFormat::JsonLines {
+            assert_eq!(
+                std::fs::read_to_string(out.join(sink.file_name(3))).unwrap(),
+                "{\"symbol\":\"A\",\"price\":0.5}\n{\"symbol\":\"B\"}\n{\"symbol\":\"C\",\"price\":2.5}\n"
+            );
+        } else {
+            let file = std::fs::File::open(out.join(sink.file_name(3))).unwrap();
+            let reader =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(file, 1024)
+                    .unwrap();
+            let read: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
+            assert_eq!(read, vec![rows]);
+        }
+    }
+}
+
+#[tokio::test]
+async fn console_sink_prints_like_spark() {
+    let buffer = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let mut sink = ConsoleSink::to_writer(buffer.clone()).with_num_rows(2);
+    let rows = batch(&["BTCUSDT", "A_VERY_LONG_SYMBOL_NAME_INDEED", "C"]);
+    sink.open(&context(&rows)).await.unwrap();
+    sink.add_batch(0, &[rows.clone()]).await.unwrap();
+    sink.add_batch(1, &[]).await.unwrap();
+    let text = String::from_utf8(buffer.lock().unwrap().clone()).unwrap();
+    assert_eq!(
+        text,
+        "-------------------------------------------\n\
+         Batch: 0\n\
+         -------------------------------------------\n\
+         +--------------------+-----+\n\
+         |              symbol|price|\n\
+         +--------------------+-----+\n\
+         |             BTCUSDT|  0.5|\n\
+         |A_VERY_LONG_SYMBO...| NULL|\n\
+         +--------------------+-----+\n\
+         only showing top 2 rows\n\
+         \n\
+         -------------------------------------------\n\
+         Batch: 1\n\
+         -------------------------------------------\n\
+         +------+-----+\n\
+         |symbol|price|\n\
+         +------+-----+\n\
+         +------+-----+\n\
+         \n"
+    );
+}
