@@ -414,6 +414,14 @@ impl Timings {
     }
 }
 
+/// What the loop measures during one trigger, for its progress report.
+struct TriggerRun {
+    wall_start: chrono::DateTime<chrono::Utc>,
+    started: Instant,
+    timings: Timings,
+    sources: BTreeMap<String, SourceRun>,
+}
+
 /// What the loop tracks about one source during a trigger.
 struct SourceRun {
     rows: u64,
@@ -558,8 +566,12 @@ impl MicroBatchExecution {
     /// Runs one trigger: the uncommitted batch left by a crash if there is one, else a new
     /// batch if any source has new data. Returns whether a batch ran.
     pub async fn run_trigger(&mut self) -> Result<bool> {
-        let started = Instant::now();
-        let wall_start = chrono::Utc::now();
+        let mut run = TriggerRun {
+            wall_start: chrono::Utc::now(),
+            started: Instant::now(),
+            timings: Timings::default(),
+            sources: BTreeMap::new(),
+        };
         let trigger = {
             let mut number = 0;
             self.shared.update(|s| {
@@ -570,8 +582,6 @@ impl MicroBatchExecution {
             });
             number
         };
-        let mut timings = Timings::default();
-        let mut runs: BTreeMap<String, SourceRun> = BTreeMap::new();
 
         let entry = match self.pending.take() {
             Some(entry) => entry,
@@ -585,7 +595,7 @@ impl MicroBatchExecution {
                         .latest_offset(&start, source.default_read_limit())
                         .await?;
                     has_data |= end != start;
-                    runs.insert(
+                    run.sources.insert(
                         name.clone(),
                         SourceRun {
                             rows: 0,
@@ -595,7 +605,7 @@ impl MicroBatchExecution {
                     );
                     ranges.insert(name.clone(), SourceRange { start, end });
                 }
-                let phase = timings.record("latestOffset", phase);
+                let phase = run.timings.record("latestOffset", phase);
                 if !has_data {
                     self.shared.update(|s| {
                         s.idle_trigger = trigger;
@@ -607,27 +617,19 @@ impl MicroBatchExecution {
                         .last_progress
                         .is_none_or(|at| at.elapsed() >= NO_DATA_PROGRESS_INTERVAL)
                     {
-                        timings.record("triggerExecution", started);
-                        self.report(
-                            wall_start,
-                            started,
-                            self.next_batch_id,
-                            timings,
-                            runs,
-                            None,
-                            0,
-                        );
+                        run.timings.record("triggerExecution", run.started);
+                        self.report(run, self.next_batch_id, None, 0);
                     }
                     return Ok(false);
                 }
                 let entry = OffsetEntry {
                     batch_id: self.next_batch_id,
                     batch_watermark_ms: self.watermark_ms,
-                    batch_timestamp_ms: wall_start.timestamp_millis(),
+                    batch_timestamp_ms: run.wall_start.timestamp_millis(),
                     sources: ranges,
                 };
                 self.checkpoint.write_offsets(&entry).await?;
-                timings.record("walCommit", phase);
+                run.timings.record("walCommit", phase);
                 entry
             }
         };
@@ -656,29 +658,29 @@ impl MicroBatchExecution {
                     ),
                 ));
             }
-            let run = runs.entry(name.clone()).or_insert(SourceRun {
+            let source_run = run.sources.entry(name.clone()).or_insert(SourceRun {
                 rows: 0,
                 malformed: Default::default(),
                 latest: None,
             });
-            run.rows = batch.batches.iter().map(|b| b.num_rows() as u64).sum();
-            run.malformed = batch.malformed;
-            if run.malformed.count > 0 {
+            source_run.rows = batch.batches.iter().map(|b| b.num_rows() as u64).sum();
+            source_run.malformed = batch.malformed;
+            if source_run.malformed.count > 0 {
                 tracing::warn!(
                     query = %self.label, source = %name, batch = entry.batch_id,
-                    malformed = run.malformed.count,
-                    first_error = run.malformed.first_error.as_deref().unwrap_or_default(),
+                    malformed = source_run.malformed.count,
+                    first_error = source_run.malformed.first_error.as_deref().unwrap_or_default(),
                     "malformed records"
                 );
             }
             inputs.insert(name.clone(), batch.batches);
         }
-        let phase = timings.record("getBatch", phase);
+        let phase = run.timings.record("getBatch", phase);
 
         let output = self.plan.execute(inputs, entry.batch_timestamp_ms).await?;
         let output_rows: u64 = output.iter().map(|b| b.num_rows() as u64).sum();
         self.sink.add_batch(entry.batch_id, &output).await?;
-        let phase = timings.record("addBatch", phase);
+        let phase = run.timings.record("addBatch", phase);
 
         self.checkpoint
             .write_commit(&CommitEntry {
@@ -692,19 +694,11 @@ impl MicroBatchExecution {
             self.committed.insert(name.clone(), end);
         }
         self.checkpoint.purge(entry.batch_id).await?;
-        timings.record("commitOffsets", phase);
-        timings.record("triggerExecution", started);
+        run.timings.record("commitOffsets", phase);
+        run.timings.record("triggerExecution", run.started);
 
         self.next_batch_id = entry.batch_id + 1;
-        self.report(
-            wall_start,
-            started,
-            entry.batch_id,
-            timings,
-            runs,
-            Some(&entry.sources),
-            output_rows,
-        );
+        self.report(run, entry.batch_id, Some(&entry.sources), output_rows);
         self.shared.update(|s| {
             s.trigger_active = false;
             s.message = "Waiting for next trigger".into();
@@ -715,14 +709,17 @@ impl MicroBatchExecution {
     /// Builds, logs and publishes a progress report.
     fn report(
         &mut self,
-        wall_start: chrono::DateTime<chrono::Utc>,
-        started: Instant,
+        run: TriggerRun,
         batch_id: u64,
-        timings: Timings,
-        runs: BTreeMap<String, SourceRun>,
         ranges: Option<&BTreeMap<String, SourceRange>>,
         output_rows: u64,
     ) {
+        let TriggerRun {
+            wall_start,
+            started,
+            timings,
+            sources: runs,
+        } = run;
         let execution_ms = timings
             .0
             .get("triggerExecution")

@@ -15,7 +15,7 @@ use crate::error::{Result, SluiceError};
 ///
 /// As in Spark's console sink (`show(numRows = 20, truncate = true)`), at most `num_rows` rows
 /// are printed, cells longer than 20 characters are cut to 17 plus `...`, cells are
-/// right-aligned and nulls print as `NULL`. Output is for people, so a replayed batch is simply
+/// right-aligned, nulls print as `NULL` and timestamps as `2025-11-28 09:00:10`. Output is for people, so a replayed batch is simply
 /// printed again.
 pub struct ConsoleSink {
     out: Arc<Mutex<dyn Write + Send>>,
@@ -64,7 +64,11 @@ impl ConsoleSink {
         else {
             return Ok(text + "++\n||\n++\n\n");
         };
-        let options = FormatOptions::default().with_null("NULL");
+        // Spark shows timestamps as `2025-11-28 09:00:10`, fractions only when not zero.
+        let options = FormatOptions::default()
+            .with_null("NULL")
+            .with_timestamp_format(Some("%Y-%m-%d %H:%M:%S%.f"))
+            .with_timestamp_tz_format(Some("%Y-%m-%d %H:%M:%S%.f"));
         let mut rows: Vec<Vec<String>> = Vec::new();
         let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
         'outer: for batch in batches {

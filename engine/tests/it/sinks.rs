@@ -52,8 +52,12 @@ async fn file_sink_writes_one_file_per_batch_and_rewrites_replays() {
         let mut sink = FileSink::new(out.to_str().unwrap(), format).unwrap();
         let rows = batch(&["A", "B", "C"]);
         sink.open(&context(&rows)).await.unwrap();
-        sink.add_batch(3, &[rows.clone()]).await.unwrap();
-        sink.add_batch(3, &[rows.clone()]).await.unwrap(); // replay
+        sink.add_batch(3, std::slice::from_ref(&rows))
+            .await
+            .unwrap();
+        sink.add_batch(3, std::slice::from_ref(&rows))
+            .await
+            .unwrap(); // replay
         sink.add_batch(4, &[rows.slice(0, 0)]).await.unwrap(); // no rows, no file
         let files: Vec<_> = std::fs::read_dir(&out)
             .unwrap()
@@ -82,7 +86,9 @@ async fn console_sink_prints_like_spark() {
     let mut sink = ConsoleSink::to_writer(buffer.clone()).with_num_rows(2);
     let rows = batch(&["BTCUSDT", "A_VERY_LONG_SYMBOL_NAME_INDEED", "C"]);
     sink.open(&context(&rows)).await.unwrap();
-    sink.add_batch(0, &[rows.clone()]).await.unwrap();
+    sink.add_batch(0, std::slice::from_ref(&rows))
+        .await
+        .unwrap();
     sink.add_batch(1, &[]).await.unwrap();
     let text = String::from_utf8(buffer.lock().unwrap().clone()).unwrap();
     assert_eq!(

@@ -1,0 +1,184 @@
+//! Engine benchmarks (criterion; throughput in elements, so criterion prints elements/s).
+//!
+//! - `json_decode/sluice`: the engine's JSON decode path ([`JsonDecoder`]), fed 1,000,000
+//!   normalized ticker messages (~2,000 symbols) one message at a time, as a Kafka consumer
+//!   delivers them; `json_decode/arrow_json_raw`: a bare arrow-json `Decoder` on the same bytes.
+//!   The ratio of the two is the cost of Sluice's malformed-record handling.
+//! - `batch_overhead/one_row_batch`: one 1-row micro-batch through the planned seed query
+//!   (`queries/projet_bdcc.sql`), with offsets and commits written to a local checkpoint
+//!   directory; elements/s is micro-batches per second.
+//!
+//! Run: `cargo bench --bench engine`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow_json::ReaderBuilder;
+use async_trait::async_trait;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use sluice::engine::{JsonDecoder, JsonOptions, MemorySource, Sink, StreamingQueryBuilder};
+
+const MESSAGES: usize = 1_000_000;
+const SYMBOLS: usize = 2_000;
+
+fn ticker_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("symbol", DataType::Utf8, true),
+        Field::new("close_price", DataType::Float64, true),
+        Field::new("open_price", DataType::Float64, true),
+        Field::new("high_price", DataType::Float64, true),
+        Field::new("low_price", DataType::Float64, true),
+        Field::new("volume", DataType::Float64, true),
+        Field::new("quote_volume", DataType::Float64, true),
+        Field::new("timestamp", DataType::Int64, true),
+    ]))
+}
+
+/// `MESSAGES` ticker messages back to back, and the end offset of each.
+fn messages() -> (Vec<u8>, Vec<usize>) {
+    let mut bytes = Vec::with_capacity(MESSAGES * 200);
+    let mut ends = Vec::with_capacity(MESSAGES);
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    for i in 0..MESSAGES {
+        // xorshift: deterministic, varied digits.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let close = 0.5 + (state % 10_000_000) as f64 / 100.0;
+        let line = format!(
+            r#"{{"symbol":"SYM{}USDT","close_price":{close},"open_price":{},"high_price":{},"low_price":{},"volume":{},"quote_volume":{},"timestamp":{}}}"#,
+            i % SYMBOLS,
+            close * 0.99,
+            close * 1.01,
+            close * 0.98,
+            (state >> 20) % 1_000_000,
+            ((state >> 20) % 1_000_000) as f64 * close,
+            1_764_320_400_000_i64 + (i / SYMBOLS) as i64 * 1000,
+        );
+        bytes.extend_from_slice(line.as_bytes());
+        ends.push(bytes.len());
+    }
+    (bytes, ends)
+}
+
+fn each_message<'a>(bytes: &'a [u8], ends: &'a [usize]) -> impl Iterator<Item = &'a [u8]> {
+    ends.iter().scan(0, move |start, &end| {
+        let message = &bytes[*start..end];
+        *start = end;
+        Some(message)
+    })
+}
+
+fn json_decode(c: &mut Criterion) {
+    let (bytes, ends) = messages();
+    let schema = ticker_schema();
+    let batch_size = JsonOptions::default().batch_size;
+    let mut group = c.benchmark_group("json_decode");
+    group.throughput(Throughput::Elements(MESSAGES as u64));
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
+
+    group.bench_function("sluice", |b| {
+        let mut decoder =
+            JsonDecoder::new(schema.clone(), JsonOptions::default()).expect("decoder");
+        b.iter(|| {
+            for message in each_message(&bytes, &ends) {
+                decoder.push(message).expect("clean input");
+            }
+            let decoded = decoder.finish().expect("clean input");
+            assert_eq!(
+                decoded
+                    .batches
+                    .iter()
+                    .map(RecordBatch::num_rows)
+                    .sum::<usize>(),
+                MESSAGES
+            );
+        })
+    });
+
+    group.bench_function("arrow_json_raw", |b| {
+        let mut decoder = ReaderBuilder::new(schema.clone())
+            .with_batch_size(batch_size)
+            .build_decoder()
+            .expect("decoder");
+        b.iter(|| {
+            let mut rows = 0;
+            for message in each_message(&bytes, &ends) {
+                decoder.decode(message).expect("clean input");
+                if decoder.len() == batch_size {
+                    rows += decoder
+                        .flush()
+                        .expect("clean input")
+                        .map_or(0, |b| b.num_rows());
+                }
+            }
+            rows += decoder
+                .flush()
+                .expect("clean input")
+                .map_or(0, |b| b.num_rows());
+            assert_eq!(rows, MESSAGES);
+        })
+    });
+    group.finish();
+}
+
+/// A sink that drops its input, so that only the engine is measured.
+struct Discard;
+
+#[async_trait]
+impl Sink for Discard {
+    fn description(&self) -> String {
+        "Discard".into()
+    }
+
+    async fn add_batch(
+        &mut self,
+        _batch_id: u64,
+        _batches: &[RecordBatch],
+    ) -> sluice::engine::Result<()> {
+        Ok(())
+    }
+}
+
+fn batch_overhead(c: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let checkpoint = tempfile::tempdir().expect("temp dir");
+    let source = MemorySource::new("ticks", ticker_schema());
+    let mut execution = runtime
+        .block_on(
+            StreamingQueryBuilder::new()
+                .source("ticks", source.clone())
+                .sql(include_str!("../queries/projet_bdcc.sql"))
+                .sink(Discard)
+                .checkpoint_location(checkpoint.path().to_str().expect("utf-8 path"))
+                .build(),
+        )
+        .expect("planned query");
+    let mut decoder = JsonDecoder::new(ticker_schema(), JsonOptions::default()).expect("decoder");
+    decoder
+        .push(br#"{"symbol":"BTCUSDT","close_price":65000.5,"open_price":64000,"high_price":66000,"low_price":63000,"volume":12.5,"quote_volume":812000,"timestamp":1764320400000}"#)
+        .expect("clean input");
+    let row = decoder.finish().expect("clean input").batches.remove(0);
+
+    let mut group = c.benchmark_group("batch_overhead");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("one_row_batch", |b| {
+        b.iter_custom(|iterations| {
+            runtime.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iterations {
+                    source.add_batch(row.clone()).expect("same schema");
+                    assert!(execution.run_trigger().await.expect("batch runs"));
+                }
+                start.elapsed()
+            })
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, json_decode, batch_overhead);
+criterion_main!(benches);
