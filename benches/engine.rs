@@ -152,6 +152,7 @@ fn batch_overhead(c: &mut Criterion) {
             StreamingQueryBuilder::new()
                 .source("ticks", source.clone())
                 .sql(include_str!("../queries/projet_bdcc.sql"))
+                .foreach_batch()
                 .sink(Discard)
                 .checkpoint_location(checkpoint.path().to_str().expect("utf-8 path"))
                 .build(),

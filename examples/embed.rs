@@ -36,6 +36,7 @@ async fn main() -> anyhow::Result<()> {
     let mut builder = StreamingQueryBuilder::new()
         .source("ticks", source)
         .sql(include_str!("../queries/projet_bdcc.sql"))
+        .foreach_batch()
         .sink(ConsoleSink::stdout().with_num_rows(5))
         .trigger(Trigger::AvailableNow)
         .query_name("projet_bdcc");

@@ -1,4 +1,4 @@
--- projet_bdcc: the seed project's Spark job, stateless part (one micro-batch at a time).
+-- projet_bdcc: the seed project's Spark job, stateless part, run per micro-batch (foreachBatch).
 --
 -- Input: table `ticks`, the normalized ticker messages produced from Binance's
 -- `!miniTicker@arr` stream (symbol, close/open/high/low prices, volume, quote_volume and

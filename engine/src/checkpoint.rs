@@ -165,9 +165,10 @@ impl Checkpoint {
         })
     }
 
-    /// Keeps the newest `batches` offset and commit entries (at least 1).
+    /// Keeps the newest `batches` offset and commit entries (at least 2: a re-run batch
+    /// needs its predecessor's watermark and state).
     pub fn with_retained_batches(mut self, batches: u64) -> Self {
-        self.retain = batches.max(1);
+        self.retain = batches.max(2);
         self
     }
 
@@ -176,9 +177,42 @@ impl Checkpoint {
         &self.location.display
     }
 
-    /// Where operator `operator` keeps its state files.
-    pub fn state_path(&self, operator: &str) -> Path {
-        self.location.child(&format!("state/{operator}"))
+    /// Writes the state of stateful operator `operator` after batch `version` (an Arrow IPC
+    /// file); a re-run batch overwrites it with the same content.
+    pub async fn write_state(&self, operator: usize, version: u64, bytes: Vec<u8>) -> Result<()> {
+        let path = self
+            .location
+            .child(&format!("state/{operator}/{version}.arrow"));
+        self.location
+            .store
+            .put(&path, PutPayload::from(bytes))
+            .await?;
+        Ok(())
+    }
+
+    /// Reads the state of operator `operator` as of batch `version`, with its location for
+    /// error messages.
+    pub async fn read_state(
+        &self,
+        operator: usize,
+        version: u64,
+    ) -> Result<(Option<Vec<u8>>, String)> {
+        let name = format!("state/{operator}/{version}.arrow");
+        let location = self.name(&name);
+        match self.location.store.get(&self.location.child(&name)).await {
+            Ok(result) => Ok((Some(result.bytes().await?.to_vec()), location)),
+            Err(object_store::Error::NotFound { .. }) => Ok((None, location)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Offset entry `batch_id`, if still retained.
+    pub async fn offsets(&self, batch_id: u64) -> Result<Option<OffsetEntry>> {
+        let name = format!("offsets/{batch_id}");
+        match self.read(&name).await? {
+            Some(text) => decode_entry(&text, &self.name(&name)).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Reads `metadata`, creating it with a fresh query id the first time.
@@ -242,15 +276,39 @@ impl Checkpoint {
         self.create_entry("commits", entry.batch_id, entry).await
     }
 
-    /// Deletes offset and commit entries older than the retention allows.
+    /// Deletes offset and commit entries and state versions older than the retention allows.
     pub async fn purge(&self, latest: u64) -> Result<()> {
         for dir in ["commits", "offsets"] {
             let ids = self.entry_ids(dir).await?;
             for id in ids_to_purge(&ids, latest, self.retain) {
-                self.location
-                    .store
-                    .delete(&self.location.child(&format!("{dir}/{id}")))
-                    .await?;
+                let path = self.location.child(&format!("{dir}/{id}"));
+                self.location.store.delete(&path).await?;
+            }
+        }
+        let prefix = self.location.child("state");
+        let states: Vec<_> = self
+            .location
+            .store
+            .list(Some(&prefix))
+            .try_collect()
+            .await?;
+        let versions: Vec<(u64, Path)> = states
+            .into_iter()
+            .filter_map(|meta| {
+                let version = meta
+                    .location
+                    .filename()?
+                    .strip_suffix(".arrow")?
+                    .parse()
+                    .ok()?;
+                Some((version, meta.location))
+            })
+            .collect();
+        let ids: Vec<u64> = versions.iter().map(|(v, _)| *v).collect();
+        let purge = ids_to_purge(&ids, latest, self.retain);
+        for (version, path) in versions {
+            if purge.contains(&version) {
+                self.location.store.delete(&path).await?;
             }
         }
         Ok(())

@@ -45,10 +45,13 @@
 //! planned once), [`checkpoint`] (offset and commit logs, recovery), [`query`] (the loop and the
 //! query handle), [`trigger`], [`progress`].
 
+pub mod aggregate;
 pub mod checkpoint;
 pub mod error;
+pub mod functions;
 pub mod json;
 pub mod offset;
+pub mod output_mode;
 pub mod plan;
 pub mod progress;
 pub mod query;
@@ -56,13 +59,17 @@ pub mod sink;
 pub mod source;
 pub mod storage;
 pub mod trigger;
+pub mod watermark;
+pub mod window;
 
 pub use checkpoint::Checkpoint;
 pub use error::{Result, SluiceError};
 pub use json::{JsonDecoder, JsonOptions, MalformedStats, ParseMode};
 pub use offset::Offset;
+pub use output_mode::OutputMode;
 pub use progress::StreamingQueryProgress;
 pub use query::{MicroBatchExecution, QueryStatus, StreamingQuery, StreamingQueryBuilder};
 pub use sink::{ConsoleSink, FileFormat, FileSink, MemorySink, Sink, SinkContext};
 pub use source::{FileSource, MemorySource, ReadLimit, Source, SourceBatch};
 pub use trigger::Trigger;
+pub use watermark::WatermarkPolicy;

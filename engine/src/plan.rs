@@ -16,18 +16,26 @@ use std::sync::{Arc, Mutex, PoisonError};
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use datafusion::catalog::streaming::StreamingTable;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
+use datafusion::physical_expr::LexOrdering;
 use datafusion::physical_plan::execution_plan::reset_plan_states;
+use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::streaming::PartitionStream;
-use datafusion::physical_plan::{ExecutionPlan, collect, displayable};
-use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
+use datafusion::physical_plan::{ExecutionPlan, collect};
+use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
 use datafusion::scalar::ScalarValue;
 
+use crate::aggregate::{BatchWatermarks, StatefulAggregate};
 use crate::error::{Result, SluiceError};
+use crate::functions::register_spark_aggregates;
+use crate::output_mode::OutputMode;
+use crate::progress::StateOperatorProgress;
+use crate::window::{expand_sliding_windows, window_functions};
 
 /// A DataFusion session configured for micro-batches: one partition, so that rows keep their
 /// input order and a re-run batch yields the same rows in the same order.
@@ -38,11 +46,40 @@ pub fn streaming_session() -> SessionContext {
     SessionContext::new_with_config(config)
 }
 
-/// The rows of the current micro-batch for one source table.
+/// Rows handed to a plan leaf before each execution: the current micro-batch of a source, or
+/// an intermediate result of a stateful operator.
 #[derive(Debug)]
-struct BatchSlot {
+pub(crate) struct BatchSlot {
     schema: SchemaRef,
     batches: Mutex<Vec<RecordBatch>>,
+}
+
+impl BatchSlot {
+    /// An empty slot for rows of `schema`.
+    pub(crate) fn new(schema: SchemaRef) -> Arc<Self> {
+        Arc::new(Self {
+            schema,
+            batches: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Replaces the slot's rows.
+    pub(crate) fn set(&self, batches: Vec<RecordBatch>) {
+        *self.batches.lock().unwrap_or_else(PoisonError::into_inner) = batches;
+    }
+
+    /// A plan leaf reading the slot's rows at each execution.
+    pub(crate) fn exec(self: &Arc<Self>) -> Result<Arc<dyn ExecutionPlan>> {
+        let partition: Arc<dyn PartitionStream> = Arc::clone(self) as _;
+        Ok(Arc::new(StreamingTableExec::try_new(
+            self.schema.clone(),
+            vec![partition],
+            None,
+            Vec::<LexOrdering>::new(),
+            false,
+            None,
+        )?))
+    }
 }
 
 impl PartitionStream for BatchSlot {
@@ -125,23 +162,25 @@ pub struct StreamPlan {
     slots: BTreeMap<String, Arc<BatchSlot>>,
     plan: Arc<dyn ExecutionPlan>,
     batch_timestamp_ms: Arc<AtomicI64>,
+    /// The aggregation kept across batches, unless the query runs per batch.
+    aggregate: Option<StatefulAggregate>,
 }
 
 impl StreamPlan {
     /// Registers one table per source (name → schema) in `ctx` and plans `sql` over them.
     ///
     /// Only queries are accepted: DDL, DML and other statements are rejected with an error.
+    /// With `per_batch`, the SQL runs on each micro-batch alone (Spark's `foreachBatch`);
+    /// otherwise an aggregation keeps its state across batches.
     pub async fn new(
         ctx: SessionContext,
         sources: &[(String, SchemaRef)],
         sql: &str,
+        per_batch: bool,
     ) -> Result<Self> {
         let mut slots = BTreeMap::new();
         for (name, schema) in sources {
-            let slot = Arc::new(BatchSlot {
-                schema: schema.clone(),
-                batches: Mutex::new(Vec::new()),
-            });
+            let slot = BatchSlot::new(schema.clone());
             let table = StreamingTable::try_new(schema.clone(), vec![slot.clone()])?;
             ctx.register_table(name.as_str(), Arc::new(table))?;
             slots.insert(name.clone(), slot);
@@ -152,20 +191,30 @@ impl StreamPlan {
             aliases: vec!["current_timestamp".into()],
             millis: batch_timestamp_ms.clone(),
         }));
+        for function in window_functions() {
+            ctx.register_udf(function);
+        }
+        register_spark_aggregates(&ctx)?;
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
             .with_allow_statements(false);
-        let plan = ctx
-            .sql_with_options(sql, options)
-            .await?
+        let (state, logical) = ctx.sql_with_options(sql, options).await?.into_parts();
+        let logical = expand_sliding_windows(logical)?;
+        let plan = DataFrame::new(state, logical)
             .create_physical_plan()
             .await?;
+        let aggregate = if per_batch {
+            None
+        } else {
+            StatefulAggregate::split(&plan)?
+        };
         Ok(Self {
             ctx,
             slots,
             plan,
             batch_timestamp_ms,
+            aggregate,
         })
     }
 
@@ -174,31 +223,60 @@ impl StreamPlan {
         self.plan.schema()
     }
 
-    /// The physical plan, indented, for `EXPLAIN`-like output.
-    pub fn display(&self) -> String {
-        displayable(self.plan.as_ref()).indent(true).to_string()
+    /// The aggregation kept across batches, if any.
+    pub fn aggregate(&self) -> Option<&StatefulAggregate> {
+        self.aggregate.as_ref()
     }
 
-    /// Runs the plan over one micro-batch: `inputs` maps source names to their rows.
+    /// The aggregation kept across batches, if any, for restoring its state.
+    pub fn aggregate_mut(&mut self) -> Option<&mut StatefulAggregate> {
+        self.aggregate.as_mut()
+    }
+
+    /// Whether the query sorts its output (above a stateful aggregation, if there is one).
+    pub fn sorts(&self) -> bool {
+        if let Some(aggregate) = &self.aggregate {
+            return aggregate.sorts();
+        }
+        let mut sorts = false;
+        let _ = self.plan.apply(|node| {
+            sorts |= node.downcast_ref::<SortExec>().is_some();
+            Ok(TreeNodeRecursion::Continue)
+        });
+        sorts
+    }
+
+    /// Runs the plan over one micro-batch: `inputs` maps source names to their rows. Returns
+    /// the output rows and, for a stateful query, its operator's progress.
     pub async fn execute(
-        &self,
+        &mut self,
         mut inputs: BTreeMap<String, Vec<RecordBatch>>,
         batch_timestamp_ms: i64,
-    ) -> Result<Vec<RecordBatch>> {
+        mode: OutputMode,
+        watermarks: Option<BatchWatermarks>,
+    ) -> Result<(Vec<RecordBatch>, Option<StateOperatorProgress>)> {
         for (name, slot) in &self.slots {
-            *slot.batches.lock().unwrap_or_else(PoisonError::into_inner) =
-                inputs.remove(name).unwrap_or_default();
+            slot.set(inputs.remove(name).unwrap_or_default());
         }
         self.batch_timestamp_ms
             .store(batch_timestamp_ms, Ordering::Relaxed);
-        let plan = reset_plan_states(self.plan.clone())?;
-        let result = collect(plan, self.ctx.task_ctx()).await;
+        let context = self.ctx.task_ctx();
+        let result = match &mut self.aggregate {
+            Some(aggregate) => aggregate
+                .run(context, mode, watermarks)
+                .await
+                .map(|(rows, progress)| (rows, Some(progress))),
+            None => match reset_plan_states(self.plan.clone()) {
+                Ok(plan) => collect(plan, context)
+                    .await
+                    .map(|rows| (rows, None))
+                    .map_err(SluiceError::from),
+                Err(e) => Err(e.into()),
+            },
+        };
         for slot in self.slots.values() {
-            slot.batches
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clear();
+            slot.set(Vec::new());
         }
-        result.map_err(SluiceError::from)
+        result
     }
 }

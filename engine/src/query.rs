@@ -18,16 +18,24 @@ use datafusion::prelude::SessionContext;
 use futures::FutureExt;
 use tokio::sync::watch;
 
+use crate::aggregate::BatchWatermarks;
 use crate::checkpoint::{
     Checkpoint, CommitEntry, OffsetEntry, Recovery, SourceRange, plan_recovery,
 };
 use crate::error::{Result, SluiceError};
 use crate::offset::Offset;
+use crate::output_mode::{OutputMode, QueryShape, check_output_mode};
 use crate::plan::{StreamPlan, streaming_session};
-use crate::progress::{SinkProgress, SourceProgress, StreamingQueryProgress, rate};
+use crate::progress::{
+    SinkProgress, SourceProgress, StateOperatorProgress, StreamingQueryProgress, rate,
+};
 use crate::sink::{Sink, SinkContext};
 use crate::source::Source;
 use crate::trigger::Trigger;
+use crate::watermark::{
+    EventTimeStats, WatermarkPolicy, WatermarkSpec, WatermarkTracker, batch_stats,
+    check_event_time_column, format_millis,
+};
 
 /// Progress reports kept by a query handle (Spark's `numRecentProgressUpdates`).
 const RECENT_PROGRESS: usize = 100;
@@ -68,6 +76,10 @@ pub struct StreamingQueryBuilder {
     checkpoint: Option<String>,
     retained_batches: Option<u64>,
     name: Option<String>,
+    output_mode: OutputMode,
+    watermarks: BTreeMap<String, WatermarkSpec>,
+    watermark_policy: WatermarkPolicy,
+    per_batch: bool,
 }
 
 impl Default for StreamingQueryBuilder {
@@ -88,6 +100,10 @@ impl StreamingQueryBuilder {
             checkpoint: None,
             retained_batches: None,
             name: None,
+            output_mode: OutputMode::Append,
+            watermarks: BTreeMap::new(),
+            watermark_policy: WatermarkPolicy::Min,
+            per_batch: false,
         }
     }
 
@@ -134,6 +150,46 @@ impl StreamingQueryBuilder {
         self
     }
 
+    /// What the sink receives each batch (default: append). Checked against the query when it
+    /// starts, with Spark's rules.
+    pub fn output_mode(mut self, mode: OutputMode) -> Self {
+        self.output_mode = mode;
+        self
+    }
+
+    /// Declares a watermark on source `source`'s timestamp column `column`: data more than
+    /// `delay` behind the latest event time seen may be dropped as late, and windows that end
+    /// before the watermark are final (Spark's `withWatermark`).
+    pub fn watermark(
+        mut self,
+        source: impl Into<String>,
+        column: impl Into<String>,
+        delay: Duration,
+    ) -> Self {
+        self.watermarks.insert(
+            source.into(),
+            WatermarkSpec {
+                column: column.into(),
+                delay_ms: i64::try_from(delay.as_millis()).unwrap_or(i64::MAX),
+            },
+        );
+        self
+    }
+
+    /// How the watermarks of several sources combine (default: the minimum).
+    pub fn watermark_policy(mut self, policy: WatermarkPolicy) -> Self {
+        self.watermark_policy = policy;
+        self
+    }
+
+    /// Runs the SQL on each micro-batch alone, as a batch query, like Spark's `foreachBatch`:
+    /// aggregations, `DISTINCT` and `DISTINCT ON` see only the batch's rows and keep no state.
+    /// This is how the seed job deduplicates per batch.
+    pub fn foreach_batch(mut self) -> Self {
+        self.per_batch = true;
+        self
+    }
+
     /// A name for the query, shown in progress and logs.
     pub fn query_name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
@@ -169,7 +225,25 @@ impl StreamingQueryBuilder {
             .iter()
             .map(|(name, s)| (name.clone(), s.schema()))
             .collect();
-        let plan = StreamPlan::new(self.session, &tables, &sql).await?;
+        for (source, spec) in &self.watermarks {
+            let (_, schema) = tables
+                .iter()
+                .find(|(name, _)| name == source)
+                .ok_or_else(|| {
+                    SluiceError::Config(format!("watermark declared on unknown source '{source}'"))
+                })?;
+            check_event_time_column(source, schema, &spec.column)?;
+        }
+        let plan = StreamPlan::new(self.session, &tables, &sql, self.per_batch).await?;
+        if !self.per_batch {
+            let shape = QueryShape {
+                aggregation: plan.aggregate().is_some(),
+                window_key: plan.aggregate().is_some_and(|a| a.has_window_key()),
+                watermark: !self.watermarks.is_empty(),
+                sort: plan.sorts(),
+            };
+            check_output_mode(shape, self.output_mode)?;
+        }
 
         let location = self.checkpoint.unwrap_or_else(|| "memory:///".to_string());
         let mut checkpoint = Checkpoint::open(&location)?;
@@ -202,7 +276,21 @@ impl StreamingQueryBuilder {
             trigger: self.trigger,
             committed: BTreeMap::new(),
             next_batch_id: 0,
-            watermark_ms: 0,
+            output_mode: if self.per_batch {
+                OutputMode::Append
+            } else {
+                self.output_mode
+            },
+            tracker: WatermarkTracker::new(
+                self.watermark_policy,
+                self.watermarks
+                    .iter()
+                    .map(|(name, spec)| (name.clone(), spec.delay_ms))
+                    .collect(),
+                0,
+            ),
+            watermarks: self.watermarks,
+            last_batch_watermark_ms: 0,
             pending: None,
             shared: Arc::new(Shared {
                 state,
@@ -420,6 +508,8 @@ struct TriggerRun {
     started: Instant,
     timings: Timings,
     sources: BTreeMap<String, SourceRun>,
+    event_time: BTreeMap<String, String>,
+    state: Option<StateOperatorProgress>,
 }
 
 /// What the loop tracks about one source during a trigger.
@@ -447,7 +537,13 @@ pub struct MicroBatchExecution {
     /// End offsets of the last committed batch: where the next batch starts.
     committed: BTreeMap<String, Offset>,
     next_batch_id: u64,
-    watermark_ms: i64,
+    output_mode: OutputMode,
+    /// Watermarks declared per source.
+    watermarks: BTreeMap<String, WatermarkSpec>,
+    /// The query's watermark: its current value is the next batch's `batchWatermarkMs`.
+    tracker: WatermarkTracker,
+    /// `batchWatermarkMs` of the last batch run: input of the next batch is late against it.
+    last_batch_watermark_ms: i64,
     /// A logged but uncommitted batch to run again before anything else.
     pending: Option<OffsetEntry>,
     shared: Arc<Shared>,
@@ -495,7 +591,9 @@ impl MicroBatchExecution {
                     self.committed.insert(name.clone(), end);
                 }
                 self.next_batch_id = last.batch_id + 1;
-                self.watermark_ms = commit.next_batch_watermark_ms;
+                self.tracker.reset(commit.next_batch_watermark_ms);
+                self.last_batch_watermark_ms = last.batch_watermark_ms;
+                self.restore_state(last.batch_id).await?;
                 tracing::info!(query = %self.label, batch = last.batch_id, "resuming after the last committed batch");
             }
             Recovery::Rerun(entry) => {
@@ -504,7 +602,17 @@ impl MicroBatchExecution {
                     self.committed.insert(name.clone(), range.start.clone());
                 }
                 self.next_batch_id = entry.batch_id;
-                self.watermark_ms = entry.batch_watermark_ms;
+                self.tracker.reset(entry.batch_watermark_ms);
+                if let Some(previous) = entry.batch_id.checked_sub(1) {
+                    let logged = self.checkpoint.offsets(previous).await?.ok_or_else(|| {
+                        SluiceError::checkpoint(
+                            self.checkpoint.display(),
+                            format!("offsets/{previous} is missing"),
+                        )
+                    })?;
+                    self.last_batch_watermark_ms = logged.batch_watermark_ms;
+                    self.restore_state(previous).await?;
+                }
                 tracing::info!(query = %self.label, batch = entry.batch_id, "re-running the uncommitted batch with its logged offsets");
                 self.pending = Some(entry);
             }
@@ -515,6 +623,20 @@ impl MicroBatchExecution {
             }
         }
         Ok(())
+    }
+
+    /// Loads the stateful operator's state as of committed batch `version`.
+    async fn restore_state(&mut self, version: u64) -> Result<()> {
+        let Some(aggregate) = self.plan.aggregate_mut() else {
+            return Ok(());
+        };
+        match self.checkpoint.read_state(0, version).await? {
+            (Some(bytes), location) => aggregate.restore_state(&bytes, &location),
+            (None, location) => Err(SluiceError::checkpoint(
+                location,
+                "missing: the checkpoint has no state for its last committed batch",
+            )),
+        }
     }
 
     /// The query id, stable across restarts from the same checkpoint.
@@ -571,6 +693,8 @@ impl MicroBatchExecution {
             started: Instant::now(),
             timings: Timings::default(),
             sources: BTreeMap::new(),
+            event_time: BTreeMap::new(),
+            state: None,
         };
         let trigger = {
             let mut number = 0;
@@ -606,7 +730,11 @@ impl MicroBatchExecution {
                     ranges.insert(name.clone(), SourceRange { start, end });
                 }
                 let phase = run.timings.record("latestOffset", phase);
-                if !has_data {
+                // Spark's no-data batch: the watermark alone moved, so state may emit or evict.
+                let watermark_moved = self.plan.aggregate().is_some()
+                    && self.tracker.is_enabled()
+                    && self.tracker.current() > self.last_batch_watermark_ms;
+                if !has_data && !watermark_moved {
                     self.shared.update(|s| {
                         s.idle_trigger = trigger;
                         s.trigger_active = false;
@@ -624,7 +752,7 @@ impl MicroBatchExecution {
                 }
                 let entry = OffsetEntry {
                     batch_id: self.next_batch_id,
-                    batch_watermark_ms: self.watermark_ms,
+                    batch_watermark_ms: self.tracker.current(),
                     batch_timestamp_ms: run.wall_start.timestamp_millis(),
                     sources: ranges,
                 };
@@ -640,6 +768,7 @@ impl MicroBatchExecution {
 
         let phase = Instant::now();
         let mut inputs: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
+        let mut event_times = EventTimeStats::default();
         for (name, source) in &mut self.sources {
             let range = &entry.sources[name.as_str()];
             let batch = if range.start == range.end {
@@ -673,21 +802,57 @@ impl MicroBatchExecution {
                     "malformed records"
                 );
             }
+            if let Some(spec) = self.watermarks.get(name.as_str()) {
+                let stats = batch_stats(&batch.batches, &spec.column)?;
+                self.tracker.observe(name, &stats);
+                event_times.merge(stats);
+            }
             inputs.insert(name.clone(), batch.batches);
         }
         let phase = run.timings.record("getBatch", phase);
 
-        let output = self.plan.execute(inputs, entry.batch_timestamp_ms).await?;
+        let watermarks = self.tracker.is_enabled().then_some(BatchWatermarks {
+            late: self.last_batch_watermark_ms,
+            eviction: entry.batch_watermark_ms,
+        });
+        let (output, state) = self
+            .plan
+            .execute(
+                inputs,
+                entry.batch_timestamp_ms,
+                self.output_mode,
+                watermarks,
+            )
+            .await?;
         let output_rows: u64 = output.iter().map(|b| b.num_rows() as u64).sum();
         self.sink.add_batch(entry.batch_id, &output).await?;
         let phase = run.timings.record("addBatch", phase);
 
+        if let Some(aggregate) = self.plan.aggregate() {
+            self.checkpoint
+                .write_state(0, entry.batch_id, aggregate.encode_state()?)
+                .await?;
+        }
+        let next_watermark = self.tracker.advance();
         self.checkpoint
             .write_commit(&CommitEntry {
                 batch_id: entry.batch_id,
-                next_batch_watermark_ms: self.watermark_ms,
+                next_batch_watermark_ms: next_watermark,
             })
             .await?;
+        self.last_batch_watermark_ms = entry.batch_watermark_ms;
+        if self.tracker.is_enabled() {
+            if let (Some(avg), stats) = (event_times.avg(), event_times) {
+                run.event_time
+                    .insert("max".into(), format_millis(stats.max));
+                run.event_time
+                    .insert("min".into(), format_millis(stats.min));
+                run.event_time.insert("avg".into(), format_millis(avg));
+            }
+            run.event_time
+                .insert("watermark".into(), format_millis(entry.batch_watermark_ms));
+        }
+        run.state = state;
         for (name, source) in &mut self.sources {
             let end = entry.sources[name.as_str()].end.clone();
             source.commit(&end).await?;
@@ -719,6 +884,8 @@ impl MicroBatchExecution {
             started,
             timings,
             sources: runs,
+            event_time,
+            state,
         } = run;
         let execution_ms = timings
             .0
@@ -767,8 +934,8 @@ impl MicroBatchExecution {
             input_rows_per_second: rate(input_rows, since_previous),
             processed_rows_per_second: rate(input_rows, execution_ms),
             duration_ms: timings.0,
-            event_time: BTreeMap::new(),
-            state_operators: Vec::new(),
+            event_time,
+            state_operators: state.into_iter().collect(),
             sources,
             sink: SinkProgress {
                 description: self.sink.description(),

@@ -39,6 +39,7 @@ async fn projet_bdcc_derives_columns_and_drops_duplicates_per_batch() {
     let mut execution = StreamingQueryBuilder::new()
         .source("ticks", source)
         .sql(SQL)
+        .foreach_batch()
         .sink(sink.clone())
         .build()
         .await

@@ -1,0 +1,381 @@
+//! Stateful streaming aggregation: DataFusion's own aggregate, split into its partial and
+//! final phases, with the partial states of every group kept across micro-batches.
+//!
+//! The query is planned once. Its single `AggregateExec` is taken apart:
+//!
+//! ```text
+//!   upper plan (projection, HAVING, ORDER BY)  ◀─ Final ◀─ rows to emit ◀┐
+//!                                                                        │ by output mode
+//!   state (group keys + partial states) ◀─ PartialReduce(state ∪ new) ◀──┤ and watermark
+//!   new partial states ◀─ Partial ◀─ the batch's rows (aggregate input)  ┘
+//! ```
+//!
+//! Each batch only aggregates its own rows (`Partial`), drops the partial rows of windows that
+//! ended at or before the previous batch's watermark (late data, counted as Spark counts it:
+//! after partial aggregation), merges the rest into the state (`PartialReduce`, whose output
+//! keeps the partial-state schema), then finalizes what the output mode emits (`Final`) and
+//! evicts what the watermark closed. Raw rows are never kept or re-scanned. Any DataFusion
+//! aggregate works, user-defined ones included, because only its own `state`/`merge` are used.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use arrow::compute::{and, concat_batches, filter_record_batch};
+use arrow::datatypes::{SchemaRef, TimestampMicrosecondType};
+use arrow::ipc::reader::FileReader;
+use arrow::ipc::writer::FileWriter;
+use arrow::row::{RowConverter, SortField};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::execution::TaskContext;
+use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
+use datafusion::physical_plan::execution_plan::reset_plan_states;
+use datafusion::physical_plan::sorts::sort::SortExec;
+use datafusion::physical_plan::{ExecutionPlan, collect};
+
+use crate::error::{Result, SluiceError};
+use crate::output_mode::OutputMode;
+use crate::plan::BatchSlot;
+use crate::progress::StateOperatorProgress;
+use crate::window::is_window_type;
+
+/// The watermarks a stateful batch runs with, in ms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchWatermarks {
+    /// Input whose window ended at or before this is late (the previous batch's watermark).
+    pub late: i64,
+    /// State whose window ended at or before this is emitted (append) or evicted.
+    pub eviction: i64,
+}
+
+/// A query's aggregation, split into phases, with its state.
+pub struct StatefulAggregate {
+    partial: Arc<dyn ExecutionPlan>,
+    reduce: Arc<dyn ExecutionPlan>,
+    reduce_input: Arc<BatchSlot>,
+    finalize: Arc<dyn ExecutionPlan>,
+    final_input: Arc<BatchSlot>,
+    upper: Arc<dyn ExecutionPlan>,
+    upper_input: Arc<BatchSlot>,
+    state_schema: SchemaRef,
+    /// Number of group-key columns at the front of the state schema.
+    keys: usize,
+    /// Position of the window key, if the aggregation groups by a window.
+    window: Option<usize>,
+    /// Whether the plan above the aggregation sorts.
+    sorts: bool,
+    state: Option<RecordBatch>,
+}
+
+impl StatefulAggregate {
+    /// Splits `plan` at its aggregation; `None` if it has none.
+    pub fn split(plan: &Arc<dyn ExecutionPlan>) -> Result<Option<Self>> {
+        let mut aggregates = Vec::new();
+        plan.apply(|node| {
+            if let Some(aggregate) = node.downcast_ref::<AggregateExec>() {
+                aggregates.push((Arc::clone(node), aggregate.clone()));
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        let (node, aggregate) = match aggregates.len() {
+            0 => return Ok(None),
+            1 => aggregates.remove(0),
+            _ => {
+                return Err(SluiceError::Config(
+                    "Multiple streaming aggregations are not supported with streaming DataFrames/Datasets \
+                     (this includes COUNT(DISTINCT ...): use approx_distinct)"
+                        .into(),
+                ));
+            }
+        };
+        if !matches!(
+            aggregate.mode(),
+            AggregateMode::Single | AggregateMode::SinglePartitioned
+        ) {
+            return Err(SluiceError::Config(format!(
+                "unsupported aggregation plan (mode {:?})",
+                aggregate.mode()
+            )));
+        }
+        let group_by = aggregate.group_expr();
+        if !group_by.is_single() {
+            return Err(SluiceError::Config(
+                "GROUPING SETS, ROLLUP and CUBE are not supported in streaming aggregations".into(),
+            ));
+        }
+        let aggr = aggregate.aggr_expr().to_vec();
+        let no_filters = vec![None; aggr.len()];
+        let input_schema = aggregate.input_schema();
+
+        let partial: Arc<dyn ExecutionPlan> = Arc::new(AggregateExec::try_new(
+            AggregateMode::Partial,
+            group_by.clone(),
+            aggr.clone(),
+            aggregate.filter_expr().to_vec(),
+            Arc::clone(aggregate.input()),
+            Arc::clone(&input_schema),
+        )?);
+        let state_schema = partial.schema();
+        let reduce_input = BatchSlot::new(Arc::clone(&state_schema));
+        let reduce: Arc<dyn ExecutionPlan> = Arc::new(AggregateExec::try_new(
+            AggregateMode::PartialReduce,
+            group_by.as_final(),
+            aggr.clone(),
+            no_filters.clone(),
+            reduce_input.exec()?,
+            Arc::clone(&input_schema),
+        )?);
+        let final_input = BatchSlot::new(Arc::clone(&state_schema));
+        let finalize: Arc<dyn ExecutionPlan> = Arc::new(AggregateExec::try_new(
+            AggregateMode::Final,
+            group_by.as_final(),
+            aggr,
+            no_filters,
+            final_input.exec()?,
+            input_schema,
+        )?);
+        if finalize.schema().fields() != aggregate.schema().fields() {
+            return Err(SluiceError::Config(format!(
+                "internal: the final aggregation's schema {:?} differs from the planned {:?}",
+                finalize.schema(),
+                aggregate.schema()
+            )));
+        }
+        let upper_input = BatchSlot::new(aggregate.schema());
+        let upper_leaf = upper_input.exec()?;
+        let upper = Arc::clone(plan)
+            .transform_down(|n| {
+                if Arc::ptr_eq(&n, &node) {
+                    Ok(Transformed::new(
+                        Arc::clone(&upper_leaf),
+                        true,
+                        TreeNodeRecursion::Jump,
+                    ))
+                } else {
+                    Ok(Transformed::no(n))
+                }
+            })?
+            .data;
+        let mut sorts = false;
+        upper.apply(|n| {
+            sorts |= n.downcast_ref::<SortExec>().is_some();
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        let keys = group_by.expr().len();
+        let window = (0..keys).find(|&i| is_window_type(state_schema.field(i).data_type()));
+        Ok(Some(Self {
+            partial,
+            reduce,
+            reduce_input,
+            finalize,
+            final_input,
+            upper,
+            upper_input,
+            state_schema,
+            keys,
+            window,
+            sorts,
+            state: None,
+        }))
+    }
+
+    /// Whether the aggregation groups by an event-time window.
+    pub fn has_window_key(&self) -> bool {
+        self.window.is_some()
+    }
+
+    /// Whether the plan above the aggregation sorts.
+    pub fn sorts(&self) -> bool {
+        self.sorts
+    }
+
+    /// The group keys and window, for `EXPLAIN`-like output.
+    pub fn describe(&self) -> String {
+        let keys: Vec<&str> = self.state_schema.fields()[..self.keys]
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        format!("stateful aggregation by [{}]", keys.join(", "))
+    }
+
+    /// Runs one batch: the source slots must hold the batch's rows. Returns the rows for the
+    /// sink and the operator's progress.
+    pub async fn run(
+        &mut self,
+        context: Arc<TaskContext>,
+        mode: OutputMode,
+        watermarks: Option<BatchWatermarks>,
+    ) -> Result<(Vec<RecordBatch>, StateOperatorProgress)> {
+        let started = std::time::Instant::now();
+        let fresh = concat_batches(
+            &self.state_schema,
+            &collect(
+                reset_plan_states(Arc::clone(&self.partial))?,
+                Arc::clone(&context),
+            )
+            .await?,
+        )?;
+        // Complete mode keeps every row, however late: its result table is never final.
+        let late = watermarks
+            .filter(|_| mode != OutputMode::Complete)
+            .map(|w| w.late);
+        let (fresh, dropped) = self.drop_late(fresh, late)?;
+        let updated = fresh.num_rows();
+
+        let merged = match self.state.take() {
+            None => fresh.clone(),
+            Some(state) if fresh.num_rows() == 0 => state,
+            Some(state) => {
+                let input = concat_batches(&self.state_schema, [&state, &fresh])?;
+                self.reduce_input.set(vec![input]);
+                let out = collect(
+                    reset_plan_states(Arc::clone(&self.reduce))?,
+                    Arc::clone(&context),
+                )
+                .await;
+                self.reduce_input.set(Vec::new());
+                concat_batches(&self.state_schema, &out?)?
+            }
+        };
+
+        let eviction = watermarks.map(|w| w.eviction);
+        let (emit, keep, removed) = match mode {
+            OutputMode::Complete => (merged.clone(), merged, 0),
+            OutputMode::Update => {
+                let emit = self.rows_with_keys_of(&merged, &fresh)?;
+                let (closed, open) = self.split_closed(merged, eviction)?;
+                (emit, open, closed.num_rows())
+            }
+            OutputMode::Append => {
+                let (closed, open) = self.split_closed(merged, eviction)?;
+                let removed = closed.num_rows();
+                (closed, open, removed)
+            }
+        };
+        self.state = (keep.num_rows() > 0).then_some(keep);
+
+        let output = if emit.num_rows() == 0 {
+            Vec::new()
+        } else {
+            self.final_input.set(vec![emit]);
+            let finals = collect(
+                reset_plan_states(Arc::clone(&self.finalize))?,
+                Arc::clone(&context),
+            )
+            .await;
+            self.final_input.set(Vec::new());
+            self.upper_input.set(finals?);
+            let out = collect(reset_plan_states(Arc::clone(&self.upper))?, context).await;
+            self.upper_input.set(Vec::new());
+            out?
+        };
+        let progress = StateOperatorProgress {
+            operator_name: "stateStoreSave".into(),
+            num_rows_total: self.state.as_ref().map_or(0, |s| s.num_rows() as u64),
+            num_rows_updated: updated as u64,
+            num_rows_removed: removed as u64,
+            num_rows_dropped_by_watermark: dropped as u64,
+            memory_used_bytes: self
+                .state
+                .as_ref()
+                .map_or(0, |s| s.get_array_memory_size() as u64),
+            commit_time_ms: started.elapsed().as_millis() as u64,
+        };
+        Ok((output, progress))
+    }
+
+    /// The window ends (µs) of each state row, if grouped by a window.
+    fn window_ends<'a>(
+        &self,
+        batch: &'a RecordBatch,
+    ) -> Option<&'a arrow::array::TimestampMicrosecondArray> {
+        self.window.map(|i| {
+            batch
+                .column(i)
+                .as_struct()
+                .column(1)
+                .as_primitive::<TimestampMicrosecondType>()
+        })
+    }
+
+    /// Drops rows without a window (null event time) and, with a watermark, rows whose window
+    /// ended at or before it; returns the rest and how many were late.
+    fn drop_late(&self, batch: RecordBatch, late_ms: Option<i64>) -> Result<(RecordBatch, usize)> {
+        let Some(ends) = self.window_ends(&batch) else {
+            return Ok((batch, 0));
+        };
+        let has_window = BooleanArray::from_iter((0..ends.len()).map(|i| Some(ends.is_valid(i))));
+        let keep = match late_ms {
+            Some(late) => {
+                let on_time = BooleanArray::from_unary(ends, |end| end > late.saturating_mul(1000));
+                and(&has_window, &on_time)?
+            }
+            None => has_window.clone(),
+        };
+        let late = has_window.true_count() - keep.true_count();
+        Ok((filter_record_batch(&batch, &keep)?, late))
+    }
+
+    /// Splits state rows into those whose window ended at or before `eviction_ms` and the rest.
+    fn split_closed(
+        &self,
+        batch: RecordBatch,
+        eviction_ms: Option<i64>,
+    ) -> Result<(RecordBatch, RecordBatch)> {
+        let (Some(ends), Some(eviction)) = (self.window_ends(&batch), eviction_ms) else {
+            return Ok((batch.slice(0, 0), batch));
+        };
+        let limit = eviction.saturating_mul(1000);
+        let closed = BooleanArray::from_unary(ends, |end| end <= limit);
+        let open = arrow::compute::not(&closed)?;
+        Ok((
+            filter_record_batch(&batch, &closed)?,
+            filter_record_batch(&batch, &open)?,
+        ))
+    }
+
+    /// The rows of `state` whose group key appears in `updates`.
+    fn rows_with_keys_of(&self, state: &RecordBatch, updates: &RecordBatch) -> Result<RecordBatch> {
+        if updates.num_rows() == 0 {
+            return Ok(state.slice(0, 0));
+        }
+        let fields = self.state_schema.fields()[..self.keys]
+            .iter()
+            .map(|f| SortField::new(f.data_type().clone()))
+            .collect();
+        let converter = RowConverter::new(fields)?;
+        let updated = converter.convert_columns(&updates.columns()[..self.keys])?;
+        let updated: HashSet<_> = updated.iter().collect();
+        let rows = converter.convert_columns(&state.columns()[..self.keys])?;
+        let mask = BooleanArray::from_iter(rows.iter().map(|row| Some(updated.contains(&row))));
+        Ok(filter_record_batch(state, &mask)?)
+    }
+
+    /// The state as Arrow IPC bytes, for the checkpoint.
+    pub fn encode_state(&self) -> Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        let mut writer = FileWriter::try_new(&mut bytes, &self.state_schema)?;
+        if let Some(state) = &self.state {
+            writer.write(state)?;
+        }
+        writer.finish()?;
+        drop(writer);
+        Ok(bytes)
+    }
+
+    /// Restores the state from bytes written by [`Self::encode_state`].
+    pub fn restore_state(&mut self, bytes: &[u8], location: &str) -> Result<()> {
+        let reader = FileReader::try_new(std::io::Cursor::new(bytes), None)
+            .map_err(|e| SluiceError::checkpoint(location, format!("unreadable state: {e}")))?;
+        if reader.schema().fields() != self.state_schema.fields() {
+            return Err(SluiceError::checkpoint(
+                location,
+                "the state was written by a different query (its schema differs); use a new checkpoint",
+            ));
+        }
+        let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
+        let state = concat_batches(&self.state_schema, &batches)?;
+        self.state = (state.num_rows() > 0).then_some(state);
+        Ok(())
+    }
+}

@@ -1,0 +1,277 @@
+//! Golden tests of streaming SQL: each `engine/tests/golden/*.slt` file is one scenario fed
+//! batch by batch, with the expected output of every micro-batch (no-data batches included).
+//!
+//! Format (one directive per line; blocks end at a blank line):
+//!
+//! ```text
+//! # comment
+//! source NAME (COL TYPE, ...) [watermark COL DELAY]   TYPE: string, double, bigint, timestamp
+//! mode append|update|complete
+//! query
+//! SELECT ...                                           (until a blank line)
+//! input                                                JSON lines for NAME, then triggers run
+//! {"col": ...}                                         until idle
+//! output N                                             batch N's rows: a header line, then
+//! a | b                                                one sorted line per row; or `(no rows)`
+//! dropped N COUNT                                      batch N's numRowsDroppedByWatermark
+//! restart                                              rebuild the query from its checkpoint
+//! error TEXT                                           starting the query fails with TEXT
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use sluice_engine::window::parse_duration;
+use sluice_engine::{
+    JsonDecoder, JsonOptions, MemorySink, MemorySource, MicroBatchExecution, OutputMode,
+    StreamingQueryBuilder,
+};
+
+struct Scenario {
+    source: String,
+    schema: SchemaRef,
+    watermark: Option<(String, Duration)>,
+    mode: OutputMode,
+    sql: String,
+}
+
+impl Scenario {
+    async fn build(
+        &self,
+        source: &MemorySource,
+        sink: &MemorySink,
+        checkpoint: &Path,
+    ) -> sluice_engine::Result<MicroBatchExecution> {
+        let mut builder = StreamingQueryBuilder::new()
+            .source(self.source.clone(), source.clone())
+            .sql(self.sql.clone())
+            .sink(sink.clone())
+            .output_mode(self.mode)
+            .checkpoint_location(checkpoint.to_str().expect("utf-8 path"));
+        if let Some((column, delay)) = &self.watermark {
+            builder = builder.watermark(self.source.clone(), column.clone(), *delay);
+        }
+        builder.build().await
+    }
+}
+
+fn data_type(name: &str) -> DataType {
+    match name.to_ascii_lowercase().as_str() {
+        "string" => DataType::Utf8,
+        "double" => DataType::Float64,
+        "bigint" => DataType::Int64,
+        "timestamp" => DataType::Timestamp(TimeUnit::Millisecond, None),
+        other => panic!("unknown type {other}"),
+    }
+}
+
+/// `NAME (a string, b timestamp) [watermark b 10 minutes]`
+fn parse_source(spec: &str) -> (String, SchemaRef, Option<(String, Duration)>) {
+    let (name, rest) = spec.split_once('(').expect("source NAME (columns)");
+    let (columns, rest) = rest.split_once(')').expect("closing parenthesis");
+    let fields: Vec<Field> = columns
+        .split(',')
+        .map(|c| {
+            let (column, ty) = c.trim().split_once(' ').expect("COL TYPE");
+            Field::new(column, data_type(ty.trim()), true)
+        })
+        .collect();
+    let watermark = rest.trim().strip_prefix("watermark ").map(|w| {
+        let (column, delay) = w.split_once(' ').expect("watermark COL DELAY");
+        let micros = parse_duration(delay).expect("delay");
+        (column.to_string(), Duration::from_micros(micros as u64))
+    });
+    (
+        name.trim().to_string(),
+        Arc::new(Schema::new(fields)),
+        watermark,
+    )
+}
+
+/// Renders rows as `a | b` lines under a header line, data lines sorted so that expectations
+/// do not depend on group order.
+fn sorted_table(batches: &[arrow::array::RecordBatch]) -> String {
+    let Some(first) = batches.iter().find(|b| b.num_rows() > 0) else {
+        return "(no rows)".into();
+    };
+    let header: Vec<String> = first
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let options = arrow::util::display::FormatOptions::default().with_null("NULL");
+    let mut rows = Vec::new();
+    for batch in batches {
+        let formatters: Vec<_> = batch
+            .columns()
+            .iter()
+            .map(|c| arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
+            .collect();
+        for row in 0..batch.num_rows() {
+            rows.push(
+                formatters
+                    .iter()
+                    .map(|f| f.value(row).to_string())
+                    .collect::<Vec<_>>()
+                    .join(" | "),
+            );
+        }
+    }
+    rows.sort_unstable();
+    std::iter::once(header.join(" | "))
+        .chain(rows)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+async fn run_file(path: &Path) {
+    let text = std::fs::read_to_string(path).expect("golden file");
+    let name = path.file_name().unwrap().to_string_lossy().to_string();
+    let mut lines = text.lines().peekable();
+    let mut scenario: Option<Scenario> = None;
+    let (mut source_spec, mut mode, mut sql) = (None, OutputMode::Append, String::new());
+    let checkpoint = tempfile::tempdir().unwrap();
+    let sink = MemorySink::new();
+    let mut memory: Option<MemorySource> = None;
+    let mut execution: Option<MicroBatchExecution> = None;
+    let mut dropped: BTreeMap<u64, u64> = BTreeMap::new();
+    let block = |lines: &mut std::iter::Peekable<std::str::Lines<'_>>| {
+        let mut out = Vec::new();
+        while let Some(line) = lines.peek() {
+            if line.trim().is_empty() {
+                break;
+            }
+            out.push(lines.next().unwrap().to_string());
+        }
+        out
+    };
+    while let Some(line) = lines.next() {
+        let line = line.trim_end();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (directive, argument) = line.split_once(' ').unwrap_or((line, ""));
+        match directive {
+            "source" => source_spec = Some(parse_source(argument)),
+            "mode" => mode = argument.parse().unwrap(),
+            "query" => sql = block(&mut lines).join("\n"),
+            "error" => {
+                let (source, schema, watermark) = source_spec.clone().expect("source before error");
+                let s = Scenario {
+                    source: source.clone(),
+                    schema: schema.clone(),
+                    watermark,
+                    mode,
+                    sql: sql.clone(),
+                };
+                let error = s
+                    .build(
+                        &MemorySource::new(&source, schema),
+                        &sink,
+                        checkpoint.path(),
+                    )
+                    .await
+                    .err();
+                let error = error.map(|e| e.to_string()).unwrap_or_default();
+                assert!(
+                    error.contains(argument),
+                    "{name}: expected an error containing '{argument}', got '{error}'"
+                );
+            }
+            "input" => {
+                if scenario.is_none() {
+                    let (source, schema, watermark) =
+                        source_spec.clone().expect("source before input");
+                    let s = Scenario {
+                        source: source.clone(),
+                        schema: schema.clone(),
+                        watermark,
+                        mode,
+                        sql: sql.clone(),
+                    };
+                    let src = MemorySource::new(&source, schema);
+                    execution = Some(
+                        s.build(&src, &sink, checkpoint.path())
+                            .await
+                            .unwrap_or_else(|e| panic!("{name}: {e}")),
+                    );
+                    memory = Some(src);
+                    scenario = Some(s);
+                }
+                let s = scenario.as_ref().unwrap();
+                let mut decoder =
+                    JsonDecoder::new(s.schema.clone(), JsonOptions::default()).unwrap();
+                for row in block(&mut lines) {
+                    decoder.push(row.as_bytes()).unwrap();
+                }
+                for batch in decoder.finish().unwrap().batches {
+                    memory.as_ref().unwrap().add_batch(batch).unwrap();
+                }
+                let exec = execution.as_mut().unwrap();
+                while exec
+                    .run_trigger()
+                    .await
+                    .unwrap_or_else(|e| panic!("{name}: {e}"))
+                {
+                    let progress = exec.recent_progress().pop().unwrap();
+                    let count = progress
+                        .state_operators
+                        .first()
+                        .map_or(0, |s| s.num_rows_dropped_by_watermark);
+                    dropped.insert(progress.batch_id, count);
+                }
+            }
+            "restart" => {
+                drop(execution.take());
+                let s = scenario.as_ref().expect("restart after input");
+                execution = Some(
+                    s.build(memory.as_ref().unwrap(), &sink, checkpoint.path())
+                        .await
+                        .unwrap(),
+                );
+            }
+            "output" => {
+                let batch: u64 = argument.parse().expect("output N");
+                let expected = block(&mut lines).join("\n");
+                let actual = sink
+                    .batches()
+                    .get(&batch)
+                    .map_or_else(|| "(missing batch)".to_string(), |b| sorted_table(b));
+                assert_eq!(actual, expected, "{name}: output of batch {batch}");
+            }
+            "dropped" => {
+                let (batch, count) = argument.split_once(' ').expect("dropped N COUNT");
+                let batch: u64 = batch.parse().unwrap();
+                assert_eq!(
+                    dropped.get(&batch).copied(),
+                    Some(count.parse().unwrap()),
+                    "{name}: dropped rows of batch {batch}"
+                );
+            }
+            "batches" => {
+                let expected: usize = argument.parse().unwrap();
+                assert_eq!(sink.batches().len(), expected, "{name}: number of batches");
+            }
+            other => panic!("{name}: unknown directive '{other}'"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn golden_scenarios() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "slt"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty());
+    for file in files {
+        run_file(&file).await;
+    }
+}
