@@ -179,7 +179,7 @@ impl Checkpoint {
 
     /// Writes the state of stateful operator `operator` after batch `version` (an Arrow IPC
     /// file); a re-run batch overwrites it with the same content.
-    pub async fn write_state(&self, operator: usize, version: u64, bytes: Vec<u8>) -> Result<()> {
+    pub async fn write_state(&self, operator: &str, version: u64, bytes: Vec<u8>) -> Result<()> {
         let path = self
             .location
             .child(&format!("state/{operator}/{version}.arrow"));
@@ -194,7 +194,7 @@ impl Checkpoint {
     /// error messages.
     pub async fn read_state(
         &self,
-        operator: usize,
+        operator: &str,
         version: u64,
     ) -> Result<(Option<Vec<u8>>, String)> {
         let name = format!("state/{operator}/{version}.arrow");

@@ -22,6 +22,7 @@ use crate::aggregate::BatchWatermarks;
 use crate::checkpoint::{
     Checkpoint, CommitEntry, OffsetEntry, Recovery, SourceRange, plan_recovery,
 };
+use crate::dedup::{DedupMode, Deduplicator};
 use crate::error::{Result, SluiceError};
 use crate::offset::Offset;
 use crate::output_mode::{OutputMode, QueryShape, check_output_mode};
@@ -36,6 +37,9 @@ use crate::watermark::{
     EventTimeStats, WatermarkPolicy, WatermarkSpec, WatermarkTracker, batch_stats,
     check_event_time_column, format_millis,
 };
+
+/// Name of the aggregation's state directory in the checkpoint (`state/0/<batch>.arrow`).
+const AGGREGATE_OPERATOR: &str = "0";
 
 /// Progress reports kept by a query handle (Spark's `numRecentProgressUpdates`).
 const RECENT_PROGRESS: usize = 100;
@@ -80,6 +84,7 @@ pub struct StreamingQueryBuilder {
     watermarks: BTreeMap<String, WatermarkSpec>,
     watermark_policy: WatermarkPolicy,
     per_batch: bool,
+    dedups: BTreeMap<String, (Vec<String>, DedupMode)>,
 }
 
 impl Default for StreamingQueryBuilder {
@@ -104,6 +109,7 @@ impl StreamingQueryBuilder {
             watermarks: BTreeMap::new(),
             watermark_policy: WatermarkPolicy::Min,
             per_batch: false,
+            dedups: BTreeMap::new(),
         }
     }
 
@@ -182,6 +188,34 @@ impl StreamingQueryBuilder {
         self
     }
 
+    /// Drops rows of `source` whose `columns` repeat a row already seen, in any batch (Spark's
+    /// `dropDuplicates`). With a watermark on the source and its event-time column among the
+    /// keys, late rows are dropped and old keys forgotten; otherwise keys are kept forever.
+    pub fn drop_duplicates<S: Into<String>>(
+        mut self,
+        source: impl Into<String>,
+        columns: impl IntoIterator<Item = S>,
+    ) -> Self {
+        let columns = columns.into_iter().map(Into::into).collect();
+        self.dedups
+            .insert(source.into(), (columns, DedupMode::DropDuplicates));
+        self
+    }
+
+    /// Drops rows of `source` whose `columns` repeat a row seen less than the watermark delay
+    /// earlier in event time (Spark's `dropDuplicatesWithinWatermark`); needs a watermark on
+    /// the source.
+    pub fn drop_duplicates_within_watermark<S: Into<String>>(
+        mut self,
+        source: impl Into<String>,
+        columns: impl IntoIterator<Item = S>,
+    ) -> Self {
+        let columns = columns.into_iter().map(Into::into).collect();
+        self.dedups
+            .insert(source.into(), (columns, DedupMode::WithinWatermark));
+        self
+    }
+
     /// Runs the SQL on each micro-batch alone, as a batch query, like Spark's `foreachBatch`:
     /// aggregations, `DISTINCT` and `DISTINCT ON` see only the batch's rows and keep no state.
     /// This is how the seed job deduplicates per batch.
@@ -233,6 +267,20 @@ impl StreamingQueryBuilder {
                     SluiceError::Config(format!("watermark declared on unknown source '{source}'"))
                 })?;
             check_event_time_column(source, schema, &spec.column)?;
+        }
+        let mut dedups = BTreeMap::new();
+        for (source, (columns, mode)) in &self.dedups {
+            let (_, schema) = tables
+                .iter()
+                .find(|(name, _)| name == source)
+                .ok_or_else(|| {
+                    SluiceError::Config(format!(
+                        "deduplication declared on unknown source '{source}'"
+                    ))
+                })?;
+            let dedup =
+                Deduplicator::new(source, schema, columns, *mode, self.watermarks.get(source))?;
+            dedups.insert(source.clone(), dedup);
         }
         let plan = StreamPlan::new(self.session, &tables, &sql, self.per_batch).await?;
         if !self.per_batch {
@@ -290,6 +338,7 @@ impl StreamingQueryBuilder {
                 0,
             ),
             watermarks: self.watermarks,
+            dedups,
             last_batch_watermark_ms: 0,
             pending: None,
             shared: Arc::new(Shared {
@@ -509,7 +558,7 @@ struct TriggerRun {
     timings: Timings,
     sources: BTreeMap<String, SourceRun>,
     event_time: BTreeMap<String, String>,
-    state: Option<StateOperatorProgress>,
+    state: Vec<StateOperatorProgress>,
 }
 
 /// What the loop tracks about one source during a trigger.
@@ -540,6 +589,8 @@ pub struct MicroBatchExecution {
     output_mode: OutputMode,
     /// Watermarks declared per source.
     watermarks: BTreeMap<String, WatermarkSpec>,
+    /// Deduplication declared per source.
+    dedups: BTreeMap<String, Deduplicator>,
     /// The query's watermark: its current value is the next batch's `batchWatermarkMs`.
     tracker: WatermarkTracker,
     /// `batchWatermarkMs` of the last batch run: input of the next batch is late against it.
@@ -625,18 +676,35 @@ impl MicroBatchExecution {
         Ok(())
     }
 
-    /// Loads the stateful operator's state as of committed batch `version`.
+    /// Loads the stateful operators' state as of committed batch `version`.
     async fn restore_state(&mut self, version: u64) -> Result<()> {
-        let Some(aggregate) = self.plan.aggregate_mut() else {
-            return Ok(());
-        };
-        match self.checkpoint.read_state(0, version).await? {
-            (Some(bytes), location) => aggregate.restore_state(&bytes, &location),
-            (None, location) => Err(SluiceError::checkpoint(
+        let missing = |location: String| {
+            SluiceError::checkpoint(
                 location,
                 "missing: the checkpoint has no state for its last committed batch",
-            )),
+            )
+        };
+        if let Some(aggregate) = self.plan.aggregate_mut() {
+            match self
+                .checkpoint
+                .read_state(AGGREGATE_OPERATOR, version)
+                .await?
+            {
+                (Some(bytes), location) => aggregate.restore_state(&bytes, &location)?,
+                (None, location) => return Err(missing(location)),
+            }
         }
+        for (source, dedup) in &mut self.dedups {
+            match self
+                .checkpoint
+                .read_state(&dedup_operator(source), version)
+                .await?
+            {
+                (Some(bytes), location) => dedup.restore_state(&bytes, &location)?,
+                (None, location) => return Err(missing(location)),
+            }
+        }
+        Ok(())
     }
 
     /// The query id, stable across restarts from the same checkpoint.
@@ -694,7 +762,7 @@ impl MicroBatchExecution {
             timings: Timings::default(),
             sources: BTreeMap::new(),
             event_time: BTreeMap::new(),
-            state: None,
+            state: Vec::new(),
         };
         let trigger = {
             let mut number = 0;
@@ -731,7 +799,11 @@ impl MicroBatchExecution {
                 }
                 let phase = run.timings.record("latestOffset", phase);
                 // Spark's no-data batch: the watermark alone moved, so state may emit or evict.
-                let watermark_moved = self.plan.aggregate().is_some()
+                // (Spark: append and update aggregations and deduplication; complete mode never
+                // evicts, so it has no no-data batches.)
+                let evicts =
+                    self.plan.aggregate().is_some() && self.output_mode != OutputMode::Complete;
+                let watermark_moved = (evicts || !self.dedups.is_empty())
                     && self.tracker.is_enabled()
                     && self.tracker.current() > self.last_batch_watermark_ms;
                 if !has_data && !watermark_moved {
@@ -807,7 +879,19 @@ impl MicroBatchExecution {
                 self.tracker.observe(name, &stats);
                 event_times.merge(stats);
             }
-            inputs.insert(name.clone(), batch.batches);
+            let rows = match self.dedups.get_mut(name.as_str()) {
+                Some(dedup) => {
+                    let (rows, progress) = dedup.apply(
+                        batch.batches,
+                        self.last_batch_watermark_ms,
+                        entry.batch_watermark_ms,
+                    )?;
+                    run.state.push(progress);
+                    rows
+                }
+                None => batch.batches,
+            };
+            inputs.insert(name.clone(), rows);
         }
         let phase = run.timings.record("getBatch", phase);
 
@@ -828,9 +912,19 @@ impl MicroBatchExecution {
         self.sink.add_batch(entry.batch_id, &output).await?;
         let phase = run.timings.record("addBatch", phase);
 
+        for (source, dedup) in &self.dedups {
+            let operator = dedup_operator(source);
+            self.checkpoint
+                .write_state(&operator, entry.batch_id, dedup.encode_state()?)
+                .await?;
+        }
         if let Some(aggregate) = self.plan.aggregate() {
             self.checkpoint
-                .write_state(0, entry.batch_id, aggregate.encode_state()?)
+                .write_state(
+                    AGGREGATE_OPERATOR,
+                    entry.batch_id,
+                    aggregate.encode_state()?,
+                )
                 .await?;
         }
         let next_watermark = self.tracker.advance();
@@ -852,7 +946,7 @@ impl MicroBatchExecution {
             run.event_time
                 .insert("watermark".into(), format_millis(entry.batch_watermark_ms));
         }
-        run.state = state;
+        run.state.extend(state);
         for (name, source) in &mut self.sources {
             let end = entry.sources[name.as_str()].end.clone();
             source.commit(&end).await?;
@@ -935,7 +1029,7 @@ impl MicroBatchExecution {
             processed_rows_per_second: rate(input_rows, execution_ms),
             duration_ms: timings.0,
             event_time,
-            state_operators: state.into_iter().collect(),
+            state_operators: state,
             sources,
             sink: SinkProgress {
                 description: self.sink.description(),
@@ -953,4 +1047,9 @@ impl MicroBatchExecution {
         );
         self.shared.push_progress(progress);
     }
+}
+
+/// Name of a source's deduplication state directory in the checkpoint.
+fn dedup_operator(source: &str) -> String {
+    format!("dedup-{source}")
 }

@@ -1,7 +1,8 @@
 //! Resolving checkpoint and file locations to an [`ObjectStore`].
 //!
-//! A location is either a URL understood by `object_store` (`file:///abs/dir`, `memory:///`)
-//! or a plain local path, relative paths being taken from the current directory.
+//! A location is either a URL understood by `object_store` (`file:///abs/dir`, `memory:///`,
+//! `s3://bucket/prefix` with credentials from the `AWS_*` environment variables) or a plain
+//! local path, relative paths being taken from the current directory.
 
 use std::sync::Arc;
 
@@ -57,7 +58,12 @@ impl Location {
             resolved.display = display;
             return Ok(resolved);
         }
-        let (store, prefix) = object_store::parse_url(&url)
+        // Credentials and endpoints come from the environment, as for the AWS tools:
+        // AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT, ...
+        let options = std::env::vars()
+            .filter(|(key, _)| key.starts_with("AWS_"))
+            .map(|(key, value)| (key.to_ascii_lowercase(), value));
+        let (store, prefix) = object_store::parse_url_opts(&url, options)
             .map_err(|e| SluiceError::Config(format!("unsupported location '{location}': {e}")))?;
         Ok(Self {
             store: Arc::from(store),

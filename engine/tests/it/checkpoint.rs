@@ -157,3 +157,15 @@ async fn checkpoint_files_on_disk() {
         .to_string();
     assert!(error.contains("another query is running"), "{error}");
 }
+
+#[test]
+fn locations_resolve_to_their_stores() {
+    use sluice_engine::storage::Location;
+    let memory = Location::parse("memory:///ckpt").unwrap();
+    assert_eq!(memory.prefix.as_ref(), "ckpt");
+    let s3 = Location::parse("s3://bucket/checkpoints/q1").unwrap();
+    assert_eq!(s3.prefix.as_ref(), "checkpoints/q1");
+    assert!(s3.store.to_string().contains("bucket"), "{}", s3.store);
+    let error = Location::parse("gopher://x/y").unwrap_err().to_string();
+    assert!(error.contains("unsupported location"), "{error}");
+}

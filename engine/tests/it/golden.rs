@@ -7,6 +7,8 @@
 //! # comment
 //! source NAME (COL TYPE, ...) [watermark COL DELAY]   TYPE: string, double, bigint, timestamp
 //! mode append|update|complete
+//! dedup COL, ...                                       dropDuplicates on NAME's columns
+//! dedup_within_watermark COL, ...                      dropDuplicatesWithinWatermark
 //! query
 //! SELECT ...                                           (until a blank line)
 //! input                                                JSON lines for NAME, then triggers run
@@ -36,6 +38,7 @@ struct Scenario {
     watermark: Option<(String, Duration)>,
     mode: OutputMode,
     sql: String,
+    dedup: Option<(Vec<String>, bool)>,
 }
 
 impl Scenario {
@@ -54,6 +57,13 @@ impl Scenario {
         if let Some((column, delay)) = &self.watermark {
             builder = builder.watermark(self.source.clone(), column.clone(), *delay);
         }
+        builder = match &self.dedup {
+            Some((columns, false)) => builder.drop_duplicates(self.source.clone(), columns.clone()),
+            Some((columns, true)) => {
+                builder.drop_duplicates_within_watermark(self.source.clone(), columns.clone())
+            }
+            None => builder,
+        };
         builder.build().await
     }
 }
@@ -134,6 +144,7 @@ async fn run_file(path: &Path) {
     let mut lines = text.lines().peekable();
     let mut scenario: Option<Scenario> = None;
     let (mut source_spec, mut mode, mut sql) = (None, OutputMode::Append, String::new());
+    let mut dedup = None;
     let checkpoint = tempfile::tempdir().unwrap();
     let sink = MemorySink::new();
     let mut memory: Option<MemorySource> = None;
@@ -158,6 +169,10 @@ async fn run_file(path: &Path) {
         match directive {
             "source" => source_spec = Some(parse_source(argument)),
             "mode" => mode = argument.parse().unwrap(),
+            "dedup" | "dedup_within_watermark" => {
+                let columns = argument.split(',').map(|c| c.trim().to_string()).collect();
+                dedup = Some((columns, directive == "dedup_within_watermark"));
+            }
             "query" => sql = block(&mut lines).join("\n"),
             "error" => {
                 let (source, schema, watermark) = source_spec.clone().expect("source before error");
@@ -167,6 +182,7 @@ async fn run_file(path: &Path) {
                     watermark,
                     mode,
                     sql: sql.clone(),
+                    dedup: dedup.clone(),
                 };
                 let error = s
                     .build(
@@ -192,6 +208,7 @@ async fn run_file(path: &Path) {
                         watermark,
                         mode,
                         sql: sql.clone(),
+                        dedup: dedup.clone(),
                     };
                     let src = MemorySource::new(&source, schema);
                     execution = Some(

@@ -260,3 +260,55 @@ async fn now_is_the_logged_batch_timestamp() {
         "{table}\n{offsets}"
     );
 }
+
+#[tokio::test]
+async fn stream_static_joins_inner_and_left_outer() {
+    use arrow::array::StringArray;
+    let dir = tempfile::tempdir().unwrap();
+    write_lines(
+        dir.path(),
+        "0.jsonl",
+        &[ticker("BTCUSDT", 10.0, 1), ticker("DOGEUSDT", 1.0, 2)],
+    );
+    for (join, expected) in [
+        (
+            "JOIN",
+            "+---------+---------+-------------+\n| symbol  | name    | close_price |\n+---------+---------+-------------+\n| BTCUSDT | Bitcoin | 10.0        |\n+---------+---------+-------------+",
+        ),
+        (
+            "LEFT JOIN",
+            "+----------+---------+-------------+\n| symbol   | name    | close_price |\n+----------+---------+-------------+\n| BTCUSDT  | Bitcoin | 10.0        |\n| DOGEUSDT |         | 1.0         |\n+----------+---------+-------------+",
+        ),
+    ] {
+        let source = FileSource::new(
+            "t",
+            dir.path().to_str().unwrap(),
+            ticker_schema(),
+            JsonOptions::default(),
+        )
+        .unwrap();
+        let sink = MemorySink::new();
+        let builder = StreamingQueryBuilder::new()
+            .source("ticks", source)
+            .sql(format!(
+                "SELECT t.symbol, s.name, t.close_price FROM ticks t {join} symbols s ON t.symbol = s.symbol ORDER BY t.symbol"
+            ))
+            .sink(sink.clone())
+            .foreach_batch();
+        let names = RecordBatch::try_from_iter(vec![
+            (
+                "symbol",
+                Arc::new(StringArray::from(vec!["BTCUSDT", "ETHUSDT"])) as _,
+            ),
+            (
+                "name",
+                Arc::new(StringArray::from(vec!["Bitcoin", "Ether"])) as _,
+            ),
+        ])
+        .unwrap();
+        builder.session().register_batch("symbols", names).unwrap();
+        let mut execution = builder.build().await.unwrap();
+        assert!(execution.run_trigger().await.unwrap());
+        assert_eq!(render(&sink.all_rows()), expected, "{join}");
+    }
+}

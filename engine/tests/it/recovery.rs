@@ -225,3 +225,94 @@ async fn a_checkpoint_of_other_sources_is_refused() {
         "{error}"
     );
 }
+
+/// A windowed aggregation with a watermark, in update mode: its state and watermark must
+/// survive a crash at any step of any batch (no-data batches included).
+async fn stateful_execution(
+    dirs: &Dirs,
+    sink: impl Sink,
+) -> sluice_engine::Result<MicroBatchExecution> {
+    let mut schema = ticker_schema().as_ref().clone();
+    let mut fields: Vec<_> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    if let Some(ts) = fields.iter_mut().find(|f| f.name() == "timestamp") {
+        *ts = ts
+            .clone()
+            .with_data_type(arrow::datatypes::DataType::Timestamp(
+                arrow::datatypes::TimeUnit::Millisecond,
+                None,
+            ));
+    }
+    schema = arrow::datatypes::Schema::new(fields);
+    let source = FileSource::new(
+        "ticks",
+        &dirs.input,
+        std::sync::Arc::new(schema),
+        JsonOptions::default(),
+    )?
+    .with_max_files_per_trigger(1);
+    StreamingQueryBuilder::new()
+        .source("ticks", source)
+        .sql(
+            "SELECT window(\"timestamp\", '1 minute') AS w, symbol, count(*) AS n, max(close_price) AS high \
+             FROM ticks GROUP BY w, symbol",
+        )
+        .output_mode(sluice_engine::OutputMode::Update)
+        .watermark("ticks", "timestamp", std::time::Duration::from_secs(30))
+        .sink(sink)
+        .checkpoint_location(&dirs.checkpoint)
+        .build()
+        .await
+}
+
+/// Files whose events are 40 s apart, so that windows close as the watermark moves.
+fn stateful_dirs() -> Dirs {
+    let dirs = dirs();
+    for i in 0..5 {
+        let lines: Vec<String> = (0..3)
+            .map(|k| ticker(&format!("S{k}"), (i * 10 + k) as f64, i * 40_000 + k))
+            .collect();
+        write_lines(Path::new(&dirs.input), &format!("f{i:02}.jsonl"), &lines);
+    }
+    dirs
+}
+
+async fn stateful_run(crash: Option<(u64, Crash)>) -> (BTreeMap<String, String>, u64) {
+    let dirs = stateful_dirs();
+    let (batch, kind) = crash.unwrap_or((u64::MAX, Crash::BeforeSink));
+    let sink = CrashingSink {
+        inner: file_sink(&dirs),
+        batch,
+        crash: kind,
+    };
+    let mut execution = stateful_execution(&dirs, sink).await.unwrap();
+    let crashed = loop {
+        match execution.run_trigger().await {
+            Ok(true) => continue,
+            Ok(false) => break false,
+            Err(e) if e.to_string().contains("simulated crash") => break true,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let mut batches = execution.next_batch_id();
+    drop(execution);
+    if crashed {
+        let mut restarted = stateful_execution(&dirs, file_sink(&dirs)).await.unwrap();
+        drain(&mut restarted).await;
+        batches = restarted.next_batch_id();
+    }
+    (output(&dirs), batches)
+}
+
+#[tokio::test]
+async fn stateful_query_survives_a_crash_at_every_step_of_every_batch() {
+    let (expected, batches) = stateful_run(None).await;
+    assert!(batches >= 6, "data and no-data batches: {batches}");
+    assert!(expected.len() >= 5, "{expected:?}");
+    for batch in 0..batches {
+        for crash in [Crash::BeforeSink, Crash::AfterSink] {
+            let (actual, total) = stateful_run(Some((batch, crash))).await;
+            assert_eq!(total, batches, "crash {crash:?} in batch {batch}");
+            assert_eq!(actual, expected, "crash {crash:?} in batch {batch}");
+        }
+    }
+}

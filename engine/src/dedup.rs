@@ -1,0 +1,227 @@
+//! Streaming deduplication of a source's rows (Spark's `dropDuplicates` and
+//! `dropDuplicatesWithinWatermark`, `../shared/spec/spark-semantics.md` §6).
+//!
+//! Declared per source on the query builder, it runs on the source's rows before the SQL: the
+//! first row of each key is kept, later ones are dropped, across batches. The keys seen are
+//! the operator's state, checkpointed with each batch:
+//!
+//! - [`DedupMode::DropDuplicates`]: with a watermark on the source and its event-time column
+//!   among the keys, rows at or before the previous batch's watermark are dropped as late and
+//!   keys whose event time is at or before the batch's watermark are evicted; otherwise the
+//!   state keeps every key forever, as in Spark.
+//! - [`DedupMode::WithinWatermark`]: requires a watermark; a key expires at its first event
+//!   time plus the watermark delay, whatever the key columns.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, BooleanArray, Int64Array, RecordBatch};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMillisecondType};
+use arrow::ipc::reader::FileReader;
+use arrow::ipc::writer::FileWriter;
+use arrow::row::{OwnedRow, RowConverter, SortField};
+
+use crate::error::{Result, SluiceError};
+use crate::progress::StateOperatorProgress;
+use crate::watermark::WatermarkSpec;
+
+/// Which Spark deduplication a source applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DedupMode {
+    /// `dropDuplicates(keys)`.
+    DropDuplicates,
+    /// `dropDuplicatesWithinWatermark(keys)`.
+    WithinWatermark,
+}
+
+/// The deduplication state of one source.
+pub struct Deduplicator {
+    mode: DedupMode,
+    keys: Vec<usize>,
+    converter: RowConverter,
+    /// The event-time column and the watermark delay, when the source has a watermark.
+    event_time: Option<(usize, i64)>,
+    /// Whether the event-time column is a key (eviction by watermark for `DropDuplicates`).
+    event_time_is_key: bool,
+    /// Key → expiry in ms (`i64::MAX`: never).
+    seen: HashMap<OwnedRow, i64>,
+    state_schema: SchemaRef,
+}
+
+impl Deduplicator {
+    /// Deduplicates rows of `schema` on `columns`; `watermark` is the source's, if declared.
+    pub fn new(
+        source: &str,
+        schema: &Schema,
+        columns: &[String],
+        mode: DedupMode,
+        watermark: Option<&WatermarkSpec>,
+    ) -> Result<Self> {
+        if columns.is_empty() {
+            return Err(SluiceError::Config(format!(
+                "deduplication of source '{source}' needs key columns"
+            )));
+        }
+        let keys = columns
+            .iter()
+            .map(|c| {
+                schema.index_of(c).map_err(|_| {
+                    SluiceError::Config(format!(
+                        "deduplication key '{c}' is not a column of source '{source}'"
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let event_time = watermark
+            .map(|w| schema.index_of(&w.column).map(|i| (i, w.delay_ms)))
+            .transpose()
+            .map_err(|e| SluiceError::Config(e.to_string()))?;
+        if mode == DedupMode::WithinWatermark && event_time.is_none() {
+            return Err(SluiceError::Config(format!(
+                "dropDuplicatesWithinWatermark on source '{source}' requires a watermark on that source"
+            )));
+        }
+        let event_time_is_key = event_time.is_some_and(|(i, _)| keys.contains(&i));
+        let fields: Vec<Field> = keys
+            .iter()
+            .map(|&i| schema.field(i).clone().with_nullable(true))
+            .collect();
+        let converter = RowConverter::new(
+            fields
+                .iter()
+                .map(|f| SortField::new(f.data_type().clone()))
+                .collect(),
+        )?;
+        let mut state_fields = fields;
+        state_fields.push(Field::new("__expires_ms", DataType::Int64, false));
+        Ok(Self {
+            mode,
+            keys,
+            converter,
+            event_time,
+            event_time_is_key,
+            seen: HashMap::new(),
+            state_schema: Arc::new(Schema::new(state_fields)),
+        })
+    }
+
+    /// Whether late rows are dropped and keys evicted by the watermark.
+    fn uses_watermark(&self) -> bool {
+        self.mode == DedupMode::WithinWatermark || self.event_time_is_key
+    }
+
+    /// Keeps the first row of each new key; `late_ms` / `eviction_ms` are the previous and the
+    /// current batch's watermarks.
+    pub fn apply(
+        &mut self,
+        batches: Vec<RecordBatch>,
+        late_ms: i64,
+        eviction_ms: i64,
+    ) -> Result<(Vec<RecordBatch>, StateOperatorProgress)> {
+        let started = std::time::Instant::now();
+        let (mut updated, mut dropped) = (0u64, 0u64);
+        let mut out = Vec::with_capacity(batches.len());
+        for batch in batches {
+            let columns: Vec<_> = self
+                .keys
+                .iter()
+                .map(|&i| Arc::clone(batch.column(i)))
+                .collect();
+            let rows = self.converter.convert_columns(&columns)?;
+            let times = match self.event_time {
+                Some((i, _)) => Some(arrow::compute::cast(
+                    batch.column(i),
+                    &DataType::Timestamp(TimeUnit::Millisecond, None),
+                )?),
+                None => None,
+            };
+            let times = times
+                .as_ref()
+                .map(|t| t.as_primitive::<TimestampMillisecondType>());
+            let mut keep = Vec::with_capacity(batch.num_rows());
+            for (row, key) in rows.iter().enumerate() {
+                let time = times.and_then(|t| t.is_valid(row).then(|| t.value(row)));
+                if self.uses_watermark() && time.is_some_and(|t| t <= late_ms) {
+                    dropped += 1;
+                    keep.push(false);
+                    continue;
+                }
+                if self.seen.contains_key(&key.owned()) {
+                    keep.push(false);
+                    continue;
+                }
+                let expires = match (self.mode, time, self.event_time) {
+                    (DedupMode::WithinWatermark, Some(t), Some((_, delay))) => {
+                        t.saturating_add(delay)
+                    }
+                    (DedupMode::DropDuplicates, Some(t), _) if self.event_time_is_key => t,
+                    _ => i64::MAX,
+                };
+                self.seen.insert(key.owned(), expires);
+                updated += 1;
+                keep.push(true);
+            }
+            out.push(filter_record_batch(&batch, &BooleanArray::from(keep))?);
+        }
+        let before = self.seen.len();
+        if self.uses_watermark() {
+            self.seen.retain(|_, expires| *expires > eviction_ms);
+        }
+        let progress = StateOperatorProgress {
+            operator_name: "dedupe".into(),
+            num_rows_total: self.seen.len() as u64,
+            num_rows_updated: updated,
+            num_rows_removed: (before - self.seen.len()) as u64,
+            num_rows_dropped_by_watermark: dropped,
+            memory_used_bytes: self.seen.keys().map(|k| k.as_ref().len() as u64 + 8).sum(),
+            commit_time_ms: started.elapsed().as_millis() as u64,
+        };
+        Ok((out, progress))
+    }
+
+    /// The state as Arrow IPC bytes: the key columns and each key's expiry.
+    pub fn encode_state(&self) -> Result<Vec<u8>> {
+        let mut entries: Vec<(&OwnedRow, i64)> = self.seen.iter().map(|(k, v)| (k, *v)).collect();
+        entries.sort_unstable();
+        let mut columns = self
+            .converter
+            .convert_rows(entries.iter().map(|(k, _)| k.row()))?;
+        columns.push(Arc::new(Int64Array::from_iter_values(
+            entries.iter().map(|(_, v)| *v),
+        )));
+        let batch = RecordBatch::try_new(self.state_schema.clone(), columns)?;
+        let mut bytes = Vec::new();
+        let mut writer = FileWriter::try_new(&mut bytes, &self.state_schema)?;
+        writer.write(&batch)?;
+        writer.finish()?;
+        drop(writer);
+        Ok(bytes)
+    }
+
+    /// Restores the state written by [`Self::encode_state`].
+    pub fn restore_state(&mut self, bytes: &[u8], location: &str) -> Result<()> {
+        let reader = FileReader::try_new(std::io::Cursor::new(bytes), None)
+            .map_err(|e| SluiceError::checkpoint(location, format!("unreadable state: {e}")))?;
+        if reader.schema().fields() != self.state_schema.fields() {
+            return Err(SluiceError::checkpoint(
+                location,
+                "the deduplication keys changed; use a new checkpoint",
+            ));
+        }
+        self.seen.clear();
+        for batch in reader {
+            let batch = batch?;
+            let keys = self
+                .converter
+                .convert_columns(&batch.columns()[..self.keys.len()])?;
+            let expiry = batch
+                .column(self.keys.len())
+                .as_primitive::<arrow::datatypes::Int64Type>();
+            for (row, key) in keys.iter().enumerate() {
+                self.seen.insert(key.owned(), expiry.value(row));
+            }
+        }
+        Ok(())
+    }
+}

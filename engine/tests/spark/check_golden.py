@@ -1,0 +1,69 @@
+# Runs the scenarios of engine/tests/golden/*.slt on real Spark (pip install pyspark==4.0.1,
+# Java 17): one input file per step, processAllAvailable after each, and prints every batch's
+# output (sorted rows) and numRowsDroppedByWatermark, to compare with the .slt expectations.
+# Usage: python3 engine/tests/spark/check_golden.py
+import json, os, shutil, sys, time
+from pyspark.sql import SparkSession, functions as F
+spark = (SparkSession.builder.master("local[1]").config("spark.ui.enabled","false")
+         .config("spark.sql.shuffle.partitions","2").config("spark.sql.session.timeZone","UTC").getOrCreate())
+spark.sparkContext.setLogLevel("ERROR")
+
+def run(name, schema, steps, build, mode):
+    base = f"/tmp/sluice-spark-check/{name}"; shutil.rmtree(base, ignore_errors=True)
+    os.makedirs(base + "/in")
+    out = []
+    def collect(df, batch_id):
+        rows = sorted(" | ".join(str(v) for v in r) for r in df.collect())
+        out.append((batch_id, rows))
+    stream = spark.readStream.schema(schema).option("maxFilesPerTrigger", 1).json(base + "/in")
+    q = (build(stream).writeStream.outputMode(mode).foreachBatch(collect)
+         .option("checkpointLocation", base + "/ckpt").trigger(processingTime="1 second").start())
+    for i, rows in enumerate(steps):
+        path = f"{base}/in/{i:03}.json"
+        with open(path + ".tmp", "w") as f:
+            f.write("\n".join(json.dumps(r) for r in rows) + "\n")
+        os.rename(path + ".tmp", path)
+        q.processAllAvailable(); time.sleep(3)
+    q.stop()
+    print("==", name)
+    for batch_id, rows in out:
+        print(batch_id, rows)
+    for p in q.recentProgress:
+        ops = p["stateOperators"]
+        if ops: print("progress batch", p["batchId"], "dropped", ops[0]["numRowsDroppedByWatermark"], "rows", p["numInputRows"])
+
+run("guide", "word STRING, ts TIMESTAMP", [
+    [{"word":"dog","ts":"2026-01-01T12:07:00"},{"word":"owl","ts":"2026-01-01T12:08:00"}],
+    [{"word":"dog","ts":"2026-01-01T12:14:00"},{"word":"cat","ts":"2026-01-01T12:09:00"}],
+    [{"word":"cat","ts":"2026-01-01T12:15:00"},{"word":"donkey","ts":"2026-01-01T12:08:00"},{"word":"owl","ts":"2026-01-01T12:21:00"}],
+    [{"word":"owl","ts":"2026-01-01T12:17:00"},{"word":"donkey","ts":"2026-01-01T12:04:00"}],
+], lambda s: s.withWatermark("ts","10 minutes").groupBy(F.window("ts","10 minutes","5 minutes").alias("w"), "word").count(), "append")
+
+run("update", "symbol STRING, price DOUBLE, ts TIMESTAMP", [
+    [{"symbol":"A","price":1,"ts":"2026-01-01T12:00:10"},{"symbol":"A","price":2,"ts":"2026-01-01T12:01:10"}],
+    [{"symbol":"A","price":10,"ts":"2026-01-01T12:00:30"},{"symbol":"A","price":5,"ts":"2026-01-01T12:03:00"}],
+    [{"symbol":"A","price":100,"ts":"2026-01-01T12:00:40"},{"symbol":"A","price":100,"ts":"2026-01-01T12:01:40"}],
+], lambda s: s.withWatermark("ts","1 minute").groupBy(F.window("ts","1 minute").alias("w"), "symbol").agg(F.sum("price").alias("total")), "update")
+
+run("complete", "symbol STRING, price DOUBLE, ts TIMESTAMP", [
+    [{"symbol":"A","price":1,"ts":"2026-01-01T12:00:10"},{"symbol":"A","price":1,"ts":"2026-01-01T12:10:00"}],
+    [{"symbol":"A","price":1,"ts":"2026-01-01T12:00:20"}],
+], lambda s: s.withWatermark("ts","1 minute").groupBy(F.window("ts","1 minute").alias("w")).agg(F.count("*").alias("n")).orderBy("w"), "complete")
+
+run("tumbling", "symbol STRING, price DOUBLE, ts TIMESTAMP", [
+    [{"symbol":"BTC","price":10,"ts":"2026-01-01T12:00:05"},{"symbol":"BTC","price":12,"ts":"2026-01-01T12:00:35"},{"symbol":"ETH","price":3,"ts":"2026-01-01T12:00:10"}],
+    [{"symbol":"BTC","price":9,"ts":"2026-01-01T12:00:50"},{"symbol":"BTC","price":11,"ts":"2026-01-01T12:01:02"}],
+    [{"symbol":"ETH","price":4,"ts":"2026-01-01T12:00:20"}],
+], lambda s: s.groupBy(F.window("ts","1 minute").alias("w"), "symbol").agg(F.count("*").alias("n"), F.min("price").alias("low"), F.max("price").alias("high"), F.min_by("price","ts").alias("open"), F.max_by("price","ts").alias("close")), "update")
+
+run("dedup", "id STRING, ts TIMESTAMP", [
+    [{"id":"a","ts":"2026-01-01T12:00:00"},{"id":"a","ts":"2026-01-01T12:00:00"},{"id":"b","ts":"2026-01-01T12:00:05"}],
+    [{"id":"a","ts":"2026-01-01T12:00:00"},{"id":"c","ts":"2026-01-01T12:00:20"}],
+    [{"id":"a","ts":"2026-01-01T12:00:00"},{"id":"d","ts":"2026-01-01T12:00:21"}],
+], lambda s: s.withWatermark("ts","10 seconds").dropDuplicates(["id","ts"]), "append")
+
+run("dedup_within", "id STRING, ts TIMESTAMP", [
+    [{"id":"a","ts":"2026-01-01T12:00:00"},{"id":"b","ts":"2026-01-01T12:00:01"}],
+    [{"id":"a","ts":"2026-01-01T12:00:05"},{"id":"c","ts":"2026-01-01T12:00:30"}],
+    [{"id":"a","ts":"2026-01-01T12:00:25"}],
+], lambda s: s.withWatermark("ts","10 seconds").dropDuplicatesWithinWatermark(["id"]), "append")
