@@ -8,17 +8,24 @@
 //!   (`queries/projet_bdcc.sql`), with offsets and commits written to a local checkpoint
 //!   directory; elements/s is micro-batches per second.
 //!
+//! - `window_aggregate/candles_1m`: the same 1,000,000 messages, decoded in micro-batches of
+//!   10,000 and aggregated into 1-minute candles per symbol (open and close by `min_by` /
+//!   `max_by`, high, low, volume sum, count) in update mode with a watermark, state
+//!   checkpointed to a local directory every batch; prints the state's memory at the end.
+//!
 //! Run: `cargo bench --bench engine`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow_json::ReaderBuilder;
 use async_trait::async_trait;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use sluice::engine::{JsonDecoder, JsonOptions, MemorySource, Sink, StreamingQueryBuilder};
+use sluice::engine::{
+    JsonDecoder, JsonOptions, MemorySource, OutputMode, Sink, StreamingQueryBuilder,
+};
 
 const MESSAGES: usize = 1_000_000;
 const SYMBOLS: usize = 2_000;
@@ -181,5 +188,78 @@ fn batch_overhead(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, json_decode, batch_overhead);
+const CANDLES: &str = "SELECT window(\"timestamp\", '1 minute') AS w, symbol, \
+    min_by(close_price, \"timestamp\") AS open, max(high_price) AS high, min(low_price) AS low, \
+    max_by(close_price, \"timestamp\") AS close, sum(volume) AS volume, count(*) AS trades \
+    FROM ticks GROUP BY w, symbol";
+
+fn window_aggregate(c: &mut Criterion) {
+    const BATCH: usize = 10_000;
+    let (bytes, ends) = messages();
+    let messages: Vec<&[u8]> = each_message(&bytes, &ends).collect();
+    let mut fields: Vec<Field> = ticker_schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    if let Some(ts) = fields.last_mut() {
+        *ts = ts
+            .clone()
+            .with_data_type(DataType::Timestamp(TimeUnit::Millisecond, None));
+    }
+    let schema = Arc::new(Schema::new(fields));
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+
+    let mut group = c.benchmark_group("window_aggregate");
+    group.throughput(Throughput::Elements(MESSAGES as u64));
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(20));
+    group.bench_function("candles_1m", |b| {
+        b.iter_custom(|iterations| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iterations {
+                let checkpoint = tempfile::tempdir().expect("temp dir");
+                let source = MemorySource::new("ticks", schema.clone());
+                let mut execution = runtime
+                    .block_on(
+                        StreamingQueryBuilder::new()
+                            .source("ticks", source.clone())
+                            .sql(CANDLES)
+                            .output_mode(OutputMode::Update)
+                            .watermark("ticks", "timestamp", Duration::from_secs(10))
+                            .sink(Discard)
+                            .checkpoint_location(checkpoint.path().to_str().expect("utf-8 path"))
+                            .build(),
+                    )
+                    .expect("planned query");
+                let mut decoder =
+                    JsonDecoder::new(schema.clone(), JsonOptions::default()).expect("decoder");
+                let start = Instant::now();
+                runtime.block_on(async {
+                    for chunk in messages.chunks(BATCH) {
+                        for message in chunk {
+                            decoder.push(message).expect("clean input");
+                        }
+                        for batch in decoder.finish().expect("clean input").batches {
+                            source.add_batch(batch).expect("same schema");
+                        }
+                        while execution.run_trigger().await.expect("batch runs") {}
+                    }
+                });
+                total += start.elapsed();
+                let progress = execution.recent_progress().pop();
+                if let Some(state) = progress.as_ref().and_then(|p| p.state_operators.first()) {
+                    eprintln!(
+                        "window_aggregate: {} groups in state, {} bytes",
+                        state.num_rows_total, state.memory_used_bytes
+                    );
+                }
+            }
+            total
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, json_decode, batch_overhead, window_aggregate);
 criterion_main!(benches);

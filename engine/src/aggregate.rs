@@ -189,13 +189,20 @@ impl StatefulAggregate {
         self.sorts
     }
 
-    /// The group keys and window, for `EXPLAIN`-like output.
+    /// The operator, its group keys and its window key, for `explain`.
     pub fn describe(&self) -> String {
         let keys: Vec<&str> = self.state_schema.fields()[..self.keys]
             .iter()
             .map(|f| f.name().as_str())
             .collect();
-        format!("stateful aggregation by [{}]", keys.join(", "))
+        let window = self.window.map_or("none".to_string(), |i| {
+            self.state_schema.field(i).name().clone()
+        });
+        format!(
+            "stateStoreSave: aggregation by [{}], window key: {window}, state columns: {}",
+            keys.join(", "),
+            self.state_schema.fields().len() - self.keys
+        )
     }
 
     /// Runs one batch: the source slots must hold the batch's rows. Returns the rows for the

@@ -26,7 +26,7 @@ use datafusion::physical_plan::execution_plan::reset_plan_states;
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
-use datafusion::physical_plan::{ExecutionPlan, collect};
+use datafusion::physical_plan::{ExecutionPlan, collect, displayable};
 use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
 use datafusion::scalar::ScalarValue;
 
@@ -221,6 +221,11 @@ impl StreamPlan {
     /// The schema of the query's output.
     pub fn schema(&self) -> SchemaRef {
         self.plan.schema()
+    }
+
+    /// The physical plan, indented.
+    pub fn display(&self) -> String {
+        displayable(self.plan.as_ref()).indent(true).to_string()
     }
 
     /// The aggregation kept across batches, if any.

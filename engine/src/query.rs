@@ -230,19 +230,12 @@ impl StreamingQueryBuilder {
         self
     }
 
-    /// Plans the query and recovers from the checkpoint, without starting a loop: the caller
-    /// drives the batches with [`MicroBatchExecution::run_trigger`] (tests, benchmarks, or an
-    /// application with its own scheduler).
-    ///
-    /// Everything that can be checked before data flows is checked here: the SQL, the
-    /// checkpoint's consistency and that it belongs to these sources.
-    pub async fn build(self) -> Result<MicroBatchExecution> {
+    /// Checks the declarations and plans the SQL: everything `build` and `explain` share.
+    async fn plan(&self) -> Result<(StreamPlan, BTreeMap<String, Deduplicator>)> {
         let sql = self
             .sql
+            .as_deref()
             .ok_or_else(|| SluiceError::Config("the query has no SQL".into()))?;
-        let mut sink = self
-            .sink
-            .ok_or_else(|| SluiceError::Config("the query has no sink".into()))?;
         if self.sources.is_empty() {
             return Err(SluiceError::Config("the query has no source".into()));
         }
@@ -259,30 +252,30 @@ impl StreamingQueryBuilder {
             .iter()
             .map(|(name, s)| (name.clone(), s.schema()))
             .collect();
-        for (source, spec) in &self.watermarks {
-            let (_, schema) = tables
+        let schema_of = |source: &str, what: &str| {
+            tables
                 .iter()
                 .find(|(name, _)| name == source)
+                .map(|(_, schema)| schema.clone())
                 .ok_or_else(|| {
-                    SluiceError::Config(format!("watermark declared on unknown source '{source}'"))
-                })?;
-            check_event_time_column(source, schema, &spec.column)?;
+                    SluiceError::Config(format!("{what} declared on unknown source '{source}'"))
+                })
+        };
+        for (source, spec) in &self.watermarks {
+            check_event_time_column(
+                source,
+                schema_of(source, "watermark")?.as_ref(),
+                &spec.column,
+            )?;
         }
         let mut dedups = BTreeMap::new();
         for (source, (columns, mode)) in &self.dedups {
-            let (_, schema) = tables
-                .iter()
-                .find(|(name, _)| name == source)
-                .ok_or_else(|| {
-                    SluiceError::Config(format!(
-                        "deduplication declared on unknown source '{source}'"
-                    ))
-                })?;
+            let schema = schema_of(source, "deduplication")?;
             let dedup =
-                Deduplicator::new(source, schema, columns, *mode, self.watermarks.get(source))?;
+                Deduplicator::new(source, &schema, columns, *mode, self.watermarks.get(source))?;
             dedups.insert(source.clone(), dedup);
         }
-        let plan = StreamPlan::new(self.session, &tables, &sql, self.per_batch).await?;
+        let plan = StreamPlan::new(self.session.clone(), &tables, sql, self.per_batch).await?;
         if !self.per_batch {
             let shape = QueryShape {
                 aggregation: plan.aggregate().is_some(),
@@ -292,6 +285,66 @@ impl StreamingQueryBuilder {
             };
             check_output_mode(shape, self.output_mode)?;
         }
+        Ok((plan, dedups))
+    }
+
+    /// Describes the streaming plan without running it or touching the checkpoint: sources with
+    /// their watermarks and deduplication, the stateful operators and their keys, the output
+    /// mode, the sink and trigger, then DataFusion's physical plan.
+    pub async fn explain(&self) -> Result<String> {
+        let (plan, _) = self.plan().await?;
+        let mut text = String::from("== Streaming query ==\n");
+        if let Some(name) = &self.name {
+            text += &format!("name: {name}\n");
+        }
+        text += "sources:\n";
+        for (name, source) in &self.sources {
+            text += &format!("  {name}: {}", source.description());
+            if let Some(spec) = self.watermarks.get(name) {
+                text += &format!(", watermark {} - {} ms", spec.column, spec.delay_ms);
+            }
+            if let Some((columns, mode)) = self.dedups.get(name) {
+                let function = match mode {
+                    DedupMode::DropDuplicates => "dropDuplicates",
+                    DedupMode::WithinWatermark => "dropDuplicatesWithinWatermark",
+                };
+                text += &format!(", {function}({})", columns.join(", "));
+            }
+            text += "\n";
+        }
+        if self.watermarks.len() > 1 {
+            text += &format!("watermark policy: {:?}\n", self.watermark_policy);
+        }
+        match (self.per_batch, plan.aggregate()) {
+            (true, _) => text += "execution: per batch (foreachBatch), no state across batches\n",
+            (false, Some(aggregate)) => {
+                text += &format!("stateful operator: {}\n", aggregate.describe())
+            }
+            (false, None) => text += "stateful operator: none\n",
+        }
+        text += &format!("output mode: {}\n", self.output_mode);
+        if let Some(sink) = &self.sink {
+            text += &format!("sink: {}\n", sink.description());
+        }
+        text += &format!(
+            "trigger: {:?}\n== Physical plan ==\n{}",
+            self.trigger,
+            plan.display()
+        );
+        Ok(text)
+    }
+
+    /// Plans the query and recovers from the checkpoint, without starting a loop: the caller
+    /// drives the batches with [`MicroBatchExecution::run_trigger`] (tests, benchmarks, or an
+    /// application with its own scheduler).
+    ///
+    /// Everything that can be checked before data flows is checked here: the SQL, the
+    /// checkpoint's consistency and that it belongs to these sources.
+    pub async fn build(self) -> Result<MicroBatchExecution> {
+        let (plan, dedups) = self.plan().await?;
+        let mut sink = self
+            .sink
+            .ok_or_else(|| SluiceError::Config("the query has no sink".into()))?;
 
         let location = self.checkpoint.unwrap_or_else(|| "memory:///".to_string());
         let mut checkpoint = Checkpoint::open(&location)?;

@@ -312,3 +312,31 @@ async fn stream_static_joins_inner_and_left_outer() {
         assert_eq!(render(&sink.all_rows()), expected, "{join}");
     }
 }
+
+#[tokio::test]
+async fn explain_shows_sources_watermark_state_mode_and_sink() {
+    use arrow::datatypes::TimeUnit;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("symbol", DataType::Utf8, true),
+        Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+    ]));
+    let builder = StreamingQueryBuilder::new()
+        .source("ticks", MemorySource::new("ticks", schema))
+        .sql("SELECT window(ts, '1 minute') AS w, symbol, count(*) AS n FROM ticks GROUP BY w, symbol")
+        .watermark("ticks", "ts", Duration::from_secs(10))
+        .drop_duplicates("ticks", ["symbol", "ts"])
+        .output_mode(sluice_engine::OutputMode::Append)
+        .sink(MemorySink::new())
+        .query_name("candles");
+    let text = builder.explain().await.unwrap();
+    for expected in [
+        "name: candles",
+        "ticks: MemorySource[ticks], watermark ts - 10000 ms, dropDuplicates(symbol, ts)",
+        "stateful operator: stateStoreSave: aggregation by [window(ticks.ts,Utf8(\"1 minute\")), symbol], window key: window(",
+        "output mode: append",
+        "sink: MemorySink",
+        "== Physical plan ==",
+    ] {
+        assert!(text.contains(expected), "missing '{expected}' in:\n{text}");
+    }
+}
