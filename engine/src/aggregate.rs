@@ -20,7 +20,9 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use arrow::array::{
+    Array, AsArray, BooleanArray, RecordBatch, StructArray, TimestampMicrosecondArray,
+};
 use arrow::compute::{and, concat_batches, filter_record_batch};
 use arrow::datatypes::{SchemaRef, TimestampMicrosecondType};
 use arrow::ipc::reader::FileReader;
@@ -28,6 +30,7 @@ use arrow::ipc::writer::FileWriter;
 use arrow::row::{RowConverter, SortField};
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::execution::TaskContext;
+use datafusion::physical_expr::ScalarFunctionExpr;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::execution_plan::reset_plan_states;
 use datafusion::physical_plan::sorts::sort::SortExec;
@@ -37,7 +40,7 @@ use crate::error::{Result, SluiceError};
 use crate::output_mode::OutputMode;
 use crate::plan::BatchSlot;
 use crate::progress::StateOperatorProgress;
-use crate::window::is_window_type;
+use crate::window::{SESSION_WINDOW, is_window_type};
 
 /// The watermarks a stateful batch runs with, in ms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +65,8 @@ pub struct StatefulAggregate {
     keys: usize,
     /// Position of the window key, if the aggregation groups by a window.
     window: Option<usize>,
+    /// Whether that window is a `session_window`, whose rows merge into sessions.
+    session: bool,
     /// Whether the plan above the aggregation sorts.
     sorts: bool,
     state: Option<RecordBatch>,
@@ -162,7 +167,17 @@ impl StatefulAggregate {
             Ok(TreeNodeRecursion::Continue)
         })?;
         let keys = group_by.expr().len();
-        let window = (0..keys).find(|&i| is_window_type(state_schema.field(i).data_type()));
+        let session = group_by.expr().iter().position(|(expr, _)| {
+            expr.downcast_ref::<ScalarFunctionExpr>()
+                .is_some_and(|f| f.name() == SESSION_WINDOW)
+        });
+        if session.is_some() && keys < 2 {
+            return Err(SluiceError::Config(
+                "session_window requires at least one grouping key besides the session in streaming".into(),
+            ));
+        }
+        let window = session
+            .or_else(|| (0..keys).find(|&i| is_window_type(state_schema.field(i).data_type())));
         Ok(Some(Self {
             partial,
             reduce,
@@ -174,6 +189,7 @@ impl StatefulAggregate {
             state_schema,
             keys,
             window,
+            session: session.is_some(),
             sorts,
             state: None,
         }))
@@ -182,6 +198,11 @@ impl StatefulAggregate {
     /// Whether the aggregation groups by an event-time window.
     pub fn has_window_key(&self) -> bool {
         self.window.is_some()
+    }
+
+    /// Whether the aggregation groups by a session window.
+    pub fn has_session_window(&self) -> bool {
+        self.session
     }
 
     /// Whether the plan above the aggregation sorts.
@@ -230,10 +251,16 @@ impl StatefulAggregate {
         let updated = fresh.num_rows();
 
         let merged = match self.state.take() {
-            None => fresh.clone(),
+            None if !self.session => fresh.clone(),
             Some(state) if fresh.num_rows() == 0 => state,
-            Some(state) => {
-                let input = concat_batches(&self.state_schema, [&state, &fresh])?;
+            state => {
+                let mut input = match state {
+                    Some(state) => concat_batches(&self.state_schema, [&state, &fresh])?,
+                    None => fresh.clone(),
+                };
+                if self.session {
+                    input = self.merge_sessions(input)?;
+                }
                 self.reduce_input.set(vec![input]);
                 let out = collect(
                     reset_plan_states(Arc::clone(&self.reduce))?,
@@ -339,6 +366,66 @@ impl StatefulAggregate {
             filter_record_batch(&batch, &closed)?,
             filter_record_batch(&batch, &open)?,
         ))
+    }
+
+    /// Gives each row the session it belongs to once overlapping sessions of the same group
+    /// merge (`next.start <= current.end`), so that `PartialReduce` merges their states.
+    fn merge_sessions(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        let Some(position) = self.window else {
+            return Ok(batch);
+        };
+        let others: Vec<_> = (0..self.keys)
+            .filter(|&i| i != position)
+            .map(|i| Arc::clone(batch.column(i)))
+            .collect();
+        let converter = RowConverter::new(
+            others
+                .iter()
+                .map(|c| SortField::new(c.data_type().clone()))
+                .collect(),
+        )?;
+        let rows = converter.convert_columns(&others)?;
+        let session = batch.column(position).as_struct();
+        let starts = session.column(0).as_primitive::<TimestampMicrosecondType>();
+        let ends = session.column(1).as_primitive::<TimestampMicrosecondType>();
+        let mut order: Vec<usize> = (0..batch.num_rows()).collect();
+        order.sort_unstable_by(|&a, &b| {
+            rows.row(a)
+                .cmp(&rows.row(b))
+                .then(starts.value(a).cmp(&starts.value(b)))
+        });
+        let (mut new_starts, mut new_ends) = (vec![0i64; order.len()], vec![0i64; order.len()]);
+        let mut i = 0;
+        while i < order.len() {
+            let (start, mut end, mut j) = (starts.value(order[i]), ends.value(order[i]), i);
+            while j + 1 < order.len()
+                && rows.row(order[j + 1]) == rows.row(order[i])
+                && starts.value(order[j + 1]) <= end
+            {
+                j += 1;
+                end = end.max(ends.value(order[j]));
+            }
+            for &row in &order[i..=j] {
+                new_starts[row] = start;
+                new_ends[row] = end;
+            }
+            i = j + 1;
+        }
+        let tz = match starts.data_type() {
+            arrow::datatypes::DataType::Timestamp(_, tz) => tz.clone(),
+            _ => None,
+        };
+        let merged = StructArray::new(
+            session.fields().clone(),
+            vec![
+                Arc::new(TimestampMicrosecondArray::from(new_starts).with_timezone_opt(tz.clone())),
+                Arc::new(TimestampMicrosecondArray::from(new_ends).with_timezone_opt(tz)),
+            ],
+            None,
+        );
+        let mut columns = batch.columns().to_vec();
+        columns[position] = Arc::new(merged);
+        Ok(RecordBatch::try_new(batch.schema(), columns)?)
     }
 
     /// The rows of `state` whose group key appears in `updates`.

@@ -52,6 +52,8 @@ pub struct QueryShape {
     pub aggregation: bool,
     /// The aggregation groups by an event-time window.
     pub window_key: bool,
+    /// The aggregation groups by a session window.
+    pub session_window: bool,
     /// A source declares a watermark.
     pub watermark: bool,
     /// The query sorts its output.
@@ -66,6 +68,9 @@ pub fn check_output_mode(shape: QueryShape, mode: OutputMode) -> Result<()> {
             "Sorting is not supported on streaming DataFrames/Datasets, unless it is on aggregated \
              DataFrame/Dataset in Complete output mode",
         );
+    }
+    if shape.session_window && mode == OutputMode::Update {
+        return unsupported("Session windows support the append and complete output modes only");
     }
     match (shape.aggregation, mode) {
         (true, OutputMode::Append) if !(shape.watermark && shape.window_key) => unsupported(

@@ -280,6 +280,7 @@ impl StreamingQueryBuilder {
             let shape = QueryShape {
                 aggregation: plan.aggregate().is_some(),
                 window_key: plan.aggregate().is_some_and(|a| a.has_window_key()),
+                session_window: plan.aggregate().is_some_and(|a| a.has_session_window()),
                 watermark: !self.watermarks.is_empty(),
                 sort: plan.sorts(),
             };

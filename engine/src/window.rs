@@ -11,6 +11,9 @@
 //!   where the planner expands each row into every window containing it (see
 //!   [`expand_sliding_windows`]). Rows with a null timestamp belong to no window and are
 //!   dropped by the aggregation.
+//! - `session_window(ts, '30 seconds')`: a session of activity: each row opens
+//!   `[ts, ts + gap)` and, per group key, sessions that overlap merge (the stateful
+//!   aggregation merges them across batches, see [`crate::aggregate`]).
 //! - `window_time(w)`: `w.end - 1 microsecond`, the event time of a window's result.
 //!
 //! Durations are Spark interval strings (`'10 minutes'`, `'1 hour 30 minutes'`, units from
@@ -356,6 +359,67 @@ impl ScalarUDFImpl for WindowsFunc {
     }
 }
 
+/// `session_window(ts, gap)`: the row's own session `[ts, ts + gap)`, merged with the
+/// overlapping sessions of its group by the aggregation.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct SessionWindowFunc {
+    signature: Signature,
+}
+
+/// The name of the session window function, by which the aggregation recognizes it.
+pub const SESSION_WINDOW: &str = "session_window";
+
+fn gap_from_args(args: &[Option<&ScalarValue>]) -> DfResult<i64> {
+    if args.len() != 2 {
+        return plan_err!(
+            "session_window() takes a timestamp and a gap duration, got {} arguments",
+            args.len()
+        );
+    }
+    let gap = duration_arg(args[1], "gap duration")?;
+    if gap <= 0 {
+        return plan_err!("session_window(): the gap duration must be greater than 0");
+    }
+    Ok(gap)
+}
+
+impl ScalarUDFImpl for SessionWindowFunc {
+    fn name(&self) -> &str {
+        SESSION_WINDOW
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+        Err(DataFusionError::Internal(
+            "session_window(): return_field_from_args is used".into(),
+        ))
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> DfResult<FieldRef> {
+        gap_from_args(args.scalar_arguments)?;
+        let tz = timestamp_zone(&args.arg_fields[0])?;
+        Ok(Arc::new(Field::new(
+            "session_window",
+            window_type(tz),
+            true,
+        )))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let gap = gap_from_args(&scalars(&args.args))?;
+        let times = args.args[0].to_array(args.number_rows)?;
+        let tz = timestamp_zone(&args.arg_fields[0])?;
+        let starts = micros(&times)?;
+        let ends: TimestampMicrosecondArray = starts.unary(|s| s.saturating_add(gap));
+        Ok(ColumnarValue::Array(Arc::new(window_struct(
+            starts, ends, tz,
+        ))))
+    }
+}
+
 /// `window_time(w)`: the last microsecond of window `w`.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct WindowTimeFunc {
@@ -396,10 +460,13 @@ impl ScalarUDFImpl for WindowTimeFunc {
     }
 }
 
-/// The window SQL functions: `window` and `window_time`.
+/// The window SQL functions: `window`, `session_window` and `window_time`.
 pub fn window_functions() -> Vec<ScalarUDF> {
     vec![
         ScalarUDF::new_from_impl(WindowFunc {
+            signature: Signature::variadic_any(Volatility::Immutable),
+        }),
+        ScalarUDF::new_from_impl(SessionWindowFunc {
             signature: Signature::variadic_any(Volatility::Immutable),
         }),
         ScalarUDF::new_from_impl(WindowTimeFunc {

@@ -67,3 +67,9 @@ run("dedup_within", "id STRING, ts TIMESTAMP", [
     [{"id":"a","ts":"2026-01-01T12:00:05"},{"id":"c","ts":"2026-01-01T12:00:30"}],
     [{"id":"a","ts":"2026-01-01T12:00:25"}],
 ], lambda s: s.withWatermark("ts","10 seconds").dropDuplicatesWithinWatermark(["id"]), "append")
+
+run("session", "user STRING, ts TIMESTAMP", [
+    [{"user":"u1","ts":"2026-01-01T12:00:00"},{"user":"u1","ts":"2026-01-01T12:00:20"},{"user":"u2","ts":"2026-01-01T12:00:05"}],
+    [{"user":"u1","ts":"2026-01-01T12:00:45"},{"user":"u2","ts":"2026-01-01T12:01:30"}],
+    [{"user":"u2","ts":"2026-01-01T12:01:00"},{"user":"u3","ts":"2026-01-01T12:03:00"}],
+], lambda s: s.withWatermark("ts","10 seconds").groupBy(F.session_window("ts","30 seconds").alias("s"), "user").count(), "append")
