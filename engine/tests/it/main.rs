@@ -7,5 +7,6 @@ mod json;
 mod query;
 mod recovery;
 mod seed;
+mod semantics;
 mod sinks;
 mod sources;
