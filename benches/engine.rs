@@ -15,33 +15,19 @@
 //!
 //! Run: `cargo bench --bench engine`.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow_json::ReaderBuilder;
 use async_trait::async_trait;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use sluice::connectors::ticker;
 use sluice::engine::{
     JsonDecoder, JsonOptions, MemorySource, OutputMode, Sink, StreamingQueryBuilder,
 };
 
 const MESSAGES: usize = 1_000_000;
 const SYMBOLS: usize = 2_000;
-
-fn ticker_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("symbol", DataType::Utf8, true),
-        Field::new("close_price", DataType::Float64, true),
-        Field::new("open_price", DataType::Float64, true),
-        Field::new("high_price", DataType::Float64, true),
-        Field::new("low_price", DataType::Float64, true),
-        Field::new("volume", DataType::Float64, true),
-        Field::new("quote_volume", DataType::Float64, true),
-        Field::new("timestamp", DataType::Int64, true),
-    ]))
-}
 
 /// `MESSAGES` ticker messages back to back, and the end offset of each.
 fn messages() -> (Vec<u8>, Vec<usize>) {
@@ -80,7 +66,7 @@ fn each_message<'a>(bytes: &'a [u8], ends: &'a [usize]) -> impl Iterator<Item = 
 
 fn json_decode(c: &mut Criterion) {
     let (bytes, ends) = messages();
-    let schema = ticker_schema();
+    let schema = ticker::schema();
     let batch_size = JsonOptions::default().batch_size;
     let mut group = c.benchmark_group("json_decode");
     group.throughput(Throughput::Elements(MESSAGES as u64));
@@ -153,7 +139,7 @@ impl Sink for Discard {
 fn batch_overhead(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let checkpoint = tempfile::tempdir().expect("temp dir");
-    let source = MemorySource::new("ticks", ticker_schema());
+    let source = MemorySource::new("ticks", ticker::schema());
     let mut execution = runtime
         .block_on(
             StreamingQueryBuilder::new()
@@ -165,7 +151,7 @@ fn batch_overhead(c: &mut Criterion) {
                 .build(),
         )
         .expect("planned query");
-    let mut decoder = JsonDecoder::new(ticker_schema(), JsonOptions::default()).expect("decoder");
+    let mut decoder = JsonDecoder::new(ticker::schema(), JsonOptions::default()).expect("decoder");
     decoder
         .push(br#"{"symbol":"BTCUSDT","close_price":65000.5,"open_price":64000,"high_price":66000,"low_price":63000,"volume":12.5,"quote_volume":812000,"timestamp":1764320400000}"#)
         .expect("clean input");
@@ -197,17 +183,7 @@ fn window_aggregate(c: &mut Criterion) {
     const BATCH: usize = 10_000;
     let (bytes, ends) = messages();
     let messages: Vec<&[u8]> = each_message(&bytes, &ends).collect();
-    let mut fields: Vec<Field> = ticker_schema()
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
-    if let Some(ts) = fields.last_mut() {
-        *ts = ts
-            .clone()
-            .with_data_type(DataType::Timestamp(TimeUnit::Millisecond, None));
-    }
-    let schema = Arc::new(Schema::new(fields));
+    let schema = ticker::event_time_schema();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
 
     let mut group = c.benchmark_group("window_aggregate");

@@ -10,25 +10,13 @@
 //! duplicates per batch, prints each batch like Spark's console sink and the last progress
 //! report as JSON.
 
-use std::sync::Arc;
-
 use anyhow::Context;
-use arrow::datatypes::{DataType, Field, Schema};
 use sluice::engine::{ConsoleSink, FileSource, JsonOptions, StreamingQueryBuilder, Trigger};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter("info").init();
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("symbol", DataType::Utf8, true),
-        Field::new("close_price", DataType::Float64, true),
-        Field::new("open_price", DataType::Float64, true),
-        Field::new("high_price", DataType::Float64, true),
-        Field::new("low_price", DataType::Float64, true),
-        Field::new("volume", DataType::Float64, true),
-        Field::new("quote_volume", DataType::Float64, true),
-        Field::new("timestamp", DataType::Int64, true),
-    ]));
+    let schema = sluice::connectors::ticker::schema();
     let input = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/data/tickers");
     let source = FileSource::new("ticks", input, schema, JsonOptions::default())?
         .with_max_files_per_trigger(1);

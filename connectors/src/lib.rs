@@ -5,5 +5,9 @@
 //! PostgreSQL/SQLite and the Binance WebSocket stream each land here in a module of their own.
 //! The engine's built-in connectors (memory, files, console) live in `sluice-engine`.
 //!
-//! No connector has landed yet; this crate fixes the seam they plug into.
+//! [`ticker`] holds the shape of the seed pipeline's normalized ticker message, shared by the
+//! Binance producer, the queries and the examples.
+
+pub mod ticker;
+
 pub use sluice_engine::{Sink, Source};

@@ -25,8 +25,6 @@ use arrow::array::{
 };
 use arrow::compute::{and, concat_batches, filter_record_batch};
 use arrow::datatypes::{SchemaRef, TimestampMicrosecondType};
-use arrow::ipc::reader::FileReader;
-use arrow::ipc::writer::FileWriter;
 use arrow::row::{RowConverter, SortField};
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::execution::TaskContext;
@@ -40,6 +38,7 @@ use crate::error::{Result, SluiceError};
 use crate::output_mode::OutputMode;
 use crate::plan::BatchSlot;
 use crate::progress::StateOperatorProgress;
+use crate::state;
 use crate::window::{SESSION_WINDOW, is_window_type};
 
 /// The watermarks a stateful batch runs with, in ms.
@@ -447,29 +446,14 @@ impl StatefulAggregate {
 
     /// The state as Arrow IPC bytes, for the checkpoint.
     pub fn encode_state(&self) -> Result<Vec<u8>> {
-        let mut bytes = Vec::new();
-        let mut writer = FileWriter::try_new(&mut bytes, &self.state_schema)?;
-        if let Some(state) = &self.state {
-            writer.write(state)?;
-        }
-        writer.finish()?;
-        drop(writer);
-        Ok(bytes)
+        state::encode(&self.state_schema, self.state.as_ref())
     }
 
     /// Restores the state from bytes written by [`Self::encode_state`].
     pub fn restore_state(&mut self, bytes: &[u8], location: &str) -> Result<()> {
-        let reader = FileReader::try_new(std::io::Cursor::new(bytes), None)
-            .map_err(|e| SluiceError::checkpoint(location, format!("unreadable state: {e}")))?;
-        if reader.schema().fields() != self.state_schema.fields() {
-            return Err(SluiceError::checkpoint(
-                location,
-                "the state was written by a different query (its schema differs); use a new checkpoint",
-            ));
-        }
-        let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
-        let state = concat_batches(&self.state_schema, &batches)?;
-        self.state = (state.num_rows() > 0).then_some(state);
+        let changed = "the state was written by a different query (its schema differs)";
+        let restored = state::decode(bytes, &self.state_schema, location, changed)?;
+        self.state = (restored.num_rows() > 0).then_some(restored);
         Ok(())
     }
 }

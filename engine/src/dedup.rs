@@ -18,12 +18,11 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray, BooleanArray, Int64Array, RecordBatch};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMillisecondType};
-use arrow::ipc::reader::FileReader;
-use arrow::ipc::writer::FileWriter;
 use arrow::row::{OwnedRow, RowConverter, SortField};
 
 use crate::error::{Result, SluiceError};
 use crate::progress::StateOperatorProgress;
+use crate::state;
 use crate::watermark::WatermarkSpec;
 
 /// Which Spark deduplication a source applies.
@@ -191,37 +190,28 @@ impl Deduplicator {
             entries.iter().map(|(_, v)| *v),
         )));
         let batch = RecordBatch::try_new(self.state_schema.clone(), columns)?;
-        let mut bytes = Vec::new();
-        let mut writer = FileWriter::try_new(&mut bytes, &self.state_schema)?;
-        writer.write(&batch)?;
-        writer.finish()?;
-        drop(writer);
-        Ok(bytes)
+        state::encode(&self.state_schema, Some(&batch))
     }
 
     /// Restores the state written by [`Self::encode_state`].
     pub fn restore_state(&mut self, bytes: &[u8], location: &str) -> Result<()> {
-        let reader = FileReader::try_new(std::io::Cursor::new(bytes), None)
-            .map_err(|e| SluiceError::checkpoint(location, format!("unreadable state: {e}")))?;
-        if reader.schema().fields() != self.state_schema.fields() {
-            return Err(SluiceError::checkpoint(
-                location,
-                "the deduplication keys changed; use a new checkpoint",
-            ));
-        }
-        self.seen.clear();
-        for batch in reader {
-            let batch = batch?;
-            let keys = self
-                .converter
-                .convert_columns(&batch.columns()[..self.keys.len()])?;
-            let expiry = batch
-                .column(self.keys.len())
-                .as_primitive::<arrow::datatypes::Int64Type>();
-            for (row, key) in keys.iter().enumerate() {
-                self.seen.insert(key.owned(), expiry.value(row));
-            }
-        }
+        let batch = state::decode(
+            bytes,
+            &self.state_schema,
+            location,
+            "the deduplication keys changed",
+        )?;
+        let keys = self
+            .converter
+            .convert_columns(&batch.columns()[..self.keys.len()])?;
+        let expiry = batch
+            .column(self.keys.len())
+            .as_primitive::<arrow::datatypes::Int64Type>();
+        self.seen = keys
+            .iter()
+            .enumerate()
+            .map(|(row, key)| (key.owned(), expiry.value(row)))
+            .collect();
         Ok(())
     }
 }

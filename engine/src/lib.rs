@@ -58,6 +58,7 @@ pub mod progress;
 pub mod query;
 pub mod sink;
 pub mod source;
+pub mod state;
 pub mod storage;
 pub mod trigger;
 pub mod watermark;

@@ -192,27 +192,32 @@ impl StreamingQueryBuilder {
     /// `dropDuplicates`). With a watermark on the source and its event-time column among the
     /// keys, late rows are dropped and old keys forgotten; otherwise keys are kept forever.
     pub fn drop_duplicates<S: Into<String>>(
-        mut self,
+        self,
         source: impl Into<String>,
         columns: impl IntoIterator<Item = S>,
     ) -> Self {
-        let columns = columns.into_iter().map(Into::into).collect();
-        self.dedups
-            .insert(source.into(), (columns, DedupMode::DropDuplicates));
-        self
+        self.deduplicate(source.into(), columns, DedupMode::DropDuplicates)
     }
 
     /// Drops rows of `source` whose `columns` repeat a row seen less than the watermark delay
     /// earlier in event time (Spark's `dropDuplicatesWithinWatermark`); needs a watermark on
     /// the source.
     pub fn drop_duplicates_within_watermark<S: Into<String>>(
-        mut self,
+        self,
         source: impl Into<String>,
         columns: impl IntoIterator<Item = S>,
     ) -> Self {
+        self.deduplicate(source.into(), columns, DedupMode::WithinWatermark)
+    }
+
+    fn deduplicate<S: Into<String>>(
+        mut self,
+        source: String,
+        columns: impl IntoIterator<Item = S>,
+        mode: DedupMode,
+    ) -> Self {
         let columns = columns.into_iter().map(Into::into).collect();
-        self.dedups
-            .insert(source.into(), (columns, DedupMode::WithinWatermark));
+        self.dedups.insert(source, (columns, mode));
         self
     }
 

@@ -138,6 +138,26 @@ fn sorted_table(batches: &[arrow::array::RecordBatch]) -> String {
         .join("\n")
 }
 
+type SourceSpec = Option<(String, SchemaRef, Option<(String, Duration)>)>;
+
+/// The scenario declared so far.
+fn scenario_of(
+    source: &SourceSpec,
+    mode: OutputMode,
+    sql: &str,
+    dedup: &Option<(Vec<String>, bool)>,
+) -> Scenario {
+    let (source, schema, watermark) = source.clone().expect("a source line first");
+    Scenario {
+        source,
+        schema,
+        watermark,
+        mode,
+        sql: sql.to_string(),
+        dedup: dedup.clone(),
+    }
+}
+
 async fn run_file(path: &Path) {
     let text = std::fs::read_to_string(path).expect("golden file");
     let name = path.file_name().unwrap().to_string_lossy().to_string();
@@ -175,18 +195,10 @@ async fn run_file(path: &Path) {
             }
             "query" => sql = block(&mut lines).join("\n"),
             "error" => {
-                let (source, schema, watermark) = source_spec.clone().expect("source before error");
-                let s = Scenario {
-                    source: source.clone(),
-                    schema: schema.clone(),
-                    watermark,
-                    mode,
-                    sql: sql.clone(),
-                    dedup: dedup.clone(),
-                };
+                let s = scenario_of(&source_spec, mode, &sql, &dedup);
                 let error = s
                     .build(
-                        &MemorySource::new(&source, schema),
+                        &MemorySource::new(&s.source, s.schema.clone()),
                         &sink,
                         checkpoint.path(),
                     )
@@ -200,17 +212,8 @@ async fn run_file(path: &Path) {
             }
             "input" => {
                 if scenario.is_none() {
-                    let (source, schema, watermark) =
-                        source_spec.clone().expect("source before input");
-                    let s = Scenario {
-                        source: source.clone(),
-                        schema: schema.clone(),
-                        watermark,
-                        mode,
-                        sql: sql.clone(),
-                        dedup: dedup.clone(),
-                    };
-                    let src = MemorySource::new(&source, schema);
+                    let s = scenario_of(&source_spec, mode, &sql, &dedup);
+                    let src = MemorySource::new(&s.source, s.schema.clone());
                     execution = Some(
                         s.build(&src, &sink, checkpoint.path())
                             .await
