@@ -1,7 +1,8 @@
 //! Spark's aggregate names that streaming users rely on and DataFusion spells differently:
 //! `min_by(value, ordering)` / `max_by(value, ordering)` (the value at the smallest / largest
-//! ordering, e.g. the open and close of a candle) and `first` / `last` (aliases of DataFusion's
-//! `first_value` / `last_value`). All other DataFusion aggregates keep their names.
+//! ordering, e.g. the open and close of a candle), `first` / `last` (aliases of DataFusion's
+//! `first_value` / `last_value`) and `approx_count_distinct` (DataFusion's `approx_distinct`).
+//! All other DataFusion aggregates keep their names.
 
 use std::cmp::Ordering;
 use std::sync::Arc;
@@ -110,7 +111,7 @@ impl Accumulator for ExtremeByAccumulator {
     }
 }
 
-/// Registers `min_by`, `max_by`, `first` and `last` in `ctx`.
+/// Registers `min_by`, `max_by`, `first`, `last` and `approx_count_distinct` in `ctx`.
 pub fn register_spark_aggregates(ctx: &SessionContext) -> DfResult<()> {
     for (name, wins) in [("min_by", Ordering::Less), ("max_by", Ordering::Greater)] {
         ctx.register_udaf(AggregateUDF::new_from_impl(ExtremeBy {
@@ -119,7 +120,11 @@ pub fn register_spark_aggregates(ctx: &SessionContext) -> DfResult<()> {
             signature: Signature::any(2, Volatility::Immutable),
         }));
     }
-    for (existing, alias) in [("first_value", "first"), ("last_value", "last")] {
+    for (existing, alias) in [
+        ("first_value", "first"),
+        ("last_value", "last"),
+        ("approx_distinct", "approx_count_distinct"),
+    ] {
         let function = ctx.state().udaf(existing)?;
         ctx.register_udaf(function.as_ref().clone().with_aliases([alias]));
     }

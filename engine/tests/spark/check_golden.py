@@ -73,3 +73,23 @@ run("session", "user STRING, ts TIMESTAMP", [
     [{"user":"u1","ts":"2026-01-01T12:00:45"},{"user":"u2","ts":"2026-01-01T12:01:30"}],
     [{"user":"u2","ts":"2026-01-01T12:01:00"},{"user":"u3","ts":"2026-01-01T12:03:00"}],
 ], lambda s: s.withWatermark("ts","10 seconds").groupBy(F.session_window("ts","30 seconds").alias("s"), "user").count(), "append")
+
+run("tumbling_append_candles", "symbol STRING, price DOUBLE, ts TIMESTAMP", [
+    [{"symbol":"BTC","price":10,"ts":"2026-01-01T12:00:05"},{"symbol":"BTC","price":14,"ts":"2026-01-01T12:00:50"},{"symbol":"BTC","price":8,"ts":"2026-01-01T12:00:30"}],
+    [{"symbol":"BTC","price":12,"ts":"2026-01-01T12:01:05"}],
+    [{"symbol":"BTC","price":13,"ts":"2026-01-01T12:01:20"}],
+], lambda s: s.withWatermark("ts","10 seconds").groupBy(F.window("ts","1 minute").alias("w"), "symbol").agg(
+    F.min_by("price","ts").alias("open"), F.max("price").alias("high"), F.min("price").alias("low"),
+    F.max_by("price","ts").alias("close"), F.first("price").alias("first_seen"), F.last("price").alias("last_seen"),
+    F.count("*").alias("n"), F.round(F.stddev("price"), 3).alias("sd"),
+    F.approx_count_distinct(F.col("price").cast("string")).alias("prices")), "append")
+
+run("sliding_complete", "symbol STRING, price DOUBLE, ts TIMESTAMP", [
+    [{"symbol":"A","price":1,"ts":"2026-01-01T12:00:30"},{"symbol":"A","price":2,"ts":"2026-01-01T12:01:30"}],
+    [{"symbol":"A","price":4,"ts":"2026-01-01T12:00:45"}],
+], lambda s: s.groupBy(F.window("ts","2 minutes","1 minute").alias("w")).agg(F.sum("price").alias("total")).orderBy("w"), "complete")
+
+run("session_complete", "user STRING, ts TIMESTAMP", [
+    [{"user":"u1","ts":"2026-01-01T12:00:00"},{"user":"u1","ts":"2026-01-01T12:00:15"}],
+    [{"user":"u1","ts":"2026-01-01T12:00:08"}],
+], lambda s: s.groupBy(F.session_window("ts","10 seconds").alias("s"), "user").count(), "complete")
