@@ -18,7 +18,7 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray, BooleanArray, Int64Array, RecordBatch};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMillisecondType};
-use arrow::row::{OwnedRow, RowConverter, SortField};
+use arrow::row::{RowConverter, SortField};
 
 use crate::error::{Result, SluiceError};
 use crate::progress::StateOperatorProgress;
@@ -43,8 +43,9 @@ pub struct Deduplicator {
     event_time: Option<(usize, i64)>,
     /// Whether the event-time column is a key (eviction by watermark for `DropDuplicates`).
     event_time_is_key: bool,
-    /// Key → expiry in ms (`i64::MAX`: never).
-    seen: HashMap<OwnedRow, i64>,
+    /// Key (in the row format, so that lookups need no allocation) → expiry in ms
+    /// (`i64::MAX`: never).
+    seen: HashMap<Vec<u8>, i64>,
     state_schema: SchemaRef,
 }
 
@@ -146,7 +147,7 @@ impl Deduplicator {
                     keep.push(false);
                     continue;
                 }
-                if self.seen.contains_key(&key.owned()) {
+                if self.seen.contains_key(key.as_ref()) {
                     keep.push(false);
                     continue;
                 }
@@ -157,7 +158,7 @@ impl Deduplicator {
                     (DedupMode::DropDuplicates, Some(t), _) if self.event_time_is_key => t,
                     _ => i64::MAX,
                 };
-                self.seen.insert(key.owned(), expires);
+                self.seen.insert(key.as_ref().to_vec(), expires);
                 updated += 1;
                 keep.push(true);
             }
@@ -173,7 +174,7 @@ impl Deduplicator {
             num_rows_updated: updated,
             num_rows_removed: (before - self.seen.len()) as u64,
             num_rows_dropped_by_watermark: dropped,
-            memory_used_bytes: self.seen.keys().map(|k| k.as_ref().len() as u64 + 8).sum(),
+            memory_used_bytes: self.seen.keys().map(|k| k.len() as u64 + 8).sum(),
             commit_time_ms: started.elapsed().as_millis() as u64,
         };
         Ok((out, progress))
@@ -181,11 +182,12 @@ impl Deduplicator {
 
     /// The state as Arrow IPC bytes: the key columns and each key's expiry.
     pub fn encode_state(&self) -> Result<Vec<u8>> {
-        let mut entries: Vec<(&OwnedRow, i64)> = self.seen.iter().map(|(k, v)| (k, *v)).collect();
+        let mut entries: Vec<(&Vec<u8>, i64)> = self.seen.iter().map(|(k, v)| (k, *v)).collect();
         entries.sort_unstable();
+        let parser = self.converter.parser();
         let mut columns = self
             .converter
-            .convert_rows(entries.iter().map(|(k, _)| k.row()))?;
+            .convert_rows(entries.iter().map(|(k, _)| parser.parse(k)))?;
         columns.push(Arc::new(Int64Array::from_iter_values(
             entries.iter().map(|(_, v)| *v),
         )));
@@ -210,7 +212,7 @@ impl Deduplicator {
         self.seen = keys
             .iter()
             .enumerate()
-            .map(|(row, key)| (key.owned(), expiry.value(row)))
+            .map(|(row, key)| (key.as_ref().to_vec(), expiry.value(row)))
             .collect();
         Ok(())
     }

@@ -7,7 +7,8 @@
 use std::cmp::Ordering;
 use std::sync::Arc;
 
-use arrow::array::ArrayRef;
+use arrow::array::{Array, ArrayRef};
+use arrow::compute::{SortOptions, sort_to_indices};
 use arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::ScalarValue;
 use datafusion::execution::FunctionRegistry;
@@ -65,7 +66,7 @@ impl AggregateUDFImpl for ExtremeBy {
     }
 }
 
-/// Keeps the value whose key wins so far; the first one seen wins ties.
+/// Keeps the value whose key wins so far; an earlier batch's value wins ties.
 #[derive(Debug)]
 struct ExtremeByAccumulator {
     wins: Ordering,
@@ -74,16 +75,23 @@ struct ExtremeByAccumulator {
 }
 
 impl ExtremeByAccumulator {
+    /// Offers the row whose key is the batch's extreme (found by a top-1 sort, not row by row).
     fn offer(&mut self, values: &ArrayRef, keys: &ArrayRef) -> DfResult<()> {
-        for row in 0..keys.len() {
-            let key = ScalarValue::try_from_array(keys, row)?;
-            if key.is_null() {
-                continue;
-            }
-            if self.key.is_null() || key.partial_cmp(&self.key) == Some(self.wins) {
-                self.value = ScalarValue::try_from_array(values, row)?;
-                self.key = key;
-            }
+        let options = SortOptions {
+            descending: self.wins == Ordering::Greater,
+            nulls_first: false,
+        };
+        let best = sort_to_indices(keys, Some(options), Some(1))?;
+        let Some(row) = best.values().first().map(|&i| i as usize) else {
+            return Ok(());
+        };
+        if keys.is_null(row) {
+            return Ok(());
+        }
+        let key = ScalarValue::try_from_array(keys, row)?;
+        if self.key.is_null() || key.partial_cmp(&self.key) == Some(self.wins) {
+            self.value = ScalarValue::try_from_array(values, row)?;
+            self.key = key;
         }
         Ok(())
     }
