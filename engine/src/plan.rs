@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use datafusion::catalog::streaming::StreamingTable;
+use datafusion::common::JoinType;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{
@@ -23,6 +24,9 @@ use datafusion::logical_expr::{
 };
 use datafusion::physical_expr::LexOrdering;
 use datafusion::physical_plan::execution_plan::reset_plan_states;
+use datafusion::physical_plan::joins::{
+    CrossJoinExec, HashJoinExec, NestedLoopJoinExec, SortMergeJoinExec,
+};
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
@@ -238,6 +242,21 @@ impl StreamPlan {
         self.aggregate.as_mut()
     }
 
+    /// Checks the query's joins against Spark's rules for streams: a stream may join a static
+    /// table (inner, or outer keeping the stream's side); joining two streams is not supported
+    /// yet. Not checked for per-batch queries, whose SQL sees each batch as a static table.
+    pub fn check_joins(&self) -> Result<()> {
+        let mut problem = None;
+        self.plan.apply(|node| {
+            if let Some(message) = join_problem(node.as_ref()) {
+                problem = Some(message);
+                return Ok(TreeNodeRecursion::Stop);
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        problem.map_or(Ok(()), |message| Err(SluiceError::Config(message)))
+    }
+
     /// Whether the query sorts its output (above a stateful aggregation, if there is one).
     pub fn sorts(&self) -> bool {
         if let Some(aggregate) = &self.aggregate {
@@ -284,4 +303,54 @@ impl StreamPlan {
         }
         result
     }
+}
+
+/// Whether a plan reads a streaming source (one of the engine's batch slots).
+fn is_streaming(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    let mut streaming = false;
+    let _ = plan.apply(|node| {
+        streaming |= node.downcast_ref::<StreamingTableExec>().is_some();
+        Ok(if streaming {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    });
+    streaming
+}
+
+/// Why a join node is not supported on streams, if it is not.
+fn join_problem(node: &dyn ExecutionPlan) -> Option<String> {
+    let join_type = if let Some(join) = node.downcast_ref::<HashJoinExec>() {
+        *join.join_type()
+    } else if let Some(join) = node.downcast_ref::<NestedLoopJoinExec>() {
+        *join.join_type()
+    } else if let Some(join) = node.downcast_ref::<SortMergeJoinExec>() {
+        join.join_type()
+    } else if node.downcast_ref::<CrossJoinExec>().is_some() {
+        JoinType::Inner
+    } else {
+        return None;
+    };
+    let children = node.children();
+    let (left, right) = (is_streaming(children[0]), is_streaming(children[1]));
+    if left && right {
+        return Some(
+            "Stream-stream joins are not supported yet: join a stream with a static table".into(),
+        );
+    }
+    // The side whose unmatched rows a join keeps must not be static: those rows could never be
+    // final while the stream goes on.
+    let keeps_static = match join_type {
+        JoinType::Inner => false,
+        JoinType::Left | JoinType::LeftSemi | JoinType::LeftAnti | JoinType::LeftMark => right,
+        JoinType::Right | JoinType::RightSemi | JoinType::RightAnti | JoinType::RightMark => left,
+        JoinType::Full => left || right,
+    };
+    keeps_static.then(|| {
+        format!(
+            "{join_type} join with a streaming DataFrame/Dataset on the side it does not keep is not \
+             supported: put the stream on the kept side (e.g. stream LEFT JOIN static)"
+        )
+    })
 }

@@ -282,6 +282,7 @@ impl StreamingQueryBuilder {
         }
         let plan = StreamPlan::new(self.session.clone(), &tables, sql, self.per_batch).await?;
         if !self.per_batch {
+            plan.check_joins()?;
             let shape = QueryShape {
                 aggregation: plan.aggregate().is_some(),
                 window_key: plan.aggregate().is_some_and(|a| a.has_window_key()),

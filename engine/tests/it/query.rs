@@ -291,10 +291,9 @@ async fn stream_static_joins_inner_and_left_outer() {
         let builder = StreamingQueryBuilder::new()
             .source("ticks", source)
             .sql(format!(
-                "SELECT t.symbol, s.name, t.close_price FROM ticks t {join} symbols s ON t.symbol = s.symbol ORDER BY t.symbol"
+                "SELECT t.symbol, s.name, t.close_price FROM ticks t {join} symbols s ON t.symbol = s.symbol"
             ))
-            .sink(sink.clone())
-            .foreach_batch();
+            .sink(sink.clone());
         let names = RecordBatch::try_from_iter(vec![
             (
                 "symbol",
@@ -338,5 +337,44 @@ async fn explain_shows_sources_watermark_state_mode_and_sink() {
         "== Physical plan ==",
     ] {
         assert!(text.contains(expected), "missing '{expected}' in:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn joins_that_cannot_stream_are_refused_at_start() {
+    use arrow::array::StringArray;
+    let source = || MemorySource::new("n", ticker_schema());
+    for (sql, expected) in [
+        (
+            "SELECT * FROM symbols s LEFT JOIN ticks t ON t.symbol = s.symbol",
+            "on the side it does not keep",
+        ),
+        (
+            "SELECT * FROM ticks t FULL JOIN symbols s ON t.symbol = s.symbol",
+            "on the side it does not keep",
+        ),
+        (
+            "SELECT * FROM ticks a JOIN other b ON a.symbol = b.symbol",
+            "Stream-stream joins are not supported",
+        ),
+    ] {
+        let builder = StreamingQueryBuilder::new()
+            .source("ticks", source())
+            .source("other", source())
+            .sql(sql)
+            .sink(MemorySink::new());
+        let names = RecordBatch::try_from_iter(vec![(
+            "symbol",
+            Arc::new(StringArray::from(vec!["BTCUSDT"])) as _,
+        )])
+        .unwrap();
+        builder.session().register_batch("symbols", names).unwrap();
+        let error = builder
+            .build()
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(error.contains(expected), "{sql}: {error}");
     }
 }
