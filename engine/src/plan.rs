@@ -186,6 +186,16 @@ impl StreamPlan {
         for (name, schema) in sources {
             let slot = BatchSlot::new(schema.clone());
             let table = StreamingTable::try_new(schema.clone(), vec![slot.clone()])?;
+            // A previous plan of the same builder (`explain`) left its source tables: replace
+            // them, but never a table the user registered under a source's name.
+            if let Some(existing) = ctx.deregister_table(name.as_str())?
+                && existing.downcast_ref::<StreamingTable>().is_none()
+            {
+                ctx.register_table(name.as_str(), existing)?;
+                return Err(SluiceError::Config(format!(
+                    "source '{name}' has the name of a table registered in the session"
+                )));
+            }
             ctx.register_table(name.as_str(), Arc::new(table))?;
             slots.insert(name.clone(), slot);
         }
