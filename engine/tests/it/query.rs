@@ -33,8 +33,18 @@ async fn background_query_processes_all_available_and_stops() {
     source.add_batch(numbers(&[5])).unwrap();
     query.process_all_available().await.unwrap();
     assert!(query.is_active());
+    assert!(query.status().is_active);
     query.stop().await.unwrap();
     assert!(!query.is_active());
+    let status = query.status();
+    assert_eq!(
+        (
+            status.is_active,
+            status.is_trigger_active,
+            status.message.as_str()
+        ),
+        (false, false, "Stopped")
+    );
 
     assert_eq!(
         render(&sink.all_rows()),
