@@ -41,7 +41,8 @@ fn messages() -> (Vec<u8>, Vec<usize>) {
         state ^= state << 17;
         let close = 0.5 + (state % 10_000_000) as f64 / 100.0;
         let line = format!(
-            r#"{{"symbol":"SYM{}USDT","close_price":{close},"open_price":{},"high_price":{},"low_price":{},"volume":{},"quote_volume":{},"timestamp":{}}}"#,
+            // Prices with Binance's precision (at most 8 decimals), as the producer normalizes them.
+            r#"{{"symbol":"SYM{}USDT","close_price":{close:.2},"open_price":{:.2},"high_price":{:.2},"low_price":{:.2},"volume":{},"quote_volume":{:.4},"timestamp":{}}}"#,
             i % SYMBOLS,
             close * 0.99,
             close * 1.01,

@@ -4,28 +4,25 @@
 //! `first_value` / `last_value`) and `approx_count_distinct` (DataFusion's `approx_distinct`).
 //! All other DataFusion aggregates keep their names.
 
-use std::cmp::Ordering;
-use std::sync::Arc;
-
-use arrow::array::{Array, ArrayRef};
-use arrow::compute::{SortOptions, sort_to_indices};
-use arrow::datatypes::{DataType, Field, FieldRef};
-use datafusion::common::ScalarValue;
+use arrow::datatypes::DataType;
+use datafusion::common::{DataFusionError, internal_err};
 use datafusion::execution::FunctionRegistry;
-use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::functions_aggregate::first_last::{first_value, last_value};
+use datafusion::logical_expr::function::{AccumulatorArgs, AggregateFunctionSimplification};
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility,
+    Accumulator, AggregateUDF, AggregateUDFImpl, Expr, Signature, Volatility,
 };
 use datafusion::prelude::SessionContext;
 
 type DfResult<T> = datafusion::error::Result<T>;
 
-/// `min_by` or `max_by`.
+/// `min_by` or `max_by`, planned as DataFusion's `first_value` / `last_value` ordered by the
+/// key, whose grouped accumulators are fast and whose states merge across batches.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct ExtremeBy {
     name: &'static str,
-    /// The ordering that wins: `Less` for `min_by`, `Greater` for `max_by`.
-    wins: Ordering,
+    /// `max_by` (the value at the largest key) rather than `min_by`.
+    max: bool,
     signature: Signature,
 }
 
@@ -42,89 +39,36 @@ impl AggregateUDFImpl for ExtremeBy {
         Ok(args[0].clone())
     }
 
-    fn accumulator(&self, args: AccumulatorArgs) -> DfResult<Box<dyn Accumulator>> {
-        Ok(Box::new(ExtremeByAccumulator {
-            wins: self.wins,
-            value: ScalarValue::try_from(args.expr_fields[0].data_type())?,
-            key: ScalarValue::try_from(args.expr_fields[1].data_type())?,
+    fn accumulator(&self, _args: AccumulatorArgs) -> DfResult<Box<dyn Accumulator>> {
+        internal_err!(
+            "{}() is rewritten into first_value/last_value before planning",
+            self.name
+        )
+    }
+
+    fn simplify(&self) -> Option<AggregateFunctionSimplification> {
+        let (name, max) = (self.name, self.max);
+        Some(Box::new(move |function, _| {
+            let [value, key]: [Expr; 2] = function.params.args.try_into().map_err(|_| {
+                DataFusionError::Plan(format!("{name}() takes a value and an ordering key"))
+            })?;
+            // Ascending, nulls last: a null key never wins unless every key is null.
+            let order = vec![key.sort(true, false)];
+            Ok(if max {
+                last_value(value, order)
+            } else {
+                first_value(value, order)
+            })
         }))
-    }
-
-    fn state_fields(&self, args: StateFieldsArgs) -> DfResult<Vec<FieldRef>> {
-        Ok(vec![
-            Arc::new(Field::new(
-                format!("{}[value]", args.name),
-                args.input_fields[0].data_type().clone(),
-                true,
-            )),
-            Arc::new(Field::new(
-                format!("{}[key]", args.name),
-                args.input_fields[1].data_type().clone(),
-                true,
-            )),
-        ])
-    }
-}
-
-/// Keeps the value whose key wins so far; an earlier batch's value wins ties.
-#[derive(Debug)]
-struct ExtremeByAccumulator {
-    wins: Ordering,
-    value: ScalarValue,
-    key: ScalarValue,
-}
-
-impl ExtremeByAccumulator {
-    /// Offers the row whose key is the batch's extreme (found by a top-1 sort, not row by row).
-    fn offer(&mut self, values: &ArrayRef, keys: &ArrayRef) -> DfResult<()> {
-        let options = SortOptions {
-            descending: self.wins == Ordering::Greater,
-            nulls_first: false,
-        };
-        let best = sort_to_indices(keys, Some(options), Some(1))?;
-        let Some(row) = best.values().first().map(|&i| i as usize) else {
-            return Ok(());
-        };
-        if keys.is_null(row) {
-            return Ok(());
-        }
-        let key = ScalarValue::try_from_array(keys, row)?;
-        if self.key.is_null() || key.partial_cmp(&self.key) == Some(self.wins) {
-            self.value = ScalarValue::try_from_array(values, row)?;
-            self.key = key;
-        }
-        Ok(())
-    }
-}
-
-impl Accumulator for ExtremeByAccumulator {
-    fn update_batch(&mut self, values: &[ArrayRef]) -> DfResult<()> {
-        self.offer(&values[0], &values[1])
-    }
-
-    fn merge_batch(&mut self, states: &[ArrayRef]) -> DfResult<()> {
-        self.offer(&states[0], &states[1])
-    }
-
-    fn state(&mut self) -> DfResult<Vec<ScalarValue>> {
-        Ok(vec![self.value.clone(), self.key.clone()])
-    }
-
-    fn evaluate(&mut self) -> DfResult<ScalarValue> {
-        Ok(self.value.clone())
-    }
-
-    fn size(&self) -> usize {
-        size_of_val(self) + self.value.size() + self.key.size()
     }
 }
 
 /// Registers `min_by`, `max_by`, `first`, `last` and `approx_count_distinct` in `ctx`.
 pub fn register_spark_aggregates(ctx: &SessionContext) -> DfResult<()> {
-    for (name, wins) in [("min_by", Ordering::Less), ("max_by", Ordering::Greater)] {
+    for (name, max) in [("min_by", false), ("max_by", true)] {
         ctx.register_udaf(AggregateUDF::new_from_impl(ExtremeBy {
             name,
-            wins,
+            max,
             signature: Signature::any(2, Volatility::Immutable),
         }));
     }
