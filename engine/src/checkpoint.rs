@@ -276,6 +276,35 @@ impl Checkpoint {
         self.create_entry("commits", entry.batch_id, entry).await
     }
 
+    /// Deletes the one offset entry, commit entry and state version of each of `operators`
+    /// that batch `latest` pushes out of the retention window, without listing anything: the
+    /// per-batch path once [`Self::purge`] has swept older leftovers at start.
+    pub async fn purge_expired(&self, latest: u64, operators: &[String]) -> Result<()> {
+        let Some(expired) = latest.checked_sub(self.retain) else {
+            return Ok(());
+        };
+        let names = ["commits", "offsets"]
+            .iter()
+            .map(|dir| format!("{dir}/{expired}"))
+            .chain(
+                operators
+                    .iter()
+                    .map(|op| format!("state/{op}/{expired}.arrow")),
+            );
+        for name in names {
+            match self
+                .location
+                .store
+                .delete(&self.location.child(&name))
+                .await
+            {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
     /// Deletes offset and commit entries and state versions older than the retention allows.
     pub async fn purge(&self, latest: u64) -> Result<()> {
         for dir in ["commits", "offsets"] {

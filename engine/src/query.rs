@@ -400,6 +400,7 @@ impl StreamingQueryBuilder {
             watermarks: self.watermarks,
             dedups,
             last_batch_watermark_ms: 0,
+            swept: false,
             pending: None,
             shared: Arc::new(Shared {
                 state,
@@ -655,6 +656,8 @@ pub struct MicroBatchExecution {
     tracker: WatermarkTracker,
     /// `batchWatermarkMs` of the last batch run: input of the next batch is late against it.
     last_batch_watermark_ms: i64,
+    /// Whether this run already swept the checkpoint of entries beyond retention.
+    swept: bool,
     /// A logged but uncommitted batch to run again before anything else.
     pending: Option<OffsetEntry>,
     shared: Arc<Shared>,
@@ -734,6 +737,18 @@ impl MicroBatchExecution {
             }
         }
         Ok(())
+    }
+
+    /// The names of the stateful operators' state directories.
+    fn state_operators(&self) -> Vec<String> {
+        let aggregate = self
+            .plan
+            .aggregate()
+            .map(|_| AGGREGATE_OPERATOR.to_string());
+        aggregate
+            .into_iter()
+            .chain(self.dedups.keys().map(|s| dedup_operator(s)))
+            .collect()
     }
 
     /// Loads the stateful operators' state as of committed batch `version`.
@@ -1012,7 +1027,15 @@ impl MicroBatchExecution {
             source.commit(&end).await?;
             self.committed.insert(name.clone(), end);
         }
-        self.checkpoint.purge(entry.batch_id).await?;
+        if self.swept {
+            self.checkpoint
+                .purge_expired(entry.batch_id, &self.state_operators())
+                .await?;
+        } else {
+            // The first batch of a run sweeps whatever an earlier run left beyond retention.
+            self.checkpoint.purge(entry.batch_id).await?;
+            self.swept = true;
+        }
         run.timings.record("commitOffsets", phase);
         run.timings.record("triggerExecution", run.started);
 

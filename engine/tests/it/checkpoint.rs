@@ -146,12 +146,24 @@ async fn checkpoint_files_on_disk() {
         .collect();
     offsets.sort();
     assert_eq!(offsets, ["2", "3"]);
-    assert_eq!(checkpoint.latest_offsets().await.unwrap(), Some(entry(3)));
-    assert_eq!(checkpoint.latest_commit().await.unwrap(), Some(commit(3)));
+    // Later batches drop exactly the entry leaving the window, without listing.
+    for batch in 4..6 {
+        checkpoint.write_offsets(&entry(batch)).await.unwrap();
+        checkpoint.write_commit(&commit(batch)).await.unwrap();
+        checkpoint.purge_expired(batch, &[]).await.unwrap();
+    }
+    let mut commits: Vec<_> = std::fs::read_dir(dir.path().join("commits"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    commits.sort();
+    assert_eq!(commits, ["4", "5"]);
+    assert_eq!(checkpoint.latest_offsets().await.unwrap(), Some(entry(5)));
+    assert_eq!(checkpoint.latest_commit().await.unwrap(), Some(commit(5)));
 
     // An entry is never overwritten: a second writer is detected.
     let error = checkpoint
-        .write_offsets(&entry(3))
+        .write_offsets(&entry(5))
         .await
         .unwrap_err()
         .to_string();
