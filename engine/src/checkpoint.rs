@@ -307,37 +307,14 @@ impl Checkpoint {
 
     /// Deletes offset and commit entries and state versions older than the retention allows.
     pub async fn purge(&self, latest: u64) -> Result<()> {
-        for dir in ["commits", "offsets"] {
-            let ids = self.entry_ids(dir).await?;
-            for id in ids_to_purge(&ids, latest, self.retain) {
-                let path = self.location.child(&format!("{dir}/{id}"));
-                self.location.store.delete(&path).await?;
-            }
-        }
-        let prefix = self.location.child("state");
-        let states: Vec<_> = self
-            .location
-            .store
-            .list(Some(&prefix))
-            .try_collect()
-            .await?;
-        let versions: Vec<(u64, Path)> = states
-            .into_iter()
-            .filter_map(|meta| {
-                let version = meta
-                    .location
-                    .filename()?
-                    .strip_suffix(".arrow")?
-                    .parse()
-                    .ok()?;
-                Some((version, meta.location))
-            })
-            .collect();
-        let ids: Vec<u64> = versions.iter().map(|(v, _)| *v).collect();
-        let purge = ids_to_purge(&ids, latest, self.retain);
-        for (version, path) in versions {
-            if purge.contains(&version) {
-                self.location.store.delete(&path).await?;
+        for (dir, suffix) in [("commits", ""), ("offsets", ""), ("state", ".arrow")] {
+            let versions = self.versions(dir, suffix).await?;
+            let ids: Vec<u64> = versions.iter().map(|(id, _)| *id).collect();
+            let expired = ids_to_purge(&ids, latest, self.retain);
+            for (id, path) in versions {
+                if expired.contains(&id) {
+                    self.location.store.delete(&path).await?;
+                }
             }
         }
         Ok(())
@@ -395,6 +372,18 @@ impl Checkpoint {
     }
 
     async fn entry_ids(&self, dir: &str) -> Result<Vec<u64>> {
+        let mut ids: Vec<u64> = self
+            .versions(dir, "")
+            .await?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// Every file under `dir` (recursively) named `<number><suffix>`, with its number.
+    async fn versions(&self, dir: &str, suffix: &str) -> Result<Vec<(u64, Path)>> {
         let prefix = self.location.child(dir);
         let objects: Vec<_> = self
             .location
@@ -402,12 +391,18 @@ impl Checkpoint {
             .list(Some(&prefix))
             .try_collect()
             .await?;
-        let mut ids: Vec<u64> = objects
-            .iter()
-            .filter_map(|meta| meta.location.filename()?.parse().ok())
-            .collect();
-        ids.sort_unstable();
-        Ok(ids)
+        Ok(objects
+            .into_iter()
+            .filter_map(|meta| {
+                let id = meta
+                    .location
+                    .filename()?
+                    .strip_suffix(suffix)?
+                    .parse()
+                    .ok()?;
+                Some((id, meta.location))
+            })
+            .collect())
     }
 
     async fn latest_entry<T: DeserializeOwned>(&self, dir: &str) -> Result<Option<T>> {

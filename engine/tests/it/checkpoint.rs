@@ -140,11 +140,7 @@ async fn checkpoint_files_on_disk() {
         checkpoint.write_commit(&commit(batch)).await.unwrap();
         checkpoint.purge(batch).await.unwrap();
     }
-    let mut offsets: Vec<_> = std::fs::read_dir(dir.path().join("offsets"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    offsets.sort();
+    let offsets = file_names(&dir.path().join("offsets"));
     assert_eq!(offsets, ["2", "3"]);
     // Later batches drop exactly the entry leaving the window, without listing.
     for batch in 4..6 {
@@ -152,11 +148,7 @@ async fn checkpoint_files_on_disk() {
         checkpoint.write_commit(&commit(batch)).await.unwrap();
         checkpoint.purge_expired(batch, &[]).await.unwrap();
     }
-    let mut commits: Vec<_> = std::fs::read_dir(dir.path().join("commits"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    commits.sort();
+    let commits = file_names(&dir.path().join("commits"));
     assert_eq!(commits, ["4", "5"]);
     assert_eq!(checkpoint.latest_offsets().await.unwrap(), Some(entry(5)));
     assert_eq!(checkpoint.latest_commit().await.unwrap(), Some(commit(5)));
@@ -180,4 +172,14 @@ fn locations_resolve_to_their_stores() {
     assert!(s3.store.to_string().contains("bucket"), "{}", s3.store);
     let error = Location::parse("gopher://x/y").unwrap_err().to_string();
     assert!(error.contains("unsupported location"), "{error}");
+}
+
+/// The sorted names of the files in `dir`.
+fn file_names(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
 }
