@@ -29,8 +29,10 @@ use arrow::row::{RowConverter, SortField};
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::ScalarFunctionExpr;
+use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::execution_plan::reset_plan_states;
+use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::{ExecutionPlan, collect};
 
@@ -40,6 +42,33 @@ use crate::plan::BatchSlot;
 use crate::progress::StateOperatorProgress;
 use crate::state;
 use crate::window::{SESSION_WINDOW, is_window_type};
+
+/// The column of `leaf` that column `index` of `plan` passes through unchanged: through
+/// projections of plain columns and operators that keep their input's schema (filters, sorts,
+/// limits, repartitions). `None` when the column is computed.
+fn trace_to_leaf(
+    plan: &Arc<dyn ExecutionPlan>,
+    index: usize,
+    leaf: &Arc<dyn ExecutionPlan>,
+) -> Option<usize> {
+    if Arc::ptr_eq(plan, leaf) {
+        return Some(index);
+    }
+    let [child] = plan.children()[..] else {
+        return None;
+    };
+    if let Some(projection) = plan.downcast_ref::<ProjectionExec>() {
+        let column = projection
+            .expr()
+            .get(index)?
+            .expr
+            .downcast_ref::<Column>()?;
+        return trace_to_leaf(child, column.index(), leaf);
+    }
+    (plan.schema().fields() == child.schema().fields())
+        .then(|| trace_to_leaf(child, index, leaf))
+        .flatten()
+}
 
 /// The watermarks a stateful batch runs with, in ms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +88,8 @@ pub struct StatefulAggregate {
     final_input: Arc<BatchSlot>,
     upper: Arc<dyn ExecutionPlan>,
     upper_input: Arc<BatchSlot>,
+    /// The leaf of `upper` that reads the finalized rows.
+    upper_leaf: Arc<dyn ExecutionPlan>,
     state_schema: SchemaRef,
     /// Number of group-key columns at the front of the state schema.
     keys: usize,
@@ -185,6 +216,7 @@ impl StatefulAggregate {
             final_input,
             upper,
             upper_input,
+            upper_leaf,
             state_schema,
             keys,
             window,
@@ -207,6 +239,24 @@ impl StatefulAggregate {
     /// Whether the plan above the aggregation sorts.
     pub fn sorts(&self) -> bool {
         self.sorts
+    }
+
+    /// The names of the output columns that hold the group keys, in group-key order, when
+    /// every key reaches the output unchanged (a plain column of the result, renamed or not).
+    ///
+    /// This is the key of an update-mode sink: one output row per group and window. `None`
+    /// when a key is computed on, or dropped by, the plan above the aggregation.
+    pub fn output_key_columns(&self) -> Option<Vec<String>> {
+        let schema = self.upper.schema();
+        (0..self.keys)
+            .map(|key| {
+                (0..schema.fields().len())
+                    .find(|&column| {
+                        trace_to_leaf(&self.upper, column, &self.upper_leaf) == Some(key)
+                    })
+                    .map(|column| schema.field(column).name().clone())
+            })
+            .collect()
     }
 
     /// The operator, its group keys and its window key, for `explain`.

@@ -44,6 +44,15 @@ pub enum SluiceError {
         message: String,
     },
 
+    /// A sink could not start: its destination is unreachable or does not fit the query.
+    #[error("sink '{sink}' could not start: {message}")]
+    SinkOpen {
+        /// The sink's description.
+        sink: String,
+        /// What went wrong.
+        message: String,
+    },
+
     /// The checkpoint is unreadable or inconsistent.
     #[error("checkpoint {location}: {message}")]
     Checkpoint {

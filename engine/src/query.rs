@@ -364,10 +364,20 @@ impl StreamingQueryBuilder {
             checkpoint.latest_commit().await?,
         )?;
 
+        let output_mode = if self.per_batch {
+            OutputMode::Append
+        } else {
+            self.output_mode
+        };
         sink.open(&SinkContext {
             query_id: id.clone(),
             query_name: self.name.clone(),
             schema: plan.schema(),
+            output_mode,
+            key_columns: match self.per_batch {
+                true => None,
+                false => plan.aggregate().and_then(|a| a.output_key_columns()),
+            },
         })
         .await?;
 
@@ -384,11 +394,7 @@ impl StreamingQueryBuilder {
             trigger: self.trigger,
             committed: BTreeMap::new(),
             next_batch_id: 0,
-            output_mode: if self.per_batch {
-                OutputMode::Append
-            } else {
-                self.output_mode
-            },
+            output_mode,
             tracker: WatermarkTracker::new(
                 self.watermark_policy,
                 self.watermarks

@@ -18,6 +18,7 @@ use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 
 use crate::error::Result;
+use crate::output_mode::OutputMode;
 
 /// What a sink learns about its query before the first batch.
 #[derive(Debug, Clone)]
@@ -28,6 +29,12 @@ pub struct SinkContext {
     pub query_name: Option<String>,
     /// The schema of every batch the sink will receive.
     pub schema: SchemaRef,
+    /// How the query writes its result: new rows only, updated rows, or the whole table.
+    pub output_mode: OutputMode,
+    /// The output columns that identify a row of the result (the group keys of a stateful
+    /// aggregation, window included), when the engine can tell; an update-mode sink upserts
+    /// on them. `None` for stateless queries.
+    pub key_columns: Option<Vec<String>>,
 }
 
 /// A destination for the output of a streaming query.

@@ -388,3 +388,66 @@ async fn joins_that_cannot_stream_are_refused_at_start() {
         assert!(error.contains(expected), "{sql}: {error}");
     }
 }
+
+/// A sink that keeps the context the engine opened it with.
+struct ContextProbe(Arc<std::sync::Mutex<Option<sluice_engine::SinkContext>>>);
+
+#[async_trait::async_trait]
+impl sluice_engine::Sink for ContextProbe {
+    fn description(&self) -> String {
+        "ContextProbe".into()
+    }
+
+    async fn open(&mut self, context: &sluice_engine::SinkContext) -> sluice_engine::Result<()> {
+        *self.0.lock().unwrap() = Some(context.clone());
+        Ok(())
+    }
+
+    async fn add_batch(&mut self, _: u64, _: &[RecordBatch]) -> sluice_engine::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn sinks_learn_the_output_mode_and_the_group_key_columns() {
+    use arrow::datatypes::TimeUnit;
+    use sluice_engine::OutputMode;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("symbol", DataType::Utf8, true),
+        Field::new("price", DataType::Float64, true),
+        Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+    ]));
+    for (sql, mode, expected) in [
+        (
+            "SELECT window(ts, '1 minute') AS w, symbol AS s, max(price) AS high \
+             FROM ticks GROUP BY w, symbol",
+            OutputMode::Update,
+            Some(vec!["w".to_string(), "s".to_string()]),
+        ),
+        (
+            "SELECT max(price) AS high, symbol FROM ticks GROUP BY symbol HAVING max(price) > 1 \
+             ORDER BY symbol",
+            OutputMode::Complete,
+            Some(vec!["symbol".to_string()]),
+        ),
+        (
+            "SELECT lower(symbol) AS s, max(price) AS high FROM ticks GROUP BY symbol",
+            OutputMode::Update,
+            None,
+        ),
+        ("SELECT symbol, price FROM ticks", OutputMode::Append, None),
+    ] {
+        let seen = Arc::new(std::sync::Mutex::new(None));
+        StreamingQueryBuilder::new()
+            .source("ticks", MemorySource::new("ticks", Arc::clone(&schema)))
+            .sql(sql)
+            .output_mode(mode)
+            .sink(ContextProbe(Arc::clone(&seen)))
+            .build()
+            .await
+            .unwrap();
+        let context = seen.lock().unwrap().clone().expect("the sink was opened");
+        assert_eq!(context.output_mode, mode, "{sql}");
+        assert_eq!(context.key_columns, expected, "{sql}");
+    }
+}

@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 
 use arrow::array::{Float64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
-use sluice_engine::{ConsoleSink, FileFormat, FileSink, MemorySink, Sink, SinkContext};
+use sluice_engine::{ConsoleSink, FileFormat, FileSink, MemorySink, OutputMode, Sink, SinkContext};
 
 fn batch(symbols: &[&str]) -> RecordBatch {
     let schema = Arc::new(Schema::new(vec![
@@ -29,6 +29,8 @@ fn context(batch: &RecordBatch) -> SinkContext {
         query_id: "q".into(),
         query_name: None,
         schema: batch.schema(),
+        output_mode: OutputMode::Append,
+        key_columns: None,
     }
 }
 
