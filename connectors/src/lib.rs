@@ -5,9 +5,12 @@
 //! PostgreSQL/SQLite and the Binance WebSocket stream each land here in a module of their own.
 //! The engine's built-in connectors (memory, files, console) live in `sluice-engine`.
 //!
+//! - [`relational`]: the PostgreSQL / SQLite sink, exactly-once per batch.
+//!
 //! [`ticker`] holds the shape of the seed pipeline's normalized ticker message, shared by the
 //! Binance producer, the queries and the examples.
 
+pub mod relational;
 pub mod ticker;
 
 pub use sluice_engine::{Sink, Source};

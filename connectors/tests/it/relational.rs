@@ -1,0 +1,377 @@
+//! The relational sink on SQLite and, when `DATABASE_URL` is set, PostgreSQL: each output mode
+//! through the engine, exactly-once across crashes, and the checks made at start.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{Float64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use async_trait::async_trait;
+use sluice_connectors::relational::RelationalSink;
+use sluice_engine::{
+    MemorySource, OutputMode, Sink, SinkContext, SluiceError, StreamingQueryBuilder,
+};
+
+use crate::common::{databases, projet_bdcc_batch, projet_bdcc_schema, rows, unique_table};
+
+fn context(schema: SchemaRef, mode: OutputMode, key: Option<&[&str]>) -> SinkContext {
+    SinkContext {
+        query_id: uuid::Uuid::new_v4().to_string(),
+        query_name: None,
+        schema,
+        output_mode: mode,
+        key_columns: key.map(|k| k.iter().map(|c| c.to_string()).collect()),
+    }
+}
+
+/// A float column in hundredths, as text: the same on both back ends.
+fn cents(column: &str) -> String {
+    format!("CAST(CAST(ROUND({column} * 100) AS BIGINT) AS TEXT)")
+}
+
+async fn count(url: &str, table: &str) -> usize {
+    rows(
+        url,
+        &format!("SELECT CAST(COUNT(*) AS TEXT) FROM \"{table}\""),
+    )
+    .await[0][0]
+        .as_deref()
+        .unwrap_or("0")
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn append_creates_the_table_and_stores_each_batch_once() {
+    for (url, _dir) in databases() {
+        let table = unique_table("projet_bdcc");
+        let context = context(projet_bdcc_schema(), OutputMode::Append, None);
+        let first = projet_bdcc_batch(&[("BTCUSDT", 100.5, 1_000), ("ETHUSDT", 10.25, 1_000)]);
+        let second = projet_bdcc_batch(&[("BTCUSDT", 101.0, 2_000)]);
+
+        let mut sink = RelationalSink::new(&url, &table)
+            .unwrap()
+            .index(["symbol", "timestamp_ts"]);
+        sink.open(&context).await.unwrap();
+        sink.add_batch(0, std::slice::from_ref(&first))
+            .await
+            .unwrap();
+        sink.add_batch(1, std::slice::from_ref(&second))
+            .await
+            .unwrap();
+        // The engine re-runs a batch whose checkpoint commit was lost: stored once.
+        sink.add_batch(1, std::slice::from_ref(&second))
+            .await
+            .unwrap();
+        // So does a restarted process, with a new sink on the same query.
+        let mut restarted = RelationalSink::new(&url, &table).unwrap();
+        restarted.open(&context).await.unwrap();
+        restarted.add_batch(1, &[second]).await.unwrap();
+        restarted.add_batch(2, &[]).await.unwrap();
+
+        assert_eq!(
+            rows(
+                &url,
+                &format!(
+                    "SELECT symbol, {}, {}, {} FROM \"{table}\" ORDER BY symbol, close_price",
+                    cents("close_price"),
+                    cents("spread"),
+                    cents("mid_price")
+                )
+            )
+            .await,
+            [
+                ["BTCUSDT", "10050", "500", "10000"],
+                ["BTCUSDT", "10100", "500", "10050"],
+                ["ETHUSDT", "1025", "500", "975"],
+            ]
+            .map(|r| r.map(|v| Some(v.to_string())).to_vec()),
+            "{url}"
+        );
+        let committed = rows(
+            &url,
+            &format!(
+                "SELECT CAST(batch_id AS TEXT) FROM sluice_commits WHERE query_id = '{}'",
+                context.query_id
+            ),
+        )
+        .await;
+        assert_eq!(committed, [[Some("2".to_string())]], "{url}");
+    }
+}
+
+/// A sink that dies at one point of one batch, as a killed process would.
+struct Crashing {
+    inner: RelationalSink,
+    batch: u64,
+    after_write: bool,
+}
+
+#[async_trait]
+impl Sink for Crashing {
+    fn description(&self) -> String {
+        self.inner.description()
+    }
+
+    async fn open(&mut self, context: &SinkContext) -> sluice_engine::Result<()> {
+        self.inner.open(context).await
+    }
+
+    async fn add_batch(
+        &mut self,
+        batch_id: u64,
+        batches: &[RecordBatch],
+    ) -> sluice_engine::Result<()> {
+        if batch_id == self.batch {
+            if self.after_write {
+                self.inner.add_batch(batch_id, batches).await?;
+            }
+            return Err(SluiceError::Sink {
+                sink: "crashing".into(),
+                batch_id,
+                message: "simulated crash".into(),
+            });
+        }
+        self.inner.add_batch(batch_id, batches).await
+    }
+}
+
+#[tokio::test]
+async fn a_crash_before_or_after_the_database_commit_leaves_exactly_one_copy() {
+    for (url, _dir) in databases() {
+        let table = unique_table("crash");
+        let checkpoint = tempfile::tempdir().unwrap();
+        let source = MemorySource::new("ticks", projet_bdcc_schema());
+        let run = |sink: Box<dyn FnOnce() -> Crashing>| {
+            let source = source.clone();
+            let checkpoint = checkpoint.path().to_str().unwrap().to_string();
+            async move {
+                let mut execution = StreamingQueryBuilder::new()
+                    .source("ticks", source)
+                    .sql("SELECT * FROM ticks")
+                    .checkpoint_location(checkpoint)
+                    .sink(sink())
+                    .build()
+                    .await
+                    .unwrap();
+                let mut outcome = Ok(());
+                while outcome.is_ok() {
+                    match execution.run_trigger().await {
+                        Ok(true) => {}
+                        Ok(false) => break,
+                        Err(e) => outcome = Err(e),
+                    }
+                }
+                outcome
+            }
+        };
+        let sink = |batch: u64, after_write: bool| {
+            let url = url.clone();
+            let table = table.clone();
+            Box::new(move || Crashing {
+                inner: RelationalSink::new(&url, &table).unwrap(),
+                batch,
+                after_write,
+            }) as Box<dyn FnOnce() -> Crashing>
+        };
+
+        source
+            .add_batch(projet_bdcc_batch(&[("A", 1.0, 1_000), ("B", 2.0, 1_000)]))
+            .unwrap();
+        run(sink(u64::MAX, false)).await.unwrap();
+        // Batch 1 crashes before the sink's transaction commits, batch 2 right after it.
+        for (batch, after_write) in [(1, false), (2, true)] {
+            source
+                .add_batch(projet_bdcc_batch(&[("C", batch as f64, 2_000)]))
+                .unwrap();
+            let error = run(sink(batch, after_write)).await.unwrap_err().to_string();
+            assert!(error.contains("simulated crash"), "{error}");
+            run(sink(u64::MAX, false)).await.unwrap();
+        }
+        assert_eq!(count(&url, &table).await, 4, "{url}");
+    }
+}
+
+fn tick_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("symbol", DataType::Utf8, true),
+        Field::new("price", DataType::Float64, true),
+        Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+    ]))
+}
+
+fn ticks(rows: &[(&str, f64, i64)]) -> RecordBatch {
+    RecordBatch::try_new(
+        tick_schema(),
+        vec![
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.1))),
+            Arc::new(TimestampMillisecondArray::from_iter_values(
+                rows.iter().map(|r| r.2),
+            )),
+        ],
+    )
+    .unwrap()
+}
+
+/// Runs `sql` over `inputs` (one micro-batch each) into a relational sink on `table`.
+async fn run_query(url: &str, table: &str, sql: &str, mode: OutputMode, inputs: Vec<RecordBatch>) {
+    let source = MemorySource::new("ticks", tick_schema());
+    let mut execution = StreamingQueryBuilder::new()
+        .source("ticks", source.clone())
+        .sql(sql)
+        .watermark("ticks", "ts", Duration::from_secs(10))
+        .output_mode(mode)
+        .sink(RelationalSink::new(url, table).unwrap())
+        .build()
+        .await
+        .unwrap();
+    for input in inputs {
+        source.add_batch(input).unwrap();
+        while execution.run_trigger().await.unwrap() {}
+    }
+}
+
+#[tokio::test]
+async fn update_mode_upserts_on_the_window_start_and_group_keys() {
+    for (url, _dir) in databases() {
+        let table = unique_table("candles_1m");
+        run_query(
+            &url,
+            &table,
+            "SELECT window(ts, '1 minute') AS w, symbol, max(price) AS high, count(*) AS ticks \
+             FROM ticks GROUP BY w, symbol",
+            OutputMode::Update,
+            vec![
+                ticks(&[
+                    ("BTC", 10.0, 1_000),
+                    ("BTC", 12.0, 2_000),
+                    ("ETH", 1.0, 3_000),
+                ]),
+                // Updates BTC's first minute, opens its second.
+                ticks(&[("BTC", 15.0, 30_000), ("BTC", 9.0, 61_000)]),
+            ],
+        )
+        .await;
+        let start = if url.starts_with("sqlite") {
+            "w_start"
+        } else {
+            "CAST(EXTRACT(EPOCH FROM w_start) AS BIGINT)"
+        };
+        assert_eq!(
+            rows(
+                &url,
+                &format!(
+                    "SELECT symbol, CAST({start} AS TEXT), {}, CAST(ticks AS TEXT) \
+                     FROM \"{table}\" ORDER BY symbol, w_start",
+                    cents("high")
+                )
+            )
+            .await,
+            if url.starts_with("sqlite") {
+                [
+                    ["BTC", "1970-01-01 00:00:00.000000", "1500", "3"],
+                    ["BTC", "1970-01-01 00:01:00.000000", "900", "1"],
+                    ["ETH", "1970-01-01 00:00:00.000000", "100", "1"],
+                ]
+            } else {
+                [
+                    ["BTC", "0", "1500", "3"],
+                    ["BTC", "60", "900", "1"],
+                    ["ETH", "0", "100", "1"],
+                ]
+            }
+            .map(|r| r.map(|v| Some(v.to_string())).to_vec()),
+            "{url}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn complete_mode_replaces_the_table() {
+    for (url, _dir) in databases() {
+        let table = unique_table("totals");
+        run_query(
+            &url,
+            &table,
+            "SELECT symbol, count(*) AS n FROM ticks GROUP BY symbol",
+            OutputMode::Complete,
+            vec![
+                ticks(&[("BTC", 10.0, 1_000), ("ETH", 1.0, 1_000)]),
+                ticks(&[("BTC", 11.0, 2_000), ("SOL", 3.0, 2_000)]),
+            ],
+        )
+        .await;
+        assert_eq!(
+            rows(
+                &url,
+                &format!("SELECT symbol, CAST(n AS TEXT) FROM \"{table}\" ORDER BY symbol")
+            )
+            .await,
+            [["BTC", "2"], ["ETH", "1"], ["SOL", "1"]]
+                .map(|r| r.map(|v| Some(v.to_string())).to_vec()),
+            "{url}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn existing_tables_that_do_not_fit_are_refused_at_start() {
+    for (url, _dir) in databases() {
+        let table = unique_table("bad");
+        // Create the table by hand with `spread` as text.
+        let mut creator = RelationalSink::new(&url, &table).unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("symbol", DataType::Utf8, true),
+            Field::new("spread", DataType::Utf8, true),
+        ]));
+        creator
+            .open(&context(schema, OutputMode::Append, None))
+            .await
+            .unwrap();
+
+        let open = |mode: OutputMode, key: Option<&'static [&'static str]>| {
+            let url = url.clone();
+            let table = table.clone();
+            async move {
+                let schema = Arc::new(Schema::new(vec![
+                    Field::new("symbol", DataType::Utf8, true),
+                    Field::new("spread", DataType::Float64, true),
+                ]));
+                RelationalSink::new(&url, &table)
+                    .unwrap()
+                    .open(&context(schema, mode, key))
+                    .await
+                    .unwrap_err()
+                    .to_string()
+            }
+        };
+        let error = open(OutputMode::Append, None).await;
+        assert!(
+            error.contains(&format!(
+                "table {table} does not match the query: column \"spread\" is"
+            )),
+            "{error}"
+        );
+        let error = open(OutputMode::Update, None).await;
+        assert!(error.contains("update mode upserts on a key"), "{error}");
+
+        let missing = unique_table("missing");
+        let error = RelationalSink::new(&url, &missing)
+            .unwrap()
+            .create_table(false)
+            .open(&context(tick_schema(), OutputMode::Append, None))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("the table does not exist"), "{error}");
+    }
+    let error = RelationalSink::new("mysql://root:secret@localhost/db", "t")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains("unsupported database URL mysql://root:***@localhost/db"),
+        "{error}"
+    );
+}
