@@ -132,6 +132,10 @@ pub struct Decoded {
     pub batches: Vec<RecordBatch>,
     /// Malformed records seen since the previous `finish`.
     pub malformed: MalformedStats,
+    /// For each decoded row, in order, the 1-based position of the record it came from among
+    /// those pushed since the previous `finish` (blank records count): lets a caller align
+    /// per-record metadata, such as Kafka offsets, with rows when some records yield none.
+    pub record_positions: Vec<usize>,
 }
 
 /// Decodes JSON records into Arrow batches of a declared schema.
@@ -172,6 +176,8 @@ pub struct JsonDecoder {
     /// 1-based position of each retained record since the last `finish`; blank records
     /// leave gaps, so for a file this is the line number.
     positions: Vec<usize>,
+    /// The record position of each row in `done`.
+    row_positions: Vec<usize>,
     done: Vec<RecordBatch>,
     malformed: MalformedStats,
 }
@@ -222,6 +228,7 @@ impl JsonDecoder {
             ends: Vec::new(),
             position: 0,
             positions: Vec::new(),
+            row_positions: Vec::new(),
             done: Vec::new(),
             malformed: MalformedStats::default(),
         })
@@ -278,6 +285,7 @@ impl JsonDecoder {
         Ok(Decoded {
             batches: std::mem::take(&mut self.done),
             malformed: std::mem::take(&mut self.malformed),
+            record_positions: std::mem::take(&mut self.row_positions),
         })
     }
 
@@ -292,6 +300,7 @@ impl JsonDecoder {
         };
         let result = match flushed {
             Some(batch) if batch.num_rows() == self.ends.len() => {
+                self.row_positions.extend_from_slice(&self.positions);
                 self.with_corrupt_column(batch, None)
             }
             _ => {
@@ -354,7 +363,11 @@ impl JsonDecoder {
             return Ok(());
         }
         match decoder.flush() {
-            Ok(Some(batch)) => pieces.push(self.with_corrupt_column(batch, None)?),
+            Ok(Some(batch)) => {
+                self.row_positions
+                    .extend_from_slice(&self.positions[lo..lo + batch.num_rows()]);
+                pieces.push(self.with_corrupt_column(batch, None)?)
+            }
             Ok(None) => {}
             Err(e) if hi - lo == 1 => self.malformed_record(lo, &e.to_string(), true, pieces)?,
             Err(_) => {
@@ -404,6 +417,7 @@ impl JsonDecoder {
                             .collect(),
                     )?,
                 };
+                self.row_positions.push(self.positions[i]);
                 pieces.push(self.with_corrupt_column(row, Some(&text))?);
             }
         }

@@ -206,3 +206,32 @@ fn parse_modes_parse_case_insensitively() {
             .contains("PERMISSIVE")
     );
 }
+
+#[test]
+fn record_positions_align_rows_with_their_records() {
+    // Lines: A=1, B=2, garbage=3, C=4, D=5, blank=6, E=7, F=8, [1,2]=9, 7=10, G=11.
+    for (mode, batch_size, expected) in [
+        (ParseMode::DropMalformed, 4, vec![1, 4, 7, 11]),
+        (ParseMode::DropMalformed, 100, vec![1, 4, 7, 11]),
+        (
+            ParseMode::Permissive,
+            3,
+            vec![1, 2, 3, 4, 5, 7, 8, 9, 10, 11],
+        ),
+    ] {
+        let mut decoder = JsonDecoder::new(schema(), options(mode, true, batch_size)).unwrap();
+        decoder.push_lines(INPUT.as_bytes()).unwrap();
+        let decoded = decoder.finish().unwrap();
+        assert_eq!(decoded.record_positions, expected, "{mode:?} {batch_size}");
+        let rows: usize = decoded.batches.iter().map(|b| b.num_rows()).sum();
+        assert_eq!(rows, expected.len());
+    }
+    // Clean input on the fast path.
+    let mut decoder = JsonDecoder::new(schema(), options(ParseMode::Permissive, false, 2)).unwrap();
+    for _ in 0..3 {
+        decoder.push(br#"{"symbol":"A","price":1}"#).unwrap();
+    }
+    decoder.push(b"  ").unwrap();
+    decoder.push(br#"{"symbol":"B","price":2}"#).unwrap();
+    assert_eq!(decoder.finish().unwrap().record_positions, vec![1, 2, 3, 5]);
+}
