@@ -4,6 +4,7 @@
 //! locally and fail under `CI=true`.
 
 mod common;
+mod kafka;
 mod postgres;
 mod relational;
 mod table;
