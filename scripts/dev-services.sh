@@ -6,7 +6,18 @@
 #
 # PostgreSQL 15 (Debian's cluster `15 main`): role `sluice` / password `sluice`, database
 # `sluice`, reached over TCP on 127.0.0.1:5432 (password authentication, as in production).
+#
+# A Kafka-protocol broker: Nisshi 0.8.1 (crates.io, Apache Kafka's wire protocol; Apache Kafka
+# itself cannot be downloaded here), in-memory storage, on 127.0.0.1:9092. It needs rustc ≥
+# 1.96, so it is built once with the nightly toolchain into $HOME/.cache/sluice/nisshi
+# (15–25 min) and reused. Its log is $HOME/.cache/sluice/nisshi.log; stop it with
+# `kill $(cat $HOME/.cache/sluice/nisshi.pid)`.
 set -euo pipefail
+
+CACHE="${HOME}/.cache/sluice"
+NISSHI_VERSION=0.8.1
+NISSHI_BIN="${CACHE}/nisshi/bin/nisshi"
+KAFKA_PORT=9092
 
 log() { echo "dev-services: $*" >&2; }
 
@@ -39,4 +50,29 @@ start_postgres() {
     echo "export DATABASE_URL=postgres://sluice:sluice@127.0.0.1:5432/sluice"
 }
 
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+start_kafka() {
+    if [ ! -x "$NISSHI_BIN" ]; then
+        log "building nisshi ${NISSHI_VERSION} with the nightly toolchain (once, 15-25 min)"
+        cargo +nightly install "nisshi@${NISSHI_VERSION}" --locked --root "${CACHE}/nisshi" >&2
+    fi
+    if ! port_open "$KAFKA_PORT"; then
+        log "starting nisshi on 127.0.0.1:${KAFKA_PORT}"
+        local url="tcp://127.0.0.1:${KAFKA_PORT}"
+        nohup "$NISSHI_BIN" broker --listener-url "$url" --advertised-listener-url "$url" \
+            --storage-engine memory://sluice/ >"${CACHE}/nisshi.log" 2>&1 &
+        echo $! >"${CACHE}/nisshi.pid"
+        for _ in $(seq 1 100); do
+            port_open "$KAFKA_PORT" && break
+            sleep 0.1
+        done
+        port_open "$KAFKA_PORT" || { log "nisshi did not start; see ${CACHE}/nisshi.log"; exit 1; }
+    fi
+    echo "export KAFKA_BOOTSTRAP=127.0.0.1:${KAFKA_PORT}"
+    echo "export NISSHI_BIN=${NISSHI_BIN}"
+}
+
+mkdir -p "$CACHE"
 start_postgres
+start_kafka
