@@ -3,6 +3,7 @@
 //! Service-backed tests find PostgreSQL through `DATABASE_URL`; without it they are skipped
 //! locally and fail under `CI=true`.
 
+mod binance;
 mod common;
 mod kafka;
 mod postgres;

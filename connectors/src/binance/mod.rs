@@ -1,0 +1,25 @@
+//! Binance's WebSocket market streams: frame normalization, a resilient client, capture files,
+//! a local replay server that behaves like Binance, a seeded sample generator, and an engine
+//! source.
+//!
+//! - [`frame`]: frames → one normalized JSON message per ticker, keyed by symbol (pure).
+//! - [`client`]: the long-running WebSocket client (pings, dead-connection detection,
+//!   reconnects with backoff and jitter, replacement ahead of the 24-hour limit, bounded
+//!   buffering).
+//! - [`capture`]: gzip JSON-lines capture files (`{"t": arrival ms, "frame": text}`).
+//! - [`replay`]: serves a capture at Binance's paths, live-paced or as fast as possible.
+//! - [`generator`]: the seeded synthetic `!miniTicker@arr` sample (Binance is unreachable from
+//!   the machines this is built on; the bundled sample is generated, and says so).
+//! - [`BinanceSource`]: the stream as an engine source (at-most-once across restarts).
+
+pub mod capture;
+pub mod client;
+pub mod frame;
+pub mod generator;
+pub mod replay;
+mod source;
+
+pub use source::BinanceSource;
+
+/// Binance's all-market mini-ticker stream, the seed's input.
+pub const MINI_TICKER_URL: &str = "wss://stream.binance.com:9443/ws/!miniTicker@arr";

@@ -1,0 +1,343 @@
+//! The Binance connector: frame normalization (pure), the seeded sample generator, capture
+//! files, and the client against the local replay server (reconnects, pings, faults), and the
+//! engine source.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use arrow::array::AsArray;
+use arrow::datatypes::Float64Type;
+use sluice_connectors::binance::BinanceSource;
+use sluice_connectors::binance::capture::{CaptureWriter, CapturedFrame, read_capture};
+use sluice_connectors::binance::client::{ClientOptions, WebSocketClient, backoff};
+use sluice_connectors::binance::frame::{Mode, TickerMessage, decode_frame, is_json_number};
+use sluice_connectors::binance::generator::{SampleSpec, generate};
+use sluice_connectors::binance::replay::{Fault, Pacing, ReplayOptions, ReplayServer};
+use sluice_connectors::ticker;
+use sluice_engine::{JsonOptions, MemorySink, StreamingQueryBuilder};
+
+const MINI: &str = r#"{"e":"24hrMiniTicker","E":1672515782136,"s":"BNBBTC","c":"0.00250000","o":"0.0010","h":"0.0025","l":"0.0010","v":"10000","q":"18"}"#;
+const NORMALIZED: &str = r#"{"symbol":"BNBBTC","close_price":0.00250000,"open_price":0.0010,"high_price":0.0025,"low_price":0.0010,"volume":10000,"quote_volume":18,"timestamp":1672515782136}"#;
+
+fn message(key: &str, value: &str) -> TickerMessage {
+    TickerMessage {
+        key: key.into(),
+        value: value.into(),
+    }
+}
+
+#[test]
+fn frames_of_every_shape_normalize_to_the_seed_message() {
+    let array = format!("[{MINI},{}]", MINI.replace("BNBBTC", "ETHBTC"));
+    let decoded = decode_frame(&array, Mode::Normalized).unwrap();
+    assert_eq!(
+        decoded.messages,
+        [
+            message("BNBBTC", NORMALIZED),
+            message("ETHBTC", &NORMALIZED.replace("BNBBTC", "ETHBTC")),
+        ]
+    );
+    assert!(decoded.rejected.is_empty());
+    // The normalized value is JSON with numbers, digit for digit.
+    let value: serde_json::Value = serde_json::from_str(NORMALIZED).unwrap();
+    assert_eq!(value["close_price"], serde_json::json!(0.0025));
+
+    for frame in [
+        MINI.to_string(),
+        format!(r#"{{"stream":"bnbbtc@miniTicker","data":{MINI}}}"#),
+        format!(r#"{{"stream":"!miniTicker@arr","data":[{MINI}]}}"#),
+    ] {
+        let decoded = decode_frame(&frame, Mode::Normalized).unwrap();
+        assert_eq!(decoded.messages, [message("BNBBTC", NORMALIZED)], "{frame}");
+    }
+    let trade = r#"{"e":"trade","E":1,"s":"BTCUSDT","t":12345,"p":"0.001","q":"100","T":2,"m":true,"M":true}"#;
+    assert_eq!(
+        decode_frame(trade, Mode::Normalized).unwrap().messages,
+        [message(
+            "BTCUSDT",
+            r#"{"symbol":"BTCUSDT","price":0.001,"quantity":100,"trade_id":12345,"timestamp":2}"#
+        )]
+    );
+    // Raw mode forwards the objects unchanged; replies to requests are not data.
+    assert_eq!(
+        decode_frame(&array, Mode::Raw).unwrap().messages[0],
+        message("BNBBTC", MINI)
+    );
+    let reply = decode_frame(r#"{"result":null,"id":1}"#, Mode::Normalized).unwrap();
+    assert!(reply.messages.is_empty() && reply.rejected.is_empty());
+}
+
+#[test]
+fn bad_frames_and_bad_events_are_rejected_with_a_reason() {
+    for frame in [
+        "",
+        "garbage",
+        "[{\"e\":1}",
+        "[1] [2]",
+        "{\"x\":1}",
+        "[1,,2]",
+    ] {
+        assert!(decode_frame(frame, Mode::Normalized).is_err(), "{frame:?}");
+    }
+    let frame = format!(
+        r#"[{MINI},{},{},{},42]"#,
+        MINI.replace(r#""c":"0.00250000""#, r#""c":"abc""#),
+        MINI.replace(r#","s":"BNBBTC""#, ""),
+        r#"{"e":"kline","E":1,"s":"X"}"#,
+    );
+    let decoded = decode_frame(&frame, Mode::Normalized).unwrap();
+    assert_eq!(decoded.messages, [message("BNBBTC", NORMALIZED)]);
+    assert_eq!(decoded.rejected.len(), 4, "{:?}", decoded.rejected);
+    assert!(decoded.rejected[0].contains("'c' is not a number: \"abc\""));
+    assert!(decoded.rejected[1].contains("without a symbol"));
+    assert!(decoded.rejected[2].contains("event type 'kline' has no normalized form"));
+
+    for good in ["0", "-1.5", "0.00250000", "1e-7", "10000", "2E+3"] {
+        assert!(is_json_number(good), "{good}");
+    }
+    for bad in ["", "01", "1.", ".5", "+1", "1e", "NaN", "1,5", " 1"] {
+        assert!(!is_json_number(bad), "{bad}");
+    }
+}
+
+#[test]
+fn the_generator_is_seeded_and_keeps_binances_format_and_rolling_statistics() {
+    let spec = SampleSpec {
+        symbols: 30,
+        seconds: 40,
+        ..SampleSpec::default()
+    };
+    let frames = generate(&spec);
+    assert_eq!(frames, generate(&spec), "same seed, same frames");
+    assert_eq!(frames.len(), 40);
+    let mut seen = 0usize;
+    for (second, frame) in frames.iter().enumerate() {
+        let events: Vec<serde_json::Value> = serde_json::from_str(&frame.text).unwrap();
+        seen += events.len();
+        for event in &events {
+            assert_eq!(event["e"], "24hrMiniTicker");
+            let time = event["E"].as_i64().unwrap();
+            assert!((time - spec.start_ms - second as i64 * 1000) < 5);
+            let number = |k: &str| event[k].as_str().unwrap().parse::<f64>().unwrap();
+            for key in ["c", "o", "h", "l", "v", "q"] {
+                let text = event[key].as_str().unwrap();
+                assert!(is_json_number(text) && text.split('.').nth(1).unwrap().len() == 8);
+            }
+            assert!(number("l") <= number("c") && number("c") <= number("h"));
+            assert!(number("l") <= number("o") && number("o") <= number("h"));
+        }
+        assert!(frame.arrival_ms > spec.start_ms + second as i64 * 1000);
+    }
+    // About 60% of the symbols change each second.
+    let share = seen as f64 / (30.0 * 40.0);
+    assert!((0.5..0.7).contains(&share), "{share}");
+}
+
+#[test]
+fn capture_files_round_trip_and_survive_a_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("capture.jsonl.gz");
+    let frames = generate(&SampleSpec {
+        symbols: 5,
+        seconds: 10,
+        ..SampleSpec::default()
+    });
+    let mut writer = CaptureWriter::create(&path).unwrap();
+    for frame in &frames {
+        writer.write(frame).unwrap();
+    }
+    writer.finish().unwrap();
+    assert_eq!(read_capture(&path).unwrap(), frames);
+
+    // A writer killed mid-file: everything up to the cut that was flushed is readable.
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 10]).unwrap();
+    let partial = read_capture(&path).unwrap();
+    assert!(!partial.is_empty() && partial.len() <= frames.len());
+    assert_eq!(partial[..], frames[..partial.len()]);
+
+    let error = read_capture(dir.path().join("missing.gz"))
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("missing.gz"), "{error}");
+}
+
+#[test]
+fn reconnect_delays_grow_exponentially_with_jitter() {
+    let options = ClientOptions::new("ws://x");
+    assert_eq!(backoff(&options, 0, 0.5), Duration::from_millis(500));
+    assert_eq!(backoff(&options, 3, 0.5), Duration::from_secs(4));
+    assert_eq!(backoff(&options, 20, 0.5), Duration::from_secs(30));
+    assert_eq!(backoff(&options, 0, 0.0), Duration::from_millis(375));
+    assert_eq!(backoff(&options, 0, 1.0), Duration::from_millis(625));
+}
+
+fn small_capture() -> Vec<CapturedFrame> {
+    generate(&SampleSpec {
+        symbols: 20,
+        seconds: 30,
+        ..SampleSpec::default()
+    })
+}
+
+fn fast_client(url: String) -> WebSocketClient {
+    WebSocketClient::spawn(ClientOptions {
+        idle_timeout: Duration::from_millis(700),
+        initial_backoff: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(200),
+        ..ClientOptions::new(url)
+    })
+}
+
+async fn next_frame(client: &mut WebSocketClient) -> CapturedFrame {
+    let frame = tokio::time::timeout(Duration::from_secs(10), client.next())
+        .await
+        .expect("a frame within 10 s")
+        .expect("client running");
+    CapturedFrame {
+        arrival_ms: frame.arrival_ms,
+        text: frame.text,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_answers_pings_and_reconnects_after_close_drop_and_silence() {
+    let frames = small_capture();
+    let server = ReplayServer::start(
+        frames.clone(),
+        "127.0.0.1:0".parse().unwrap(),
+        ReplayOptions {
+            pacing: Pacing::Live { speed: 20.0 },
+            looped: true,
+            ping_interval: Duration::from_millis(100),
+            ..ReplayOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut client = fast_client(server.url("!miniTicker@arr"));
+    let metrics = client.metrics();
+    let first = next_frame(&mut client).await;
+    assert!(frames.iter().any(|f| f.text == first.text));
+
+    for fault in [Fault::Close, Fault::Drop, Fault::Silence] {
+        let before = metrics.reconnects.load(Ordering::Relaxed);
+        server.inject(fault);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while metrics.reconnects.load(Ordering::Relaxed) == before {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no reconnect after {fault:?}"
+            );
+            let _ = tokio::time::timeout(Duration::from_millis(100), client.next()).await;
+        }
+        next_frame(&mut client).await;
+    }
+    assert!(server.stats().pongs_received.load(Ordering::Relaxed) > 0);
+    assert!(metrics.pongs.load(Ordering::Relaxed) > 0);
+    assert!(server.stats().connections.load(Ordering::Relaxed) >= 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replay_server_serves_single_symbol_and_combined_streams() {
+    let frames = small_capture();
+    let server = ReplayServer::start(
+        frames.clone(),
+        "127.0.0.1:0".parse().unwrap(),
+        ReplayOptions {
+            pacing: Pacing::Max,
+            shift_to_now: true,
+            ..ReplayOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut single = fast_client(server.url("btcusdt@miniTicker"));
+    let frame = next_frame(&mut single).await;
+    let event: serde_json::Value = serde_json::from_str(&frame.text).unwrap();
+    assert_eq!(event["s"], "BTCUSDT");
+    let now = chrono::Utc::now().timestamp_millis();
+    assert!(
+        (now - event["E"].as_i64().unwrap()).abs() < 5_000,
+        "shifted to now"
+    );
+
+    let address = server.local_addr();
+    let mut combined = fast_client(format!(
+        "ws://{address}/stream?streams=btcusdt@miniTicker/ethusdt@miniTicker"
+    ));
+    let frame = next_frame(&mut combined).await;
+    let wrapped: serde_json::Value = serde_json::from_str(&frame.text).unwrap();
+    assert!(wrapped["stream"].as_str().unwrap().ends_with("@miniTicker"));
+    let decoded = decode_frame(&frame.text, Mode::Normalized).unwrap();
+    assert_eq!(decoded.messages.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_reads_the_stream_through_the_binance_source() {
+    let frames = small_capture();
+    let expected: usize = frames
+        .iter()
+        .map(|f| {
+            decode_frame(&f.text, Mode::Normalized)
+                .unwrap()
+                .messages
+                .len()
+        })
+        .sum();
+    let mut with_garbage = frames.clone();
+    with_garbage.insert(
+        3,
+        CapturedFrame {
+            arrival_ms: frames[2].arrival_ms + 1,
+            text: "not json".into(),
+        },
+    );
+    let server = ReplayServer::start(
+        with_garbage,
+        "127.0.0.1:0".parse().unwrap(),
+        ReplayOptions {
+            pacing: Pacing::Max,
+            ..ReplayOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let source = BinanceSource::new(
+        "ticks",
+        ClientOptions::new(server.url("!miniTicker@arr")),
+        ticker::event_time_schema(),
+        JsonOptions::default(),
+    );
+    let sink = MemorySink::new();
+    let mut execution = StreamingQueryBuilder::new()
+        .source("ticks", source)
+        .sql("SELECT symbol, close_price, high_price - low_price AS spread FROM ticks")
+        .sink(sink.clone())
+        .build()
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        execution.run_trigger().await.unwrap();
+        let rows: usize = sink.all_rows().iter().map(|b| b.num_rows()).sum();
+        if rows >= expected {
+            assert_eq!(rows, expected);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{rows} of {expected} rows"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let malformed: u64 = execution
+        .recent_progress()
+        .iter()
+        .map(|p| p.sources[0].malformed_records.count)
+        .sum();
+    assert_eq!(malformed, 1);
+    let batch = &sink.all_rows()[0];
+    let spreads = batch.column(2).as_primitive::<Float64Type>();
+    assert!(spreads.iter().all(|s| s.is_some_and(|s| s >= 0.0)));
+}
