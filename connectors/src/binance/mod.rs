@@ -10,12 +10,14 @@
 //! - [`replay`]: serves a capture at Binance's paths, live-paced or as fast as possible.
 //! - [`generator`]: the seeded synthetic `!miniTicker@arr` sample (Binance is unreachable from
 //!   the machines this is built on; the bundled sample is generated, and says so).
+//! - [`producer`]: the Binance → Kafka producer daemon (`sluice produce binance`).
 //! - [`BinanceSource`]: the stream as an engine source (at-most-once across restarts).
 
 pub mod capture;
 pub mod client;
 pub mod frame;
 pub mod generator;
+pub mod producer;
 pub mod replay;
 mod source;
 

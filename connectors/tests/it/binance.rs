@@ -12,9 +12,13 @@ use sluice_connectors::binance::capture::{CaptureWriter, CapturedFrame, read_cap
 use sluice_connectors::binance::client::{ClientOptions, WebSocketClient, backoff};
 use sluice_connectors::binance::frame::{Mode, TickerMessage, decode_frame, is_json_number};
 use sluice_connectors::binance::generator::{SampleSpec, generate};
+use sluice_connectors::binance::producer::{self, ProducerOptions};
 use sluice_connectors::binance::replay::{Fault, Pacing, ReplayOptions, ReplayServer};
+use sluice_connectors::kafka::{KafkaSource, StartingOffsets, Subscription};
 use sluice_connectors::ticker;
 use sluice_engine::{JsonOptions, MemorySink, StreamingQueryBuilder};
+
+use crate::common::{OwnBroker, bootstrap, create_topic};
 
 const MINI: &str = r#"{"e":"24hrMiniTicker","E":1672515782136,"s":"BNBBTC","c":"0.00250000","o":"0.0010","h":"0.0025","l":"0.0010","v":"10000","q":"18"}"#;
 const NORMALIZED: &str = r#"{"symbol":"BNBBTC","close_price":0.00250000,"open_price":0.0010,"high_price":0.0025,"low_price":0.0010,"volume":10000,"quote_volume":18,"timestamp":1672515782136}"#;
@@ -340,4 +344,165 @@ async fn the_engine_reads_the_stream_through_the_binance_source() {
     let batch = &sink.all_rows()[0];
     let spreads = batch.column(2).as_primitive::<Float64Type>();
     assert!(spreads.iter().all(|s| s.is_some_and(|s| s >= 0.0)));
+}
+
+/// Every normalized message of `frames`, as (key, value), sorted.
+fn expected_messages(frames: &[CapturedFrame]) -> Vec<(String, String)> {
+    let mut all: Vec<(String, String)> = frames
+        .iter()
+        .flat_map(|f| decode_frame(&f.text, Mode::Normalized).unwrap().messages)
+        .map(|m| (m.key, m.value))
+        .collect();
+    all.sort();
+    all
+}
+
+/// Every (key, value) in `topic`, sorted.
+async fn topic_messages(bootstrap: &str, topic: &str) -> Vec<(String, String)> {
+    let source = KafkaSource::new("k", bootstrap, Subscription::Topics(vec![topic.into()]))
+        .unwrap()
+        .starting_offsets(StartingOffsets::Earliest);
+    let sink = MemorySink::new();
+    let mut reader = StreamingQueryBuilder::new()
+        .source("k", source)
+        .sql("SELECT CAST(key AS VARCHAR), CAST(value AS VARCHAR) FROM k")
+        .sink(sink.clone())
+        .build()
+        .await
+        .unwrap();
+    while reader.run_trigger().await.unwrap() {}
+    let mut all = Vec::new();
+    for batch in sink.all_rows() {
+        let (keys, values) = (
+            batch.column(0).as_string::<i32>(),
+            batch.column(1).as_string::<i32>(),
+        );
+        all.extend(
+            (0..batch.num_rows()).map(|r| (keys.value(r).to_string(), values.value(r).to_string())),
+        );
+    }
+    all.sort();
+    all
+}
+
+/// Waits until `done` holds, for at most `seconds`.
+async fn eventually(seconds: u64, what: &str, done: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn producer_options(url: String, bootstrap: &str, topic: &str) -> ProducerOptions {
+    ProducerOptions::new(
+        ClientOptions {
+            idle_timeout: Duration::from_secs(2),
+            ..ClientOptions::new(url)
+        },
+        bootstrap,
+        topic,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_ticker_reaches_the_broker_once_keyed_by_symbol() {
+    let Some(bootstrap) = bootstrap() else { return };
+    let topic = create_topic(&bootstrap, 3).await;
+    let mut frames = small_capture();
+    frames.insert(
+        5,
+        CapturedFrame {
+            arrival_ms: frames[4].arrival_ms,
+            text: "[{\"e\":".into(),
+        },
+    );
+    let expected = expected_messages(&frames[..5])
+        .into_iter()
+        .chain(expected_messages(&frames[6..]))
+        .collect::<Vec<_>>();
+    let server = ReplayServer::start(
+        frames,
+        "127.0.0.1:0".parse().unwrap(),
+        ReplayOptions {
+            pacing: Pacing::Max,
+            ..ReplayOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let producer = producer::start(producer_options(
+        server.url("!miniTicker@arr"),
+        &bootstrap,
+        &topic,
+    ))
+    .unwrap();
+    let metrics = producer.metrics();
+    let total = expected.len() as u64;
+    eventually(30, "every delivery", || {
+        metrics.messages_out.load(Ordering::Relaxed) == total
+    })
+    .await;
+    producer.stop();
+    producer.join().await.unwrap();
+    assert_eq!(metrics.malformed_frames.load(Ordering::Relaxed), 1);
+    let mut expected = expected;
+    expected.sort();
+    assert_eq!(topic_messages(&bootstrap, &topic).await, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_outage_holds_the_producer_back_then_everything_is_delivered_once() {
+    if bootstrap().is_none() {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = OwnBroker::start(port, dir.path().join("broker.db"));
+    let address = format!("127.0.0.1:{port}");
+    let topic = create_topic(&address, 2).await;
+    broker.kill();
+
+    let frames = small_capture();
+    let expected = expected_messages(&frames);
+    let server = ReplayServer::start(
+        frames,
+        "127.0.0.1:0".parse().unwrap(),
+        ReplayOptions {
+            pacing: Pacing::Max,
+            ..ReplayOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut options = producer_options(server.url("!miniTicker@arr"), &address, &topic);
+    options.max_in_flight = 50;
+    let producer = producer::start(options).unwrap();
+    let metrics = producer.metrics();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Kafka is down: nothing delivered, and the producer stopped taking frames at its bound.
+    assert_eq!(metrics.messages_out.load(Ordering::Relaxed), 0);
+    let taken = metrics.messages_in.load(Ordering::Relaxed);
+    assert!(
+        taken < expected.len() as u64,
+        "{taken} of {} taken while Kafka was down",
+        expected.len()
+    );
+
+    broker.revive();
+    let total = expected.len() as u64;
+    eventually(60, "deliveries after the outage", || {
+        metrics.messages_out.load(Ordering::Relaxed) == total
+    })
+    .await;
+    producer.stop();
+    producer.join().await.unwrap();
+    assert_eq!(topic_messages(&address, &topic).await, expected);
 }

@@ -1,10 +1,15 @@
 //! Shared fixtures: the database under test, unique table names, batches of the seed's
 //! shapes, a TCP proxy that can cut a connection, and rows read back as text.
 
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow::array::{Float64Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use sqlx::Row;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -201,4 +206,111 @@ pub fn host_port(url: &str) -> String {
         parsed.host_str().unwrap_or("127.0.0.1"),
         parsed.port().unwrap_or(5432)
     )
+}
+
+// ---------------------------------------------------------------- Kafka
+
+/// The broker's address, or `None` (test skipped) when `KAFKA_BOOTSTRAP` is unset outside CI.
+pub fn bootstrap() -> Option<String> {
+    match std::env::var("KAFKA_BOOTSTRAP") {
+        Ok(address) if !address.is_empty() => Some(address),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI=true but KAFKA_BOOTSTRAP is not set: the Kafka tests must run")
+        }
+        _ => {
+            eprintln!("KAFKA_BOOTSTRAP is not set: skipping a Kafka test");
+            None
+        }
+    }
+}
+
+pub fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin client")
+}
+
+pub async fn create_topic(bootstrap: &str, partitions: i32) -> String {
+    let topic = format!("t-{}", uuid::Uuid::new_v4().simple());
+    let results = admin(bootstrap)
+        .create_topics(
+            &[NewTopic::new(
+                &topic,
+                partitions,
+                TopicReplication::Fixed(1),
+            )],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .expect("create topic");
+    for result in results {
+        result.expect("topic created");
+    }
+    topic
+}
+
+/// A broker of our own, for the test that restarts it: Nisshi with SQLite storage, so that
+/// data survives the restart.
+pub struct OwnBroker {
+    child: Child,
+    /// The port it listens on.
+    pub port: u16,
+    storage: std::path::PathBuf,
+}
+
+impl OwnBroker {
+    /// Stops the broker (as a crash would).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn start(port: u16, storage: std::path::PathBuf) -> Self {
+        let binary = std::env::var("NISSHI_BIN").unwrap_or_else(|_| "nisshi".into());
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(binary)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .arg("--storage-engine")
+            .arg(format!("sqlite://{}", storage.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nisshi (NISSHI_BIN or nisshi on PATH)");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            child,
+            port,
+            storage,
+        }
+    }
+
+    /// Starts the killed broker again, on the same port and storage.
+    pub fn revive(&mut self) {
+        *self = Self::start(self.port, self.storage.clone());
+    }
+
+    /// Kills and revives the broker.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.revive();
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

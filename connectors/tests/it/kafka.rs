@@ -2,15 +2,14 @@
 //! offset decisions (pure) without one.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::{OwnBroker, admin, bootstrap, create_topic};
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema, SchemaRef, TimeUnit};
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::admin::{AdminOptions, NewPartitions};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sluice_connectors::kafka::{
     Bounds, DataLoss, KafkaSink, KafkaSource, StartingOffsets, Subscription, TopicPartition,
@@ -127,46 +126,6 @@ fn vanished_and_deleted_offsets_are_data_loss() {
 }
 
 // ---------------------------------------------------------------- against the broker
-
-/// The broker's address, or `None` (test skipped) when `KAFKA_BOOTSTRAP` is unset outside CI.
-fn bootstrap() -> Option<String> {
-    match std::env::var("KAFKA_BOOTSTRAP") {
-        Ok(address) if !address.is_empty() => Some(address),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("CI=true but KAFKA_BOOTSTRAP is not set: the Kafka tests must run")
-        }
-        _ => {
-            eprintln!("KAFKA_BOOTSTRAP is not set: skipping a Kafka test");
-            None
-        }
-    }
-}
-
-fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("admin client")
-}
-
-async fn create_topic(bootstrap: &str, partitions: i32) -> String {
-    let topic = format!("t-{}", uuid::Uuid::new_v4().simple());
-    let results = admin(bootstrap)
-        .create_topics(
-            &[NewTopic::new(
-                &topic,
-                partitions,
-                TopicReplication::Fixed(1),
-            )],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-        )
-        .await
-        .expect("create topic");
-    for result in results {
-        result.expect("topic created");
-    }
-    topic
-}
 
 fn producer(bootstrap: &str) -> FutureProducer {
     ClientConfig::new()
@@ -598,59 +557,6 @@ async fn the_sink_writes_one_keyed_json_message_per_row() {
     expected.sort();
     assert_eq!(got, expected);
     assert_eq!(rows(&sink.all_rows()), 20);
-}
-
-/// A broker of our own, for the test that restarts it: Nisshi with SQLite storage, so that
-/// data survives the restart.
-struct OwnBroker {
-    child: Child,
-    port: u16,
-    storage: std::path::PathBuf,
-}
-
-impl OwnBroker {
-    fn start(port: u16, storage: std::path::PathBuf) -> Self {
-        let binary = std::env::var("NISSHI_BIN").unwrap_or_else(|_| "nisshi".into());
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(binary)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .arg("--storage-engine")
-            .arg(format!("sqlite://{}", storage.display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nisshi (NISSHI_BIN or nisshi on PATH)");
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self {
-            child,
-            port,
-            storage,
-        }
-    }
-
-    fn restart(&mut self) {
-        self.child.kill().expect("kill broker");
-        self.child.wait().expect("broker exited");
-        *self = Self::start(self.port, self.storage.clone());
-    }
-}
-
-impl Drop for OwnBroker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
