@@ -7,7 +7,8 @@
 //! client that connects late joins at the current frame; `speed` compresses time);
 //! [`Pacing::Max`] sends each client the whole capture from the start as fast as it reads.
 //! With `shift_to_now`, event times (`E`, and `T` of trades) are moved so that each frame
-//! looks as if it happened when it is sent.
+//! looks as if it happened when it is sent; every other byte stays as captured. (Frames cut
+//! out for single-symbol or combined streams are re-serialized.)
 //!
 //! Streams: `!miniTicker@arr` and `!ticker@arr` get the captured arrays; `<symbol>@miniTicker`
 //! and `<symbol>@ticker` get that symbol's objects, one per frame. Combined streams wrap each
@@ -361,17 +362,18 @@ async fn serve(
 /// The messages one captured frame gives a client of `route`, event times moved by `delta`.
 fn payloads(frame: &str, route: &Route, delta: i64) -> Vec<String> {
     let all_market = |s: &str| s.starts_with('!');
-    let needs_parse = delta != 0 || route.combined || route.streams.iter().any(|s| !all_market(s));
-    if !needs_parse {
-        return vec![frame.to_string()];
-    }
-    let Ok(mut value) = serde_json::from_str::<Value>(frame) else {
-        // Not JSON: serve it as captured (a client must cope with malformed frames).
-        return vec![frame.to_string()];
+    let frame = if delta != 0 {
+        shift(frame, delta)
+    } else {
+        frame.to_string()
     };
-    if delta != 0 {
-        shift(&mut value, delta);
+    if !route.combined && route.streams.iter().all(|s| all_market(s)) {
+        return vec![frame];
     }
+    let Ok(value) = serde_json::from_str::<Value>(&frame) else {
+        // Not JSON: serve it as captured (a client must cope with malformed frames).
+        return vec![frame];
+    };
     let mut out = Vec::new();
     for stream in &route.streams {
         let payloads: Vec<Value> = if all_market(stream) {
@@ -403,19 +405,28 @@ fn payloads(frame: &str, route: &Route, delta: i64) -> Vec<String> {
     out
 }
 
-/// Adds `delta` ms to the event (`E`) and trade (`T`) times of every event in `value`.
-fn shift(value: &mut Value, delta: i64) {
-    match value {
-        Value::Array(events) => events.iter_mut().for_each(|e| shift(e, delta)),
-        Value::Object(event) => {
-            for key in ["E", "T"] {
-                if let Some(time) = event.get_mut(key)
-                    && let Some(ms) = time.as_i64()
-                {
-                    *time = Value::from(ms + delta);
-                }
+/// Adds `delta` ms to every event time (`"E":`) and trade time (`"T":`) in the frame's text,
+/// leaving every other byte as captured.
+fn shift(frame: &str, delta: i64) -> String {
+    let mut out = String::with_capacity(frame.len() + 16);
+    let mut rest = frame;
+    while let Some(at) = rest.find("\":") {
+        let (before, after) = rest.split_at(at + 2);
+        out.push_str(before);
+        rest = after;
+        // `before` ends with `"E":` (or `"T":`) when the key is one letter long.
+        let key = before.len().checked_sub(3).map(|i| before.as_bytes()[i]);
+        let quote = before.len().checked_sub(4).map(|i| before.as_bytes()[i]);
+        if quote == Some(b'"') && matches!(key, Some(b'E' | b'T')) {
+            let digits = rest
+                .find(|c: char| !c.is_ascii_digit() && c != '-')
+                .unwrap_or(rest.len());
+            if let Ok(ms) = rest[..digits].parse::<i64>() {
+                out.push_str(&(ms + delta).to_string());
+                rest = &rest[digits..];
             }
         }
-        _ => {}
     }
+    out.push_str(rest);
+    out
 }

@@ -223,6 +223,9 @@ async fn the_client_answers_pings_and_reconnects_after_close_drop_and_silence() 
     let metrics = client.metrics();
     let first = next_frame(&mut client).await;
     assert!(frames.iter().any(|f| f.text == first.text));
+    // The client answers the server's pings (the payload must match).
+    let stats = server.stats();
+    eventually(10, "a pong", || stats.pongs_received.load(Ordering::Relaxed) > 0).await;
 
     for fault in [Fault::Close, Fault::Drop, Fault::Silence] {
         let before = metrics.reconnects.load(Ordering::Relaxed);
@@ -237,7 +240,6 @@ async fn the_client_answers_pings_and_reconnects_after_close_drop_and_silence() 
         }
         next_frame(&mut client).await;
     }
-    assert!(server.stats().pongs_received.load(Ordering::Relaxed) > 0);
     assert!(metrics.pongs.load(Ordering::Relaxed) > 0);
     assert!(server.stats().connections.load(Ordering::Relaxed) >= 4);
 }
@@ -264,6 +266,21 @@ async fn the_replay_server_serves_single_symbol_and_combined_streams() {
     assert!(
         (now - event["E"].as_i64().unwrap()).abs() < 5_000,
         "shifted to now"
+    );
+
+    // The all-market stream: the captured bytes, event times moved.
+    let mut all = fast_client(server.url("!miniTicker@arr"));
+    let frame = next_frame(&mut all).await;
+    let events: Vec<serde_json::Value> = serde_json::from_str(&frame.text).unwrap();
+    let original = &frames[0].text;
+    let delta = events[0]["E"].as_i64().unwrap()
+        - serde_json::from_str::<Vec<serde_json::Value>>(original).unwrap()[0]["E"]
+            .as_i64()
+            .unwrap();
+    assert!(delta > 0);
+    assert_eq!(
+        frame.text.replace(|c: char| c.is_ascii_digit(), ""),
+        original.replace(|c: char| c.is_ascii_digit(), "")
     );
 
     let address = server.local_addr();

@@ -1,0 +1,109 @@
+//! `sluice`: the command-line interface.
+//!
+//! ```text
+//! sluice produce binance [--url URL] [--topic projet-bdcc] [--raw]   Binance → Kafka
+//! sluice capture binance --out FILE [--url URL] [--duration 10m]     record raw frames
+//! sluice replay FILE [--listen 127.0.0.1:9443] [--speed N | --max] [--loop] [--shift-to-now]
+//! sluice generate-sample --out FILE [--symbols 200] [--seconds 600] [--seed N]
+//! ```
+//!
+//! Exit codes: 0 success (including a graceful Ctrl-C / SIGTERM stop), 1 runtime failure,
+//! 2 invalid arguments (clap's).
+
+mod binance;
+
+use clap::{Parser, Subcommand};
+
+/// Sluice: stream processing on Apache Arrow and DataFusion with Spark Structured Streaming
+/// semantics.
+#[derive(Parser)]
+#[command(name = "sluice", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Produce a live stream to Kafka.
+    #[command(subcommand)]
+    Produce(binance::Produce),
+    /// Record a live stream's raw frames to a capture file.
+    #[command(subcommand)]
+    Capture(binance::Capture),
+    /// Serve a capture file as a local Binance-compatible WebSocket endpoint.
+    Replay(binance::Replay),
+    /// Generate the seeded synthetic Binance sample (the bundled one is made this way).
+    GenerateSample(binance::GenerateSample),
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Produce(command) => binance::produce(command).await,
+        Command::Capture(command) => binance::capture(command).await,
+        Command::Replay(command) => binance::replay(command).await,
+        Command::GenerateSample(command) => binance::generate_sample(command),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return ctrl_c.await.unwrap_or(()),
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await.unwrap_or(());
+}
+
+/// Parses `500ms`, `10s`, `5m`, `2h` (a bare number is seconds).
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration (e.g. 500ms, 10s, 5m, 2h)"))?;
+    let seconds = match unit.trim() {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        other => return Err(format!("unknown duration unit '{other}' (ms, s, m, h)")),
+    };
+    Ok(std::time::Duration::from_secs_f64(seconds))
+}
+
+/// The process's resident memory in bytes (Linux), for the stats lines.
+pub fn resident_memory() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
