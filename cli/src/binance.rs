@@ -207,7 +207,7 @@ pub struct Replay {
 
 /// Serves a capture until Ctrl-C.
 pub async fn replay(args: Replay) -> anyhow::Result<()> {
-    if !(args.speed > 0.0) {
+    if args.speed.is_nan() || args.speed <= 0.0 {
         bail!("--speed must be positive");
     }
     let frames = read_capture(&args.file)?;
