@@ -233,13 +233,15 @@ pub fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
 
 pub async fn create_topic(bootstrap: &str, partitions: i32) -> String {
     let topic = format!("t-{}", uuid::Uuid::new_v4().simple());
+    create_named_topic(bootstrap, &topic, partitions).await;
+    topic
+}
+
+/// Creates topic `topic` with `partitions` partitions.
+pub async fn create_named_topic(bootstrap: &str, topic: &str, partitions: i32) {
     let results = admin(bootstrap)
         .create_topics(
-            &[NewTopic::new(
-                &topic,
-                partitions,
-                TopicReplication::Fixed(1),
-            )],
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
             &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
         )
         .await
@@ -247,7 +249,6 @@ pub async fn create_topic(bootstrap: &str, partitions: i32) -> String {
     for result in results {
         result.expect("topic created");
     }
-    topic
 }
 
 /// A broker of our own, for the test that restarts it: Nisshi with SQLite storage, so that
@@ -269,7 +270,11 @@ impl OwnBroker {
     pub fn start(port: u16, storage: std::path::PathBuf) -> Self {
         let binary = std::env::var("NISSHI_BIN").unwrap_or_else(|_| "nisshi".into());
         let url = format!("tcp://127.0.0.1:{port}");
+        // Nisshi reads the path of a `sqlite://` URL relative to its working directory.
+        let directory = storage.parent().expect("storage in a directory");
+        let file = storage.file_name().expect("storage file").to_string_lossy();
         let child = Command::new(binary)
+            .current_dir(directory)
             .args([
                 "broker",
                 "--listener-url",
@@ -278,7 +283,7 @@ impl OwnBroker {
                 &url,
             ])
             .arg("--storage-engine")
-            .arg(format!("sqlite://{}", storage.display()))
+            .arg(format!("sqlite://{file}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
