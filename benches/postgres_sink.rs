@@ -2,7 +2,8 @@
 //!
 //! Group `postgres_sink_throughput`, on the server at `DATABASE_URL` (skipped without it):
 //!
-//! - `append`: 1,000,000 rows of the `projet_bdcc` shape (400 symbols) written by
+//! - `append`: 1,000,000 rows of the `projet_bdcc` shape (400 symbols, the index on
+//!   `(symbol, timestamp_ts)` that the pipeline creates) written by
 //!   [`RelationalSink`] in append mode: one batch, one transaction, binary `COPY`, plus the
 //!   commit-table update and the notification.
 //! - `psql_copy`: the same rows loaded into the same table from a CSV file by
@@ -213,7 +214,9 @@ fn postgres_sink_throughput(c: &mut Criterion) {
             runtime.block_on(async {
                 let mut total = Duration::ZERO;
                 for _ in 0..iterations {
-                    let mut sink = RelationalSink::new(&url, table).expect("sink");
+                    let mut sink = RelationalSink::new(&url, table)
+                        .expect("sink")
+                        .index(["symbol", "timestamp_ts"]);
                     sink.open(&context(projet_bdcc_schema(), OutputMode::Append))
                         .await
                         .expect("open");

@@ -353,14 +353,50 @@ fn fetch_bounds(
                 .collect()
         }
     };
-    let mut bounds = BTreeMap::new();
-    for tp in partitions {
-        let (earliest, latest) = consumer
-            .fetch_watermarks(&tp.topic, tp.partition, timeout)
-            .map_err(|e| format!("{tp}: {e}"))?;
-        bounds.insert(tp, Bounds { earliest, latest });
+    // One ListOffsets request per broker for all partitions (the special timestamps -2 and -1
+    // ask for the earliest and latest offsets), rather than two requests per partition.
+    let list =
+        |timestamp: KafkaOffset| -> std::result::Result<BTreeMap<TopicPartition, i64>, String> {
+            let mut request = TopicPartitionList::new();
+            for tp in &partitions {
+                request
+                    .add_partition_offset(&tp.topic, tp.partition, timestamp)
+                    .map_err(|e| format!("{tp}: {e}"))?;
+            }
+            let reply = consumer
+                .offsets_for_times(request, timeout)
+                .map_err(|e| e.to_string())?;
+            reply
+                .elements()
+                .iter()
+                .map(|e| {
+                    let tp = TopicPartition::new(e.topic(), e.partition());
+                    if let Err(error) = e.error() {
+                        return Err(format!("{tp}: {error}"));
+                    }
+                    match e.offset() {
+                        KafkaOffset::Offset(offset) => Ok((tp, offset)),
+                        other => Err(format!("{tp}: no offset in the reply ({other:?})")),
+                    }
+                })
+                .collect()
+        };
+    if partitions.is_empty() {
+        return Ok(BTreeMap::new());
     }
-    Ok(bounds)
+    // `Beginning` and `End` are the raw timestamps -2 and -1.
+    let earliest = list(KafkaOffset::Beginning)?;
+    let latest = list(KafkaOffset::End)?;
+    Ok(partitions
+        .into_iter()
+        .filter_map(|tp| {
+            let bounds = Bounds {
+                earliest: *earliest.get(&tp)?,
+                latest: *latest.get(&tp)?,
+            };
+            Some((tp, bounds))
+        })
+        .collect())
 }
 
 #[async_trait]
