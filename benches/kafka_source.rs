@@ -70,6 +70,11 @@ fn fill(bootstrap: &str) {
 }
 
 fn kafka_source_throughput(c: &mut Criterion) {
+    // RUST_LOG=sluice_connectors=debug shows where each read's time goes.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
     // The mock cluster lives as long as the benchmark.
     let mock;
     let bootstrap = match std::env::var("KAFKA_BOOTSTRAP") {

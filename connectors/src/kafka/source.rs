@@ -203,6 +203,10 @@ impl KafkaSource {
                 ("max.partition.fetch.bytes", "16777216"),
                 ("queued.max.messages.kbytes", "262144"),
                 ("fetch.wait.max.ms", "50"),
+                // A batch drains the fetch queue as fast as it decodes; librdkafka's default
+                // 1 s pause when the queue is momentarily full left the reader idle 80% of
+                // the time.
+                ("fetch.queue.backoff.ms", "10"),
             ],
             &self.properties,
         )
@@ -510,7 +514,9 @@ impl Source for KafkaSource {
     async fn get_batch(&mut self, start: &Offset, end: &Offset) -> Result<SourceBatch> {
         let start = self.parse_offsets(start)?;
         let end = self.parse_offsets(end)?;
+        let began = Instant::now();
         let bounds = self.bounds().await?;
+        let bounded = began.elapsed();
         // Offsets that vanished since they were planned (retention, or a replay after a long
         // stop) are data loss too.
         let planned: PartitionOffsets = end
@@ -540,7 +546,10 @@ impl Source for KafkaSource {
         })
         .await
         .map_err(|e| self.error(format!("fetch task failed: {e}")))??;
-        fetch.finish(self)
+        let fetched = began.elapsed();
+        let batch = fetch.finish(self);
+        debug!(source = %self.name, ?bounded, ?fetched, total = ?began.elapsed(), "Kafka batch read");
+        batch
     }
 
     async fn commit(&mut self, end: &Offset) -> Result<()> {
