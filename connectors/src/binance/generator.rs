@@ -146,18 +146,20 @@ pub fn generate(spec: &SampleSpec) -> Vec<CapturedFrame> {
     // tickers[symbol][second] for the output seconds in which the symbol changed.
     let mut names = Vec::with_capacity(spec.symbols);
     let mut series: Vec<Vec<Option<Ticker>>> = Vec::with_capacity(spec.symbols);
-    'outer: for quote in QUOTES {
-        for base in BASES {
-            if names.len() == spec.symbols {
-                break 'outer;
-            }
-            if base.0 == quote.0 {
-                continue;
-            }
-            names.push(format!("{}{}", base.0, quote.0));
-            let price = base.1 / quote.1 * (0.9 + 0.2 * random.uniform());
-            series.push(simulate(&mut random, price, total, spec));
-        }
+    // Real-looking pairs first, then numbered USDT pairs with log-uniform prices.
+    let pairs = QUOTES
+        .iter()
+        .flat_map(|quote| BASES.iter().map(move |base| (base, quote)))
+        .filter(|(base, quote)| base.0 != quote.0)
+        .map(|(base, quote)| (format!("{}{}", base.0, quote.0), Some(base.1 / quote.1)))
+        .chain((1..).map(|n| (format!("ALT{n:04}USDT"), None)));
+    for (name, price) in pairs.take(spec.symbols) {
+        let price = match price {
+            Some(price) => price * (0.9 + 0.2 * random.uniform()),
+            None => 10f64.powf(-4.0 + 7.0 * random.uniform()),
+        };
+        names.push(name);
+        series.push(simulate(&mut random, price, total, spec));
     }
     (0..spec.seconds)
         .map(|second| {
