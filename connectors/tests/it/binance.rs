@@ -527,3 +527,37 @@ async fn a_broker_outage_holds_the_producer_back_then_everything_is_delivered_on
     producer.join().await.unwrap();
     assert_eq!(topic_messages(&address, &topic).await, expected);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_is_replaced_before_its_age_limit_without_a_gap() {
+    let frames = small_capture();
+    let server = ReplayServer::start(
+        frames.clone(),
+        "127.0.0.1:0".parse().unwrap(),
+        ReplayOptions {
+            pacing: Pacing::Live { speed: 10.0 },
+            ..ReplayOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut client = WebSocketClient::spawn(ClientOptions {
+        max_connection_age: Duration::from_millis(600),
+        ..ClientOptions::new(server.url("!miniTicker@arr"))
+    });
+    let metrics = client.metrics();
+    // Collect 20 consecutive frames (2 s at speed 10): the connection is replaced at least
+    // twice meanwhile, and every captured frame in that span arrives exactly once.
+    let mut indices = Vec::new();
+    for _ in 0..20 {
+        let frame = next_frame(&mut client).await;
+        let index = frames.iter().position(|f| f.text == frame.text).unwrap();
+        indices.push(index);
+    }
+    assert!(metrics.reconnects.load(Ordering::Relaxed) >= 2);
+    let expected: Vec<usize> = (indices[0]..indices[0] + 20).collect();
+    assert_eq!(
+        indices, expected,
+        "no frame lost or repeated across replacements"
+    );
+}
