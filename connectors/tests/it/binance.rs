@@ -480,14 +480,8 @@ async fn a_broker_outage_holds_the_producer_back_then_everything_is_delivered_on
     if bootstrap().is_none() {
         return;
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dir = tempfile::tempdir().unwrap();
-    let mut broker = OwnBroker::start(port, dir.path().join("broker.db"));
-    let address = format!("127.0.0.1:{port}");
+    let mut broker = OwnBroker::start();
+    let address = broker.address();
     let topic = create_topic(&address, 2).await;
     broker.kill();
 

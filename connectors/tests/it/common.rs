@@ -255,55 +255,40 @@ pub async fn create_named_topic(bootstrap: &str, topic: &str, partitions: i32) {
 /// data survives the restart.
 pub struct OwnBroker {
     child: Child,
-    /// The port it listens on.
-    pub port: u16,
-    storage: std::path::PathBuf,
+    port: u16,
+    /// Holds the SQLite file, which outlives kills and revivals.
+    storage: tempfile::TempDir,
 }
 
 impl OwnBroker {
+    /// Starts a broker on a free port with a fresh storage directory.
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let storage = tempfile::tempdir().expect("temp dir");
+        Self {
+            child: spawn_nisshi(port, storage.path()),
+            port,
+            storage,
+        }
+    }
+
+    /// The broker's address, `127.0.0.1:<port>`.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
     /// Stops the broker (as a crash would).
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
-    pub fn start(port: u16, storage: std::path::PathBuf) -> Self {
-        let binary = std::env::var("NISSHI_BIN").unwrap_or_else(|_| "nisshi".into());
-        let url = format!("tcp://127.0.0.1:{port}");
-        // Nisshi reads the path of a `sqlite://` URL relative to its working directory.
-        let directory = storage.parent().expect("storage in a directory");
-        let file = storage.file_name().expect("storage file").to_string_lossy();
-        let child = Command::new(binary)
-            .current_dir(directory)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .arg("--storage-engine")
-            .arg(format!("sqlite://{file}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nisshi (NISSHI_BIN or nisshi on PATH)");
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self {
-            child,
-            port,
-            storage,
-        }
-    }
-
     /// Starts the killed broker again, on the same port and storage.
     pub fn revive(&mut self) {
-        *self = Self::start(self.port, self.storage.clone());
+        self.child = spawn_nisshi(self.port, self.storage.path());
     }
 
     /// Kills and revives the broker.
@@ -315,7 +300,35 @@ impl OwnBroker {
 
 impl Drop for OwnBroker {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
+}
+
+/// Starts Nisshi on `port` with its SQLite storage in `directory`, and waits for the port.
+fn spawn_nisshi(port: u16, directory: &std::path::Path) -> Child {
+    let binary = std::env::var("NISSHI_BIN").unwrap_or_else(|_| "nisshi".into());
+    let url = format!("tcp://127.0.0.1:{port}");
+    // Nisshi reads the path of a `sqlite://` URL relative to its working directory.
+    let child = Command::new(binary)
+        .current_dir(directory)
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            "sqlite://broker.db",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start nisshi (NISSHI_BIN or nisshi on PATH)");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
 }

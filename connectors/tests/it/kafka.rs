@@ -574,14 +574,8 @@ async fn a_broker_restart_during_the_query_loses_nothing() {
     if bootstrap().is_none() {
         return;
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dir = tempfile::tempdir().unwrap();
-    let mut broker = OwnBroker::start(port, dir.path().join("broker.db"));
-    let address = format!("127.0.0.1:{port}");
+    let mut broker = OwnBroker::start();
+    let address = broker.address();
     let topic = create_topic(&address, 2).await;
     let messages = tickers(400, 8, 2);
     produce(&address, &topic, &messages[..200]).await;
