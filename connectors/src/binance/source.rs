@@ -43,6 +43,7 @@ pub struct BinanceSource {
     /// Frames and events that could not be used, since the last batch.
     malformed: MalformedStats,
     cap: Option<u64>,
+    mode: Mode,
 }
 
 impl BinanceSource {
@@ -65,7 +66,17 @@ impl BinanceSource {
             aligned: false,
             malformed: MalformedStats::default(),
             cap: None,
+            mode: Mode::Normalized,
         }
+    }
+
+    /// Decodes Binance's event objects as they are (`{"e":"trade","s":"BTCUSDT","p":…}`)
+    /// instead of the seed's normalized ticker messages, so any Binance-style event stream
+    /// (trades, book tickers, …) can be read with columns named after its fields
+    /// (`connector = 'websocket'`). Events still need a symbol (`s`).
+    pub fn raw_events(mut self) -> Self {
+        self.mode = Mode::Raw;
+        self
     }
 
     fn end(&self) -> u64 {
@@ -82,7 +93,7 @@ impl BinanceSource {
             frames.push(frame);
         }
         for frame in frames {
-            match decode_frame(&frame.text, Mode::Normalized) {
+            match decode_frame(&frame.text, self.mode) {
                 Ok(decoded) => {
                     for reason in decoded.rejected {
                         self.reject(&reason, &frame.text);

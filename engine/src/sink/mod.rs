@@ -51,3 +51,20 @@ pub trait Sink: Send + 'static {
     /// Writes the output of micro-batch `batch_id`. Must be idempotent per `batch_id`.
     async fn add_batch(&mut self, batch_id: u64, batches: &[RecordBatch]) -> Result<()>;
 }
+
+/// A boxed sink is a sink, so sinks chosen at run time (e.g. from a pipeline file's
+/// `connector` option) plug into [`crate::StreamingQueryBuilder::sink`].
+#[async_trait]
+impl Sink for Box<dyn Sink> {
+    fn description(&self) -> String {
+        self.as_ref().description()
+    }
+
+    async fn open(&mut self, context: &SinkContext) -> Result<()> {
+        self.as_mut().open(context).await
+    }
+
+    async fn add_batch(&mut self, batch_id: u64, batches: &[RecordBatch]) -> Result<()> {
+        self.as_mut().add_batch(batch_id, batches).await
+    }
+}

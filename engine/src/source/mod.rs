@@ -1,4 +1,5 @@
-//! Streaming sources: the `Source` trait and the built-in memory and file sources.
+//! Streaming sources: the `Source` trait, the built-in memory and file sources, and the
+//! computed-columns wrapper.
 //!
 //! The contract is Spark's `MicroBatchStream`: the engine asks a source for the latest offset it
 //! can serve (bounded by a read limit), writes the chosen offsets ahead to the checkpoint, then
@@ -6,9 +7,11 @@
 //! committed. Because a batch is always read by its `(start, end]` offsets, a batch re-run after
 //! a crash reads the same data: sources must be *replayable* for exactly-once output.
 
+mod computed;
 mod file;
 mod memory;
 
+pub use computed::ComputedColumns;
 pub use file::FileSource;
 pub use memory::MemorySource;
 
@@ -79,4 +82,42 @@ pub trait Source: Send + 'static {
     /// For the available-now trigger: fix the data available now as the end of the run, so
     /// later `latest_offset` calls never go beyond it.
     async fn prepare_for_available_now(&mut self) -> Result<()>;
+}
+
+/// A boxed source is a source, so sources chosen at run time (e.g. from a pipeline file's
+/// `connector` option) plug into [`crate::StreamingQueryBuilder::source`] and
+/// [`ComputedColumns`].
+#[async_trait]
+impl Source for Box<dyn Source> {
+    fn description(&self) -> String {
+        self.as_ref().description()
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.as_ref().schema()
+    }
+
+    async fn initial_offset(&mut self) -> Result<Offset> {
+        self.as_mut().initial_offset().await
+    }
+
+    fn default_read_limit(&self) -> ReadLimit {
+        self.as_ref().default_read_limit()
+    }
+
+    async fn latest_offset(&mut self, start: &Offset, limit: ReadLimit) -> Result<Offset> {
+        self.as_mut().latest_offset(start, limit).await
+    }
+
+    async fn get_batch(&mut self, start: &Offset, end: &Offset) -> Result<SourceBatch> {
+        self.as_mut().get_batch(start, end).await
+    }
+
+    async fn commit(&mut self, end: &Offset) -> Result<()> {
+        self.as_mut().commit(end).await
+    }
+
+    async fn prepare_for_available_now(&mut self) -> Result<()> {
+        self.as_mut().prepare_for_available_now().await
+    }
 }
