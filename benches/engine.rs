@@ -137,6 +137,17 @@ impl Sink for Discard {
     }
 }
 
+/// The query of `queries/projet_bdcc.sql`.
+fn seed_query() -> String {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/queries/projet_bdcc.sql");
+    let pipeline = sluice::pipeline::Pipeline::load(file, &sluice::pipeline::Variables::none())
+        .expect("the seed's pipeline file");
+    pipeline
+        .query_sql("projet_bdcc")
+        .expect("its query")
+        .to_string()
+}
+
 fn batch_overhead(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let checkpoint = tempfile::tempdir().expect("temp dir");
@@ -145,7 +156,7 @@ fn batch_overhead(c: &mut Criterion) {
         .block_on(
             StreamingQueryBuilder::new()
                 .source("ticks", source.clone())
-                .sql(include_str!("../queries/projet_bdcc.sql"))
+                .sql(seed_query())
                 .foreach_batch()
                 .sink(Discard)
                 .checkpoint_location(checkpoint.path().to_str().expect("utf-8 path"))

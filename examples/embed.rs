@@ -6,12 +6,14 @@
 //! ```
 //!
 //! Reads `examples/data/tickers/` one file per micro-batch (available-now trigger: everything
-//! present at start, then stop), derives `timestamp_ts`, `spread` and `mid_price`, drops
-//! duplicates per batch, prints each batch like Spark's console sink and the last progress
-//! report as JSON.
+//! present at start, then stop), runs the query of `queries/projet_bdcc.sql` (derives
+//! `timestamp_ts`, `spread` and `mid_price`, drops duplicates per batch), prints each batch
+//! like Spark's console sink and the last progress report as JSON. The source and sink are
+//! built here in Rust; only the SQL comes from the pipeline file.
 
 use anyhow::Context;
 use sluice::engine::{ConsoleSink, FileSource, JsonOptions, StreamingQueryBuilder, Trigger};
+use sluice::pipeline::{Pipeline, Variables};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -21,9 +23,13 @@ async fn main() -> anyhow::Result<()> {
     let source = FileSource::new("ticks", input, schema, JsonOptions::default())?
         .with_max_files_per_trigger(1);
 
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/queries/projet_bdcc.sql");
+    let seed = Pipeline::load(file, &Variables::none())?;
+    let sql = seed.query_sql("projet_bdcc").context("the file's query")?;
+
     let mut builder = StreamingQueryBuilder::new()
         .source("ticks", source)
-        .sql(include_str!("../queries/projet_bdcc.sql"))
+        .sql(sql)
         .foreach_batch()
         .sink(ConsoleSink::stdout().with_num_rows(5))
         .trigger(Trigger::AvailableNow)

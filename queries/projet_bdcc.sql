@@ -1,15 +1,57 @@
--- projet_bdcc: the seed project's Spark job, stateless part, run per micro-batch (foreachBatch).
+-- projet_bdcc — the seed project's Spark job, row for row.
 --
--- Input: table `ticks`, the normalized ticker messages produced from Binance's
--- `!miniTicker@arr` stream (symbol, close/open/high/low prices, volume, quote_volume and
--- `timestamp`, the event time in ms since the epoch).
--- Output: the rows of PostgreSQL table `projet_bdcc`: the same columns plus
---   timestamp_ts  the event time as a timestamp (from `timestamp`, ms),
+-- Reads the normalized ticker messages (one JSON object per symbol per Binance mini-ticker
+-- frame) from Kafka topic `projet-bdcc`, derives
+--   timestamp_ts  the event time as a timestamp, from `timestamp` (ms since the epoch),
 --   spread        high_price - low_price,
 --   mid_price     (high_price + low_price) / 2,
--- with duplicates on (timestamp_ts, symbol) dropped within each micro-batch (the seed called
--- `dropDuplicates` inside `foreachBatch`; the first occurrence wins). Records that did not parse
--- (null symbol or timestamp in PERMISSIVE mode) are left out: they are counted in progress.
+-- drops duplicates on (timestamp_ts, symbol) within each micro-batch (the seed called
+-- `dropDuplicates` inside `foreachBatch`; the first occurrence wins), leaves out records that
+-- did not parse (null symbol or timestamp; they are counted in progress), and appends the
+-- rows to table `projet_bdcc` every second, exactly once per batch.
+--
+-- Variables (one file for production, the demo and tests):
+--   TICKS_CONNECTOR  kafka (default) | binance | file
+--   TICKS_TOPIC      Kafka topic, default projet-bdcc (broker from KAFKA_BOOTSTRAP)
+--   BINANCE_WS_URL      WebSocket stream when TICKS_CONNECTOR=binance
+--   TICKS_PATH       directory of JSON-lines files when TICKS_CONNECTOR=file
+--   SINK_CONNECTOR   postgres (default) | sqlite
+--   DATABASE_URL     default postgres://sluice:sluice@127.0.0.1:5432/sluice
+--   CHECKPOINT_DIR   default data/checkpoints (this query's is CHECKPOINT_DIR/projet_bdcc)
+--
+--   sluice run queries/projet_bdcc.sql
+
+SET trigger = '1 second';
+SET checkpoint = '${CHECKPOINT_DIR:-data/checkpoints}';
+SET foreach_batch = true;
+
+CREATE TABLE ticks (
+    symbol       VARCHAR,
+    close_price  DOUBLE,
+    open_price   DOUBLE,
+    high_price   DOUBLE,
+    low_price    DOUBLE,
+    volume       DOUBLE,
+    quote_volume DOUBLE,
+    "timestamp"  BIGINT
+) WITH (
+    connector = '${TICKS_CONNECTOR:-kafka}',
+    format = 'json',
+    'kafka.topic' = '${TICKS_TOPIC:-projet-bdcc}',
+    'kafka.starting_offsets' = 'earliest',
+    'kafka.max_offsets_per_trigger' = '200000',
+    'binance.url' = '${BINANCE_WS_URL:-wss://stream.binance.com:9443/ws/!miniTicker@arr}',
+    'file.path' = '${TICKS_PATH:-data/ticks}'
+);
+
+CREATE TABLE projet_bdcc WITH (
+    connector = '${SINK_CONNECTOR:-postgres}',
+    url = '${DATABASE_URL:-postgres://sluice:sluice@127.0.0.1:5432/sluice}',
+    index = 'symbol, timestamp_ts',
+    output_mode = 'append'
+);
+
+INSERT INTO projet_bdcc
 SELECT DISTINCT ON (to_timestamp_millis("timestamp"), symbol)
     symbol,
     close_price,
@@ -22,4 +64,4 @@ SELECT DISTINCT ON (to_timestamp_millis("timestamp"), symbol)
     high_price - low_price AS spread,
     (high_price + low_price) / 2 AS mid_price
 FROM ticks
-WHERE symbol IS NOT NULL AND "timestamp" IS NOT NULL
+WHERE symbol IS NOT NULL AND "timestamp" IS NOT NULL;

@@ -6,7 +6,6 @@ mod golden;
 mod json;
 mod query;
 mod recovery;
-mod seed;
 mod semantics;
 mod sinks;
 mod sources;

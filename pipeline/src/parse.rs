@@ -1,0 +1,614 @@
+//! The pipeline file's statements, parsed without any I/O: `SET`, `CREATE TABLE … WITH (…)`
+//! and `INSERT INTO … <query>`.
+//!
+//! The text is tokenized with DataFusion's SQL tokenizer (so quoting, comments and literals
+//! follow DataFusion's rules); the three statement forms are parsed here, and the query of an
+//! `INSERT` is kept as text for DataFusion to plan, padded so that DataFusion's own error
+//! positions are the file's.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, TimeUnit};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
+
+use crate::error::{Located, Position};
+use crate::vars::Substituted;
+
+/// A value with the position it was written at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spanned<T> {
+    /// The value.
+    pub value: T,
+    /// Where it starts in the original file.
+    pub position: Position,
+}
+
+/// One statement of a pipeline file.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Statement {
+    /// `SET key = value`: a setting for the `INSERT`s that follow.
+    Set {
+        /// The setting's name, lowercased.
+        key: Spanned<String>,
+        /// Its value as written (a string literal's content, a number or a word).
+        value: Spanned<String>,
+    },
+    /// `CREATE TABLE name (…) WITH (…)`: a source or sink.
+    CreateTable(TableDecl),
+    /// `INSERT INTO sink <query>`: a streaming query.
+    Insert(InsertDecl),
+}
+
+/// A declared table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableDecl {
+    /// Its name (as DataFusion normalizes it: lowercased unless quoted).
+    pub name: Spanned<String>,
+    /// Whether a column list was written (sources need one, sinks take the query's).
+    pub column_list: bool,
+    /// Physical columns, decoded from the data.
+    pub columns: Vec<ColumnDecl>,
+    /// `name AS expr` columns, computed from the physical ones.
+    pub computed: Vec<ComputedDecl>,
+    /// `WATERMARK FOR column AS column - INTERVAL …`.
+    pub watermark: Option<WatermarkDecl>,
+    /// The `WITH (…)` options in order, keys lowercased.
+    pub options: Vec<(Spanned<String>, Spanned<String>)>,
+}
+
+/// A physical column.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnDecl {
+    /// The column's name.
+    pub name: Spanned<String>,
+    /// Its Arrow type.
+    pub data_type: DataType,
+}
+
+/// A computed column.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComputedDecl {
+    /// The column's name.
+    pub name: Spanned<String>,
+    /// The SQL expression, as text.
+    pub expr: Spanned<String>,
+}
+
+/// A watermark declaration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatermarkDecl {
+    /// The event-time column.
+    pub column: Spanned<String>,
+    /// How far behind the latest event time the watermark trails, in ms.
+    pub delay_ms: i64,
+}
+
+/// An `INSERT INTO`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InsertDecl {
+    /// The sink table.
+    pub target: Spanned<String>,
+    /// The query, preceded by line breaks and spaces so that its first character sits at its
+    /// line and column in the file.
+    pub query: String,
+    /// Where the query starts.
+    pub query_position: Position,
+}
+
+/// Parses the statements of a substituted pipeline file.
+pub fn parse(file: &Substituted) -> Result<Vec<Statement>, Located> {
+    let dialect = GenericDialect {};
+    let tokens = Tokenizer::new(&dialect, &file.text)
+        .tokenize_with_location()
+        .map_err(|e| Located::new(file.original(position(e.location)), e.message))?;
+    let tokens: Vec<TokenWithSpan> = tokens
+        .into_iter()
+        .filter(|t| !matches!(t.token, Token::Whitespace(_) | Token::EOF))
+        .collect();
+    let lines = LineIndex::new(&file.text);
+    let mut statements = Vec::new();
+    for statement in tokens.split(|t| t.token == Token::SemiColon) {
+        if statement.is_empty() {
+            continue;
+        }
+        let mut parser = Parser {
+            tokens: statement,
+            next: 0,
+            file,
+            lines: &lines,
+        };
+        statements.push(parser.statement()?);
+    }
+    Ok(statements)
+}
+
+fn position(location: Location) -> Position {
+    Position {
+        line: usize::try_from(location.line).unwrap_or(usize::MAX),
+        column: usize::try_from(location.column).unwrap_or(usize::MAX),
+    }
+}
+
+/// Byte offsets of line starts, to cut a statement's text out of the file.
+struct LineIndex<'a> {
+    text: &'a str,
+    starts: Vec<usize>,
+}
+
+impl<'a> LineIndex<'a> {
+    fn new(text: &'a str) -> Self {
+        let starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Self { text, starts }
+    }
+
+    fn offset(&self, at: Position) -> usize {
+        let start = self
+            .starts
+            .get(at.line.saturating_sub(1))
+            .copied()
+            .unwrap_or(self.text.len());
+        self.text[start..]
+            .char_indices()
+            .nth(at.column.saturating_sub(1))
+            .map_or(self.text.len(), |(i, _)| start + i)
+    }
+}
+
+struct Parser<'t> {
+    tokens: &'t [TokenWithSpan],
+    next: usize,
+    file: &'t Substituted,
+    lines: &'t LineIndex<'t>,
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> Option<&Token> {
+        self.tokens.get(self.next).map(|t| &t.token)
+    }
+
+    /// Position (in the original file) of the next token, or just after the statement.
+    fn here(&self) -> Position {
+        let location = match self.tokens.get(self.next) {
+            Some(t) => t.span.start,
+            None => match self.tokens.last() {
+                Some(t) => t.span.end,
+                None => return Position { line: 1, column: 1 },
+            },
+        };
+        self.file.original(position(location))
+    }
+
+    fn error<T>(&self, message: impl Into<String>) -> Result<T, Located> {
+        Err(Located::new(self.here(), message))
+    }
+
+    fn describe(&self) -> String {
+        match self.peek() {
+            Some(token) => format!("'{token}'"),
+            None => "the end of the statement".into(),
+        }
+    }
+
+    fn bump(&mut self) -> Option<&Token> {
+        let token = self.tokens.get(self.next).map(|t| &t.token);
+        self.next += 1;
+        token
+    }
+
+    fn is_keyword(&self, keyword: &str) -> bool {
+        matches!(self.peek(), Some(Token::Word(w)) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(keyword))
+    }
+
+    fn keyword(&mut self, keyword: &str) -> Result<(), Located> {
+        if self.is_keyword(keyword) {
+            self.next += 1;
+            Ok(())
+        } else {
+            self.error(format!("expected {keyword}, found {}", self.describe()))
+        }
+    }
+
+    fn expect(&mut self, token: Token) -> Result<(), Located> {
+        if self.peek() == Some(&token) {
+            self.next += 1;
+            Ok(())
+        } else {
+            self.error(format!("expected '{token}', found {}", self.describe()))
+        }
+    }
+
+    /// An identifier, lowercased unless quoted (DataFusion's normalization).
+    fn identifier(&mut self, what: &str) -> Result<Spanned<String>, Located> {
+        let position = self.here();
+        match self.peek() {
+            Some(Token::Word(w)) => {
+                let value = match w.quote_style {
+                    Some(_) => w.value.clone(),
+                    None => w.value.to_ascii_lowercase(),
+                };
+                self.next += 1;
+                Ok(Spanned { value, position })
+            }
+            _ => self.error(format!("expected {what}, found {}", self.describe())),
+        }
+    }
+
+    fn end(&self) -> Result<(), Located> {
+        match self.peek() {
+            None => Ok(()),
+            Some(_) => self.error(format!(
+                "expected ';' or the end of the file, found {}",
+                self.describe()
+            )),
+        }
+    }
+
+    /// The substituted text of tokens `start..end`.
+    fn text(&self, start: usize, end: usize) -> &str {
+        let (Some(first), Some(last)) =
+            (self.tokens.get(start), self.tokens.get(end.wrapping_sub(1)))
+        else {
+            return "";
+        };
+        let from = self.lines.offset(position(first.span.start));
+        let to = self.lines.offset(position(last.span.end));
+        &self.lines.text[from..to.max(from)]
+    }
+
+    fn statement(&mut self) -> Result<Statement, Located> {
+        if self.is_keyword("SET") {
+            self.next += 1;
+            let key = self.option_key()?;
+            self.expect(Token::Eq)?;
+            let value = self.value()?;
+            self.end()?;
+            Ok(Statement::Set { key, value })
+        } else if self.is_keyword("CREATE") {
+            self.next += 1;
+            self.keyword("TABLE")?;
+            self.create_table().map(Statement::CreateTable)
+        } else if self.is_keyword("INSERT") {
+            self.next += 1;
+            self.keyword("INTO")?;
+            let target = self.identifier("the sink table's name")?;
+            let Some(first) = self.tokens.get(self.next) else {
+                return self.error(format!("INSERT INTO {} needs a query", target.value));
+            };
+            let start_location = position(first.span.start);
+            let text = self.text(self.next, self.tokens.len());
+            let query_position = self.file.original(start_location);
+            let query = format!(
+                "{}{}{text}",
+                "\n".repeat(start_location.line - 1),
+                " ".repeat(start_location.column - 1)
+            );
+            Ok(Statement::Insert(InsertDecl {
+                target,
+                query,
+                query_position,
+            }))
+        } else {
+            self.error(format!(
+                "expected SET, CREATE TABLE or INSERT INTO, found {}",
+                self.describe()
+            ))
+        }
+    }
+
+    fn create_table(&mut self) -> Result<TableDecl, Located> {
+        let name = self.identifier("the table's name")?;
+        let mut table = TableDecl {
+            name,
+            column_list: false,
+            columns: Vec::new(),
+            computed: Vec::new(),
+            watermark: None,
+            options: Vec::new(),
+        };
+        if self.peek() == Some(&Token::LParen) {
+            self.next += 1;
+            table.column_list = true;
+            loop {
+                self.table_element(&mut table)?;
+                match self.bump() {
+                    Some(Token::Comma) => continue,
+                    Some(Token::RParen) => break,
+                    _ => {
+                        self.next -= 1;
+                        return self.error(format!(
+                            "expected ',' or ')' after a column, found {}",
+                            self.describe()
+                        ));
+                    }
+                }
+            }
+        }
+        if !self.is_keyword("WITH") {
+            return self.error(format!(
+                "expected WITH (connector = '…', …) after table {}, found {}",
+                table.name.value,
+                self.describe()
+            ));
+        }
+        self.next += 1;
+        self.expect(Token::LParen)?;
+        loop {
+            let key = self.option_key()?;
+            self.expect(Token::Eq)?;
+            let value = self.value()?;
+            if let Some((first, _)) = table.options.iter().find(|(k, _)| k.value == key.value) {
+                return Err(Located::new(
+                    key.position,
+                    format!(
+                        "option '{}' is given twice (first at {})",
+                        key.value, first.position
+                    ),
+                ));
+            }
+            table.options.push((key, value));
+            match self.bump() {
+                Some(Token::Comma) => continue,
+                Some(Token::RParen) => break,
+                _ => {
+                    self.next -= 1;
+                    return self.error(format!(
+                        "expected ',' or ')' after an option, found {}",
+                        self.describe()
+                    ));
+                }
+            }
+        }
+        self.end()?;
+        Ok(table)
+    }
+
+    /// A column, a computed column or the watermark.
+    fn table_element(&mut self, table: &mut TableDecl) -> Result<(), Located> {
+        if self.is_keyword("WATERMARK") {
+            let at = self.here();
+            self.next += 1;
+            self.keyword("FOR")?;
+            let column = self.identifier("the event-time column")?;
+            self.keyword("AS")?;
+            let delay_ms = self.watermark_expr(&column.value)?;
+            if table.watermark.is_some() {
+                return Err(Located::new(at, "a table has one watermark at most"));
+            }
+            table.watermark = Some(WatermarkDecl { column, delay_ms });
+            return Ok(());
+        }
+        let name = self.identifier("a column name")?;
+        if self.is_keyword("AS") {
+            self.next += 1;
+            let position = self.here();
+            let start = self.next;
+            let mut depth = 0usize;
+            while let Some(token) = self.peek() {
+                match token {
+                    Token::LParen => depth += 1,
+                    Token::RParen if depth == 0 => break,
+                    Token::RParen => depth -= 1,
+                    Token::Comma if depth == 0 => break,
+                    _ => {}
+                }
+                self.next += 1;
+            }
+            if start == self.next {
+                return self.error(format!(
+                    "computed column {} needs an expression",
+                    name.value
+                ));
+            }
+            let expr = self.text(start, self.next).to_string();
+            table.computed.push(ComputedDecl {
+                name,
+                expr: Spanned {
+                    value: expr,
+                    position,
+                },
+            });
+            return Ok(());
+        }
+        let type_position = self.here();
+        let mut words = Vec::new();
+        let mut depth = 0usize;
+        while let Some(token) = self.peek() {
+            match token {
+                Token::LParen => depth += 1,
+                Token::RParen if depth == 0 => break,
+                Token::RParen => depth -= 1,
+                Token::Comma if depth == 0 => break,
+                _ => {}
+            }
+            words.push(token.to_string().to_ascii_uppercase());
+            self.next += 1;
+        }
+        let data_type = sql_type(&words).map_err(|message| {
+            Located::new(type_position, format!("column {}: {message}", name.value))
+        })?;
+        table.columns.push(ColumnDecl { name, data_type });
+        Ok(())
+    }
+
+    /// `col`, `col - INTERVAL '10' SECOND` or `col - INTERVAL '10 seconds'`: the delay in ms.
+    fn watermark_expr(&mut self, column: &str) -> Result<i64, Located> {
+        let at = self.here();
+        let named = self.identifier("the event-time column")?;
+        if named.value != column {
+            return Err(Located::new(
+                at,
+                format!("the watermark of {column} must be `{column} - INTERVAL '…' unit`"),
+            ));
+        }
+        if self.peek() != Some(&Token::Minus) {
+            return Ok(0);
+        }
+        self.next += 1;
+        self.keyword("INTERVAL")?;
+        let at = self.here();
+        let Some(Token::SingleQuotedString(amount)) = self.bump().cloned() else {
+            self.next -= 1;
+            return self.error(format!(
+                "expected an interval such as '10' SECOND, found {}",
+                self.describe()
+            ));
+        };
+        let text = match self.peek() {
+            Some(Token::Word(w))
+                if w.quote_style.is_none() && !w.value.eq_ignore_ascii_case("AS") =>
+            {
+                let unit = w.value.to_ascii_lowercase();
+                self.next += 1;
+                format!("{amount} {unit}")
+            }
+            _ => amount,
+        };
+        let micros = sluice_engine::window::parse_duration(&text)
+            .map_err(|e| Located::new(at, format!("watermark delay: {e}")))?;
+        if micros < 0 {
+            return Err(Located::new(at, "the watermark delay cannot be negative"));
+        }
+        Ok(micros / 1000)
+    }
+
+    /// An option or setting name: a word, dotted words, or a quoted string.
+    fn option_key(&mut self) -> Result<Spanned<String>, Located> {
+        let position = self.here();
+        let mut key = match self.bump() {
+            Some(Token::Word(w)) => w.value.clone(),
+            Some(Token::SingleQuotedString(s)) => s.clone(),
+            _ => {
+                self.next -= 1;
+                return self.error(format!(
+                    "expected an option name, found {}",
+                    self.describe()
+                ));
+            }
+        };
+        while self.peek() == Some(&Token::Period) {
+            self.next += 1;
+            match self.bump() {
+                Some(Token::Word(w)) => {
+                    key.push('.');
+                    key.push_str(&w.value);
+                }
+                _ => {
+                    self.next -= 1;
+                    return self.error(format!(
+                        "expected a name after '.', found {}",
+                        self.describe()
+                    ));
+                }
+            }
+        }
+        Ok(Spanned {
+            value: key.to_ascii_lowercase(),
+            position,
+        })
+    }
+
+    /// A string literal's content, a number (with its sign) or a word.
+    fn value(&mut self) -> Result<Spanned<String>, Located> {
+        let position = self.here();
+        let negative = self.peek() == Some(&Token::Minus);
+        if negative {
+            self.next += 1;
+        }
+        let value = match self.bump() {
+            Some(Token::SingleQuotedString(s)) if !negative => s.clone(),
+            Some(Token::Number(n, _)) => format!("{}{n}", if negative { "-" } else { "" }),
+            Some(Token::Word(w)) if !negative && w.quote_style.is_none() => w.value.clone(),
+            _ => {
+                self.next -= 1;
+                return self.error(format!(
+                    "expected a value ('text', a number, true or false), found {}",
+                    self.describe()
+                ));
+            }
+        };
+        Ok(Spanned { value, position })
+    }
+}
+
+/// The Arrow type of a SQL column type (words uppercased, as tokenized).
+///
+/// Unquoted names follow DataFusion: `VARCHAR`/`TEXT`/`STRING` → `Utf8`, `BIGINT` → `Int64`,
+/// `DOUBLE` → `Float64`, `TIMESTAMP(p)` → timestamp with `p` = 0, 3, 6 (default) or 9
+/// fractional digits, `… WITH TIME ZONE` / `TIMESTAMPTZ` in UTC.
+pub fn sql_type(words: &[String]) -> Result<DataType, String> {
+    let text = words
+        .join(" ")
+        .replace(" ( ", "(")
+        .replace(" )", ")")
+        .replace("( ", "(")
+        .replace(" ,", ",")
+        .replace(", ", ",");
+    if text.contains("NOT NULL") || text.ends_with(" NULL") {
+        return Err("NULL / NOT NULL constraints are not supported on source columns: every column is nullable (filter with WHERE … IS NOT NULL)".into());
+    }
+    let (base, args) = match text.split_once('(') {
+        Some((base, rest)) => {
+            let (args, tail) = rest
+                .split_once(')')
+                .ok_or_else(|| format!("unbalanced parentheses in type '{text}'"))?;
+            (format!("{}{}", base.trim(), tail), Some(args.to_string()))
+        }
+        None => (text.clone(), None),
+    };
+    let number = |s: &str| {
+        s.trim()
+            .parse::<u8>()
+            .map_err(|_| format!("'{s}' in type '{text}' is not a small number"))
+    };
+    let utc = || Some(Arc::<str>::from("UTC"));
+    let timestamp = |zone: Option<Arc<str>>| -> Result<DataType, String> {
+        let unit = match args.as_deref().map(number).transpose()? {
+            None | Some(6) => TimeUnit::Microsecond,
+            Some(0) => TimeUnit::Second,
+            Some(3) => TimeUnit::Millisecond,
+            Some(9) => TimeUnit::Nanosecond,
+            Some(p) => {
+                return Err(format!(
+                    "TIMESTAMP({p}): the precision must be 0, 3, 6 or 9"
+                ));
+            }
+        };
+        Ok(DataType::Timestamp(unit, zone))
+    };
+    Ok(match base.as_str() {
+        "VARCHAR" | "TEXT" | "STRING" | "CHAR" | "CHARACTER VARYING" => DataType::Utf8,
+        "BOOLEAN" | "BOOL" => DataType::Boolean,
+        "TINYINT" => DataType::Int8,
+        "SMALLINT" => DataType::Int16,
+        "INT" | "INTEGER" => DataType::Int32,
+        "BIGINT" => DataType::Int64,
+        "FLOAT" | "REAL" => DataType::Float32,
+        "DOUBLE" | "DOUBLE PRECISION" => DataType::Float64,
+        "DATE" => DataType::Date32,
+        "TIMESTAMP" | "TIMESTAMP WITHOUT TIME ZONE" => timestamp(None)?,
+        "TIMESTAMPTZ" | "TIMESTAMP WITH TIME ZONE" => timestamp(utc())?,
+        "DECIMAL" | "NUMERIC" => {
+            let args = args
+                .ok_or_else(|| format!("{base} needs a precision and scale, e.g. {base}(18,8)"))?;
+            let (precision, scale) = args
+                .split_once(',')
+                .ok_or_else(|| format!("{base}({args}): expected {base}(precision,scale)"))?;
+            let (precision, scale) = (number(precision)?, number(scale)?);
+            if !(1..=38).contains(&precision) || scale > precision {
+                return Err(format!(
+                    "{base}({precision},{scale}): precision 1–38 and scale ≤ precision"
+                ));
+            }
+            DataType::Decimal128(precision, scale as i8)
+        }
+        "" => return Err("a type is missing (e.g. VARCHAR, BIGINT, DOUBLE, TIMESTAMP(3))".into()),
+        other => {
+            return Err(format!(
+                "unknown type '{other}' (VARCHAR, BOOLEAN, TINYINT, SMALLINT, INT, BIGINT, FLOAT, DOUBLE, DECIMAL(p,s), DATE, TIMESTAMP(p), TIMESTAMP WITH TIME ZONE)"
+            ));
+        }
+    })
+}

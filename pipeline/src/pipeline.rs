@@ -1,0 +1,442 @@
+//! A loaded pipeline file: its tables, settings and queries, ready to explain or start.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use datafusion::common::TableReference;
+use sluice_engine::{
+    MemorySink, MemorySource, StreamingQuery, StreamingQueryBuilder, Trigger, WatermarkPolicy,
+};
+
+use crate::connector::{SinkConfig, SourceConfig};
+use crate::error::{Located, PipelineError, Position, Result, located};
+use crate::options::{parse_bool, parse_interval};
+use crate::parse::{Spanned, Statement, TableDecl, parse};
+use crate::vars::substitute;
+
+/// Where checkpoints go when the file does not `SET checkpoint`: `<dir>/<query name>`.
+pub const DEFAULT_CHECKPOINT_DIR: &str = "data/checkpoints";
+
+/// Variables for `${…}`: explicit values first, then (optionally) the process environment.
+#[derive(Debug, Clone, Default)]
+pub struct Variables {
+    values: BTreeMap<String, String>,
+    environment: bool,
+}
+
+impl Variables {
+    /// The process environment only.
+    pub fn from_env() -> Self {
+        Self {
+            values: BTreeMap::new(),
+            environment: true,
+        }
+    }
+
+    /// No variables at all (tests).
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Sets `name` (it wins over the environment).
+    pub fn set(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.values.insert(name.into(), value.into());
+        self
+    }
+
+    /// The value of `name`.
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.values
+            .get(name)
+            .cloned()
+            .or_else(|| self.environment.then(|| std::env::var(name).ok()).flatten())
+    }
+}
+
+/// Query settings, from `SET` statements before the `INSERT`.
+#[derive(Debug, Clone)]
+struct Settings {
+    trigger: Trigger,
+    checkpoint: Option<String>,
+    query_name: Option<String>,
+    foreach_batch: bool,
+    watermark_policy: WatermarkPolicy,
+    retained_batches: Option<u64>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            trigger: Trigger::Default,
+            checkpoint: Some(DEFAULT_CHECKPOINT_DIR.to_string()),
+            query_name: None,
+            foreach_batch: false,
+            watermark_policy: WatermarkPolicy::Min,
+            retained_batches: None,
+        }
+    }
+}
+
+/// The settings `SET` accepts.
+pub const SETTINGS: &[&str] = &[
+    "trigger",
+    "checkpoint",
+    "query_name",
+    "foreach_batch",
+    "watermark_policy",
+    "retained_batches",
+];
+
+impl Settings {
+    fn set(&mut self, key: &Spanned<String>, value: &Spanned<String>) -> Result<(), Located> {
+        let v = value.value.as_str();
+        let bad = |e: String| Located::new(value.position, format!("SET {}: {e}", key.value));
+        match key.value.as_str() {
+            "trigger" => self.trigger = match v.to_ascii_lowercase().as_str() {
+                "default" => Trigger::Default,
+                "available_now" | "availablenow" => Trigger::AvailableNow,
+                _ => Trigger::ProcessingTime(parse_interval(v).map_err(|e| {
+                    bad(format!(
+                        "{e}; expected 'default', 'available_now' or an interval such as '1 second'"
+                    ))
+                })?),
+            },
+            "checkpoint" => {
+                self.checkpoint = match v {
+                    "" | "none" => None,
+                    dir => Some(dir.trim_end_matches('/').to_string()),
+                }
+            }
+            "query_name" => {
+                if v.is_empty() {
+                    return Err(bad("a query name cannot be empty".into()));
+                }
+                self.query_name = Some(v.to_string());
+            }
+            "foreach_batch" => self.foreach_batch = parse_bool(v).map_err(bad)?,
+            "watermark_policy" => {
+                self.watermark_policy = match v.to_ascii_lowercase().as_str() {
+                    "min" => WatermarkPolicy::Min,
+                    "max" => WatermarkPolicy::Max,
+                    _ => return Err(bad(format!("expected 'min' or 'max', got '{v}'"))),
+                }
+            }
+            "retained_batches" => {
+                self.retained_batches = Some(
+                    v.parse()
+                        .map_err(|_| bad(format!("expected a positive integer, got '{v}'")))?,
+                )
+            }
+            other => {
+                return Err(Located::new(
+                    key.position,
+                    format!(
+                        "unknown setting '{other}' (settings: {})",
+                        SETTINGS.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One `INSERT INTO`: a streaming query.
+#[derive(Clone)]
+struct QueryDecl {
+    name: String,
+    position: Position,
+    sql: String,
+    sources: Vec<String>,
+    sink: SinkConfig,
+    settings: Settings,
+}
+
+/// A pipeline file, parsed and validated: every option of every table, every setting, and
+/// which tables each query reads. Nothing has connected yet.
+pub struct Pipeline {
+    file: String,
+    sources: BTreeMap<String, SourceConfig>,
+    queries: Vec<QueryDecl>,
+}
+
+impl Pipeline {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: impl AsRef<Path>, variables: &Variables) -> Result<Self> {
+        let path = path.as_ref();
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| PipelineError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        Self::parse(&file, &text, variables)
+    }
+
+    /// Validates pipeline `text`; `file` names it in errors.
+    pub fn parse(file: &str, text: &str, variables: &Variables) -> Result<Self> {
+        let at = located(file);
+        let lookup = |name: &str| variables.get(name);
+        let substituted = substitute(text, &lookup).map_err(&at)?;
+        let statements = parse(&substituted).map_err(&at)?;
+
+        let mut tables: BTreeMap<String, TableDecl> = BTreeMap::new();
+        let mut inserts = Vec::new();
+        let mut settings = Settings::default();
+        for statement in statements {
+            match statement {
+                Statement::Set { key, value } => settings.set(&key, &value).map_err(&at)?,
+                Statement::CreateTable(table) => {
+                    if let Some(first) = tables.get(&table.name.value) {
+                        return Err(at(Located::new(
+                            table.name.position,
+                            format!(
+                                "table {} is already declared at {}",
+                                table.name.value, first.name.position
+                            ),
+                        )));
+                    }
+                    tables.insert(table.name.value.clone(), table);
+                }
+                Statement::Insert(insert) => inserts.push((insert, settings.clone())),
+            }
+        }
+        if inserts.is_empty() {
+            return Err(at(Located::new(
+                Position { line: 1, column: 1 },
+                "the file has no INSERT INTO: nothing would run",
+            )));
+        }
+
+        let targets: BTreeMap<&str, Position> = inserts
+            .iter()
+            .map(|(insert, _)| (insert.target.value.as_str(), insert.target.position))
+            .collect();
+        let mut sources = BTreeMap::new();
+        let mut sinks = BTreeMap::new();
+        for (name, decl) in &tables {
+            if targets.contains_key(name.as_str()) {
+                sinks.insert(
+                    name.clone(),
+                    SinkConfig::from_decl(decl, &lookup).map_err(&at)?,
+                );
+            } else {
+                sources.insert(
+                    name.clone(),
+                    SourceConfig::from_decl(decl, &lookup).map_err(&at)?,
+                );
+            }
+        }
+
+        let session = sluice_engine::plan::streaming_session();
+        let state = session.state();
+        let dialect = state.config().options().sql_parser.dialect;
+        let mut queries: Vec<QueryDecl> = Vec::new();
+        for (insert, settings) in inserts {
+            let target = &insert.target;
+            let Some(sink) = sinks.get(&target.value) else {
+                return Err(at(Located::new(
+                    target.position,
+                    format!(
+                        "INSERT INTO {0}: table {0} is not declared (CREATE TABLE {0} WITH (connector = …))",
+                        target.value
+                    ),
+                )));
+            };
+            let statement = state
+                .sql_to_statement(&insert.query, &dialect)
+                .map_err(|e| at(Located::new(insert.query_position, e.to_string())))?;
+            let references = state
+                .resolve_table_references(&statement)
+                .map_err(|e| at(Located::new(insert.query_position, e.to_string())))?;
+            let mut read = Vec::new();
+            for reference in references {
+                let TableReference::Bare { table } = &reference else {
+                    continue;
+                };
+                if sinks.contains_key(table.as_ref()) {
+                    return Err(at(Located::new(
+                        insert.query_position,
+                        format!("the query reads {table}, which is a sink of this file"),
+                    )));
+                }
+                if sources.contains_key(table.as_ref()) && !read.contains(&table.to_string()) {
+                    read.push(table.to_string());
+                }
+            }
+            if read.is_empty() {
+                return Err(at(Located::new(
+                    insert.query_position,
+                    format!(
+                        "the query of INSERT INTO {} reads none of the declared sources ({})",
+                        target.value,
+                        sources.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                )));
+            }
+            let name = settings
+                .query_name
+                .clone()
+                .unwrap_or_else(|| target.value.clone());
+            if let Some(other) = queries.iter().find(|q| q.name == name) {
+                return Err(at(Located::new(
+                    target.position,
+                    format!(
+                        "two queries are named '{name}' (the other at {}): SET query_name before each INSERT",
+                        other.position
+                    ),
+                )));
+            }
+            queries.push(QueryDecl {
+                name,
+                position: target.position,
+                sql: insert.query,
+                sources: read,
+                sink: sink.clone(),
+                settings,
+            });
+        }
+        if let Some(unused) = sources
+            .keys()
+            .find(|name| !queries.iter().any(|q| q.sources.contains(name)))
+        {
+            return Err(at(Located::new(
+                tables[unused].name.position,
+                format!("table {unused} is declared but no query reads or writes it"),
+            )));
+        }
+        Ok(Self {
+            file: file.to_string(),
+            sources,
+            queries,
+        })
+    }
+
+    /// The names of the queries, in file order.
+    pub fn query_names(&self) -> Vec<&str> {
+        self.queries.iter().map(|q| q.name.as_str()).collect()
+    }
+
+    /// The SQL of query `name` (its `INSERT`'s query), e.g. to embed it with
+    /// [`sluice_engine::StreamingQueryBuilder`] and other connectors.
+    pub fn query_sql(&self, name: &str) -> Option<&str> {
+        self.queries
+            .iter()
+            .find(|q| q.name == name)
+            .map(|q| q.sql.trim_start())
+    }
+
+    /// The handle of memory source `table`, to feed it from the embedding program.
+    pub fn memory_source(&self, table: &str) -> Option<MemorySource> {
+        self.sources.get(table)?.memory().cloned()
+    }
+
+    /// The handle of memory sink `table`, to read what the queries wrote.
+    pub fn memory_sink(&self, table: &str) -> Option<MemorySink> {
+        self.queries
+            .iter()
+            .find(|q| q.sink.name == table)?
+            .sink
+            .memory()
+            .cloned()
+    }
+
+    /// Runs every query with `trigger` instead of the file's (e.g. available-now for a
+    /// bounded run).
+    pub fn override_trigger(&mut self, trigger: Trigger) {
+        for query in &mut self.queries {
+            query.settings.trigger = trigger;
+        }
+    }
+
+    fn error(&self, query: &QueryDecl, source: sluice_engine::SluiceError) -> PipelineError {
+        PipelineError::At {
+            file: self.file.clone(),
+            position: query.position,
+            message: PipelineError::Query {
+                query: query.name.clone(),
+                source,
+            }
+            .to_string(),
+        }
+    }
+
+    fn builder(&self, query: &QueryDecl) -> Result<StreamingQueryBuilder> {
+        let settings = &query.settings;
+        let mut builder = StreamingQueryBuilder::new();
+        for name in &query.sources {
+            let config = &self.sources[name];
+            let source = config
+                .build(builder.session())
+                .map_err(|e| self.error(query, e))?;
+            builder = builder.source(name, source);
+            if let Some((column, delay)) = &config.watermark {
+                let delay = std::time::Duration::from_millis(u64::try_from(*delay).unwrap_or(0));
+                builder = builder.watermark(name, column, delay);
+            }
+        }
+        let sink = query
+            .sink
+            .build(&query.name)
+            .map_err(|e| self.error(query, e))?;
+        builder = builder
+            .sql(query.sql.clone())
+            .sink(sink)
+            .output_mode(query.sink.output_mode)
+            .trigger(settings.trigger)
+            .watermark_policy(settings.watermark_policy)
+            .query_name(&query.name);
+        if settings.foreach_batch {
+            builder = builder.foreach_batch();
+        }
+        if let Some(dir) = &settings.checkpoint {
+            builder = builder.checkpoint_location(format!("{dir}/{}", query.name));
+        }
+        if let Some(n) = settings.retained_batches {
+            builder = builder.retained_batches(n);
+        }
+        Ok(builder)
+    }
+
+    /// The streaming plan of every query (sources, watermarks, stateful operators, output
+    /// mode, sink, trigger), planned without connecting or touching checkpoints.
+    pub async fn explain(&self) -> Result<String> {
+        let mut out = String::new();
+        for query in &self.queries {
+            let builder = self.builder(query)?;
+            let plan = builder.explain().await.map_err(|e| self.error(query, e))?;
+            let checkpoint = query.settings.checkpoint.as_ref().map_or_else(
+                || "none (in memory)".to_string(),
+                |d| format!("{d}/{}", query.name),
+            );
+            out.push_str(&format!(
+                "== query {} ({}:{}) ==\nsink: {} (connector '{}')\ncheckpoint: {checkpoint}\n{plan}\n",
+                query.name, self.file, query.position, query.sink.name, query.sink.connector
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Starts every query. If one cannot start, those already started are stopped and the
+    /// error names the query and its `INSERT`.
+    pub async fn start(&self) -> Result<Vec<StreamingQuery>> {
+        let mut started: Vec<StreamingQuery> = Vec::new();
+        for query in &self.queries {
+            let result = match self.builder(query) {
+                Ok(builder) => builder.start().await.map_err(|e| self.error(query, e)),
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(running) => started.push(running),
+                Err(error) => {
+                    for running in &started {
+                        if let Err(e) = running.stop().await {
+                            tracing::warn!("stopping query {:?}: {e}", running.name());
+                        }
+                    }
+                    return Err(error);
+                }
+            }
+        }
+        Ok(started)
+    }
+}

@@ -1,0 +1,224 @@
+//! `${VAR}` and `${VAR:-default}` substitution, with a map back to the original positions.
+//!
+//! Variables are replaced everywhere except in comments, before the file is tokenized, so one
+//! file serves several environments (`url = '${DATABASE_URL:-sqlite://data/sluice.db}'`).
+//! As in a POSIX shell, `:-` takes the default when the variable is unset *or empty*; a
+//! default may itself contain variables; `$${` writes a literal `${`. A variable that is
+//! unset and has no default is an error at its position, never an empty string. Values may
+//! not contain line breaks, so line numbers never move and errors point into the file as
+//! written.
+
+use crate::error::{Located, Position};
+
+/// Text after substitution, and how to find where a position came from.
+#[derive(Debug, Clone)]
+pub struct Substituted {
+    /// The substituted text.
+    pub text: String,
+    /// Per line (0-based), breakpoints sorted by new column.
+    lines: Vec<Vec<Segment>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Segment {
+    /// First column (1-based) of the segment in the substituted text.
+    new_column: usize,
+    /// Its column in the original text.
+    original_column: usize,
+    /// A substituted value: every column in it maps to the `${` it replaced.
+    value: bool,
+}
+
+impl Substituted {
+    /// The position in the original text of `position` in the substituted text.
+    pub fn original(&self, position: Position) -> Position {
+        let Some(segments) = position
+            .line
+            .checked_sub(1)
+            .and_then(|line| self.lines.get(line))
+        else {
+            return position;
+        };
+        let column = match segments
+            .iter()
+            .rev()
+            .find(|s| s.new_column <= position.column)
+        {
+            Some(s) if s.value => s.original_column,
+            Some(s) => s.original_column + (position.column - s.new_column),
+            None => position.column,
+        };
+        Position {
+            line: position.line,
+            column,
+        }
+    }
+}
+
+/// Replaces the variables of `text`, looking values up with `lookup`.
+pub fn substitute(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Substituted, Located> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut lines = vec![Vec::new()];
+    let (mut line, mut column, mut new_column) = (1usize, 1usize, 1usize);
+    let mut quote: Option<char> = None;
+    let mut i = 0;
+    // Starts a literal segment at the current column unless the previous one is literal and
+    // aligned.
+    let literal = |lines: &mut Vec<Vec<Segment>>, new_column: usize, column: usize| {
+        let segments = lines.last_mut().expect("one line at least");
+        let aligned = segments.last().is_some_and(|s: &Segment| {
+            !s.value && s.original_column + (new_column - s.new_column) == column
+        });
+        if !aligned {
+            segments.push(Segment {
+                new_column,
+                original_column: column,
+                value: false,
+            });
+        }
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        if quote.is_none() && c == '-' && next == Some('-') {
+            // A line comment: copied as is.
+            while i < chars.len() && chars[i] != '\n' {
+                out.push(chars[i]);
+                i += 1;
+                column += 1;
+                new_column += 1;
+            }
+            continue;
+        }
+        if quote.is_none() && c == '/' && next == Some('*') {
+            let end = (i + 2..chars.len().saturating_sub(1))
+                .find(|&j| chars[j] == '*' && chars[j + 1] == '/')
+                .map_or(chars.len(), |j| j + 2);
+            for &c in &chars[i..end] {
+                out.push(c);
+                if c == '\n' {
+                    line += 1;
+                    column = 1;
+                    new_column = 1;
+                    lines.push(Vec::new());
+                } else {
+                    column += 1;
+                    new_column += 1;
+                }
+            }
+            i = end;
+            continue;
+        }
+        if c == '$' && next == Some('$') && chars.get(i + 2) == Some(&'{') {
+            literal(&mut lines, new_column, column);
+            out.push_str("${");
+            i += 3;
+            column += 3;
+            new_column += 2;
+            continue;
+        }
+        if c == '$' && next == Some('{') {
+            let here = Position { line, column };
+            let end = closing_brace(&chars, i + 2)
+                .ok_or_else(|| Located::new(here, "'${' without its closing '}'"))?;
+            let inner: String = chars[i + 2..end].iter().collect();
+            let value = expand(&inner, here, lookup)?;
+            if value.contains(['\n', '\r']) {
+                return Err(Located::new(
+                    here,
+                    format!("the value of ${{{inner}}} contains a line break"),
+                ));
+            }
+            lines.last_mut().expect("one line at least").push(Segment {
+                new_column,
+                original_column: column,
+                value: true,
+            });
+            out.push_str(&value);
+            new_column += value.chars().count();
+            column += end + 1 - i;
+            i = end + 1;
+            continue;
+        }
+        match (quote, c) {
+            (None, '\'' | '"') => quote = Some(c),
+            (Some(q), c) if q == c => quote = None,
+            _ => {}
+        }
+        literal(&mut lines, new_column, column);
+        out.push(c);
+        i += 1;
+        if c == '\n' {
+            line += 1;
+            column = 1;
+            new_column = 1;
+            lines.push(Vec::new());
+        } else {
+            column += 1;
+            new_column += 1;
+        }
+    }
+    Ok(Substituted { text: out, lines })
+}
+
+/// The index of the `}` closing a `${` whose name starts at `from`, skipping nested `${…}`.
+fn closing_brace(chars: &[char], from: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut i = from;
+    while i < chars.len() {
+        match chars[i] {
+            '$' if chars.get(i + 1) == Some(&'{') => {
+                depth += 1;
+                i += 1;
+            }
+            '}' if depth == 0 => return Some(i),
+            '}' => depth -= 1,
+            '\n' => return None,
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The value of `NAME` or `NAME:-default` (the text between the braces).
+fn expand(
+    inner: &str,
+    at: Position,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, Located> {
+    let (name, default) = match inner.split_once(":-") {
+        Some((name, default)) => (name, Some(default)),
+        None => (inner, None),
+    };
+    let valid = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(Located::new(
+            at,
+            format!(
+                "'${{{inner}}}': expected ${{NAME}} or ${{NAME:-default}} with NAME of letters, digits and _"
+            ),
+        ));
+    }
+    match (lookup(name), default) {
+        (Some(value), Some(_)) if !value.is_empty() => Ok(value),
+        (Some(value), None) => Ok(value),
+        (_, Some(default)) => Ok(substitute(default, lookup)
+            .map_err(|e| Located::new(at, e.message))?
+            .text),
+        (None, None) => Err(Located::new(
+            at,
+            format!(
+                "variable {name} is not set (give it a value, or a default with ${{{name}:-default}})"
+            ),
+        )),
+    }
+}

@@ -1,0 +1,220 @@
+//! Every mistake in a pipeline file is an error naming its line and column.
+
+use sluice_pipeline::{Pipeline, Variables};
+
+const SOURCE: &str = "CREATE TABLE ticks (symbol VARCHAR, price DOUBLE, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '10' SECOND) WITH (connector = 'memory');\n";
+
+/// The error of loading `text` (after the standard source line).
+fn error(text: &str) -> String {
+    let text = format!("{SOURCE}{text}");
+    match Pipeline::parse("job.sql", &text, &Variables::none()) {
+        Ok(_) => panic!("expected an error for:\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// The error of planning `text` (options are fine, the query is not).
+async fn plan_error(text: &str) -> String {
+    let text = format!("{SOURCE}{text}");
+    let pipeline = Pipeline::parse("job.sql", &text, &Variables::none()).unwrap();
+    match pipeline.explain().await {
+        Ok(plan) => panic!("expected an error, got a plan:\n{plan}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn starts(error: &str, prefix: &str) {
+    assert!(
+        error.starts_with(prefix),
+        "expected '{prefix}…', got: {error}"
+    );
+}
+
+#[test]
+fn unknown_option_names_the_option_and_lists_the_known_ones() {
+    let e = error(
+        "CREATE TABLE out WITH (connector = 'console', num_row = '5');\nINSERT INTO out SELECT symbol FROM ticks;",
+    );
+    starts(
+        &e,
+        "job.sql:2:47: unknown option 'num_row' for sink connector 'console' (its options: connector, num_rows, truncate, output_mode)",
+    );
+}
+
+#[test]
+fn an_option_of_the_wrong_type() {
+    let e = error(
+        "CREATE TABLE out WITH (connector = 'console', num_rows = 'many');\nINSERT INTO out SELECT symbol FROM ticks;",
+    );
+    starts(
+        &e,
+        "job.sql:2:58: option 'num_rows': expected a non-negative integer, got 'many'",
+    );
+    let e = error(
+        "CREATE TABLE out WITH (connector = 'console', truncate = 'yes');\nINSERT INTO out SELECT symbol FROM ticks;",
+    );
+    starts(
+        &e,
+        "job.sql:2:58: option 'truncate': expected true or false, got 'yes'",
+    );
+}
+
+#[test]
+fn an_unknown_output_mode() {
+    let e = error(
+        "CREATE TABLE out WITH (connector = 'console', output_mode = 'upsert');\nINSERT INTO out SELECT symbol FROM ticks;",
+    );
+    starts(
+        &e,
+        "job.sql:2:61: option 'output_mode': unknown output mode 'upsert': expected append, update or complete",
+    );
+}
+
+#[tokio::test]
+async fn an_output_mode_the_query_cannot_have_is_rejected_at_its_insert() {
+    let e = plan_error(
+        "CREATE TABLE out WITH (connector = 'console', output_mode = 'append');\n\
+         INSERT INTO out SELECT symbol, count(*) AS n FROM ticks GROUP BY symbol;",
+    )
+    .await;
+    starts(&e, "job.sql:3:13: query 'out': ");
+    assert!(e.contains("append"), "{e}");
+}
+
+#[test]
+fn unknown_connector_and_missing_connector() {
+    let e = error(
+        "CREATE TABLE out WITH (connector = 'mongo');\nINSERT INTO out SELECT symbol FROM ticks;",
+    );
+    starts(
+        &e,
+        "job.sql:2:36: 'mongo' is not a sink connector (expected one of postgres, sqlite, kafka, file, console, memory)",
+    );
+    let e = error(
+        "CREATE TABLE out WITH (output_mode = 'append');\nINSERT INTO out SELECT symbol FROM ticks;",
+    );
+    starts(&e, "job.sql:2:14: table out has no connector");
+}
+
+#[test]
+fn scoped_options_of_other_connectors_are_still_checked() {
+    // `kafka.topic` is set aside for a memory source, but a typo in it is an error.
+    let text = "CREATE TABLE t (x BIGINT) WITH (connector = 'memory', 'kafka.topic' = 'a', 'kafka.topik' = 'b');\n\
+                CREATE TABLE out WITH (connector = 'memory');\nINSERT INTO out SELECT x FROM t;";
+    let e = Pipeline::parse("job.sql", text, &Variables::none())
+        .err()
+        .unwrap()
+        .to_string();
+    starts(
+        &e,
+        "job.sql:1:76: unknown option 'topik' for source connector 'kafka'",
+    );
+}
+
+#[test]
+fn unset_variables_and_unknown_settings() {
+    let e = error(
+        "SET checkpoint = '${CKPT}';\nCREATE TABLE out WITH (connector = 'memory');\nINSERT INTO out SELECT symbol FROM ticks;",
+    );
+    starts(&e, "job.sql:2:19: variable CKPT is not set");
+    let e = error(
+        "SET trigerr = '1 second';\nCREATE TABLE out WITH (connector = 'memory');\nINSERT INTO out SELECT symbol FROM ticks;",
+    );
+    starts(&e, "job.sql:2:5: unknown setting 'trigerr'");
+    let e = error(
+        "SET trigger = 'soon';\nCREATE TABLE out WITH (connector = 'memory');\nINSERT INTO out SELECT symbol FROM ticks;",
+    );
+    starts(&e, "job.sql:2:15: SET trigger: ");
+}
+
+#[test]
+fn syntax_errors() {
+    let e = error(
+        "CREATE TABLE out (connector = 'memory');\nINSERT INTO out SELECT symbol FROM ticks;",
+    );
+    starts(&e, "job.sql:2:29: ");
+    let e = error("CREATE VIEW v AS SELECT 1;");
+    starts(&e, "job.sql:2:8: expected TABLE, found 'VIEW'");
+    let e = error("DELETE FROM ticks;");
+    starts(
+        &e,
+        "job.sql:2:1: expected SET, CREATE TABLE or INSERT INTO, found 'DELETE'",
+    );
+    let e = error(
+        "CREATE TABLE out WITH (connector = 'memory', connector = 'console');\nINSERT INTO out SELECT symbol FROM ticks;",
+    );
+    starts(
+        &e,
+        "job.sql:2:46: option 'connector' is given twice (first at 2:24)",
+    );
+}
+
+#[test]
+fn table_declarations() {
+    let e = error(
+        "CREATE TABLE s2 (a VARCHAR, b MONEY) WITH (connector = 'memory');\nCREATE TABLE out WITH (connector = 'memory');\nINSERT INTO out SELECT a FROM s2 JOIN ticks ON true;",
+    );
+    starts(&e, "job.sql:2:31: column b: unknown type 'MONEY'");
+    let e = error(
+        "CREATE TABLE s2 WITH (connector = 'memory');\nCREATE TABLE out WITH (connector = 'memory');\nINSERT INTO out SELECT 1 FROM s2;",
+    );
+    starts(&e, "job.sql:2:14: source table s2 needs its columns");
+    let e = error(
+        "CREATE TABLE out (a BIGINT) WITH (connector = 'memory');\nINSERT INTO out SELECT symbol FROM ticks;",
+    );
+    starts(&e, "job.sql:2:14: sink table out takes no column list");
+    let e = error(
+        "CREATE TABLE s2 (a BIGINT, WATERMARK FOR b AS b) WITH (connector = 'memory');\nCREATE TABLE out WITH (connector = 'memory');\nINSERT INTO out SELECT a FROM s2;",
+    );
+    starts(&e, "job.sql:2:42: watermark on unknown column b");
+    let e = error("CREATE TABLE ticks (a BIGINT) WITH (connector = 'memory');");
+    starts(&e, "job.sql:2:14: table ticks is already declared at 1:14");
+}
+
+#[test]
+fn inserts_and_queries() {
+    let e = error("INSERT INTO nowhere SELECT symbol FROM ticks;");
+    starts(
+        &e,
+        "job.sql:2:13: INSERT INTO nowhere: table nowhere is not declared",
+    );
+    let e = error(
+        "CREATE TABLE out WITH (connector = 'memory');\nINSERT INTO out\n  SELEC symbol FROM ticks;",
+    );
+    starts(&e, "job.sql:4:3: ");
+    assert!(
+        e.contains("SELEC at Line: 4, Column: 3"),
+        "DataFusion's own position is the file's: {e}"
+    );
+    let e = error("CREATE TABLE out WITH (connector = 'memory');");
+    starts(&e, "job.sql:1:1: the file has no INSERT INTO");
+    let e = error(
+        "CREATE TABLE other (a BIGINT) WITH (connector = 'memory');\nCREATE TABLE out WITH (connector = 'memory');\nINSERT INTO out SELECT symbol FROM ticks;",
+    );
+    starts(
+        &e,
+        "job.sql:2:14: table other is declared but no query reads or writes it",
+    );
+}
+
+#[tokio::test]
+async fn a_query_that_does_not_plan_names_its_insert() {
+    let e = plan_error(
+        "CREATE TABLE out WITH (connector = 'memory');\nINSERT INTO out\nSELECT nope FROM ticks;",
+    )
+    .await;
+    starts(&e, "job.sql:3:13: query 'out': ");
+    assert!(e.contains("No field named nope"), "{e}");
+}
+
+#[test]
+fn intervals_are_read_in_their_units() {
+    use sluice_pipeline::options::parse_interval;
+    use std::time::Duration;
+    assert_eq!(parse_interval("1 second"), Ok(Duration::from_secs(1)));
+    assert_eq!(
+        parse_interval("250 milliseconds"),
+        Ok(Duration::from_millis(250))
+    );
+    assert_eq!(parse_interval("2 minutes"), Ok(Duration::from_secs(120)));
+}

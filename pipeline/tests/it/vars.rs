@@ -1,0 +1,80 @@
+//! `${VAR}` substitution and the map back to original positions.
+
+use sluice_pipeline::Position;
+use sluice_pipeline::vars::substitute;
+
+fn lookup(name: &str) -> Option<String> {
+    match name {
+        "TOPIC" => Some("ticks-prod".into()),
+        "EMPTY" => Some(String::new()),
+        "NESTED" => Some("${TOPIC}".into()),
+        _ => None,
+    }
+}
+
+#[test]
+fn replaces_values_and_defaults_like_a_shell() {
+    let text = "a '${TOPIC}' b '${MISSING:-dflt}' c '${EMPTY:-used}' d '${EMPTY}' e $${TOPIC}";
+    let out = substitute(text, &lookup).unwrap();
+    assert_eq!(out.text, "a 'ticks-prod' b 'dflt' c 'used' d '' e ${TOPIC}");
+    // A value's text is not substituted again.
+    assert_eq!(substitute("${NESTED}", &lookup).unwrap().text, "${TOPIC}");
+    // Defaults may hold variables.
+    assert_eq!(
+        substitute("${MISSING:-x-${TOPIC}}", &lookup).unwrap().text,
+        "x-ticks-prod"
+    );
+}
+
+#[test]
+fn comments_are_left_alone() {
+    let text = "-- uses ${UNSET}\n/* and ${UNSET} */ x = '${TOPIC}'";
+    let out = substitute(text, &lookup).unwrap();
+    assert_eq!(
+        out.text,
+        "-- uses ${UNSET}\n/* and ${UNSET} */ x = 'ticks-prod'"
+    );
+}
+
+#[test]
+fn an_unset_variable_without_default_is_an_error_at_its_position() {
+    let error = substitute("x\n  url = '${DATABASE_URL}'", &lookup).unwrap_err();
+    assert_eq!(
+        error.position,
+        Position {
+            line: 2,
+            column: 10
+        }
+    );
+    assert!(
+        error.message.contains("variable DATABASE_URL is not set"),
+        "{}",
+        error.message
+    );
+    let error = substitute("'${BAD NAME}'", &lookup).unwrap_err();
+    assert!(
+        error.message.contains("expected ${NAME}"),
+        "{}",
+        error.message
+    );
+    let error = substitute("'${TOPIC'", &lookup).unwrap_err();
+    assert!(error.message.contains("closing '}'"), "{}", error.message);
+}
+
+#[test]
+fn positions_map_back_through_substitutions() {
+    // "a = '${TOPIC}', b" → "a = 'ticks-prod', b": `b` moves from column 17 to 19.
+    let out = substitute("a = '${TOPIC}', b", &lookup).unwrap();
+    assert_eq!(out.text, "a = 'ticks-prod', b");
+    let original = |column| out.original(Position { line: 1, column }).column;
+    assert_eq!(original(1), 1);
+    assert_eq!(original(19), 17);
+    // Inside the value: the `${` it replaced.
+    assert_eq!(original(8), 6);
+    // Other lines are untouched.
+    let out = substitute("'${TOPIC}'\nnext", &lookup).unwrap();
+    assert_eq!(
+        out.original(Position { line: 2, column: 3 }),
+        Position { line: 2, column: 3 }
+    );
+}
