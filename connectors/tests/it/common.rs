@@ -16,16 +16,7 @@ use tokio::sync::watch;
 
 /// PostgreSQL's URL, or `None` (test skipped) when `DATABASE_URL` is unset outside CI.
 pub fn postgres_url() -> Option<String> {
-    match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("CI=true but DATABASE_URL is not set: the PostgreSQL tests must run")
-        }
-        _ => {
-            eprintln!("DATABASE_URL is not set: skipping a PostgreSQL test");
-            None
-        }
-    }
+    sluice_testkit::service("DATABASE_URL")
 }
 
 /// A SQLite database in a fresh temporary directory (kept alive by the returned guard).
@@ -212,16 +203,7 @@ pub fn host_port(url: &str) -> String {
 
 /// The broker's address, or `None` (test skipped) when `KAFKA_BOOTSTRAP` is unset outside CI.
 pub fn bootstrap() -> Option<String> {
-    match std::env::var("KAFKA_BOOTSTRAP") {
-        Ok(address) if !address.is_empty() => Some(address),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("CI=true but KAFKA_BOOTSTRAP is not set: the Kafka tests must run")
-        }
-        _ => {
-            eprintln!("KAFKA_BOOTSTRAP is not set: skipping a Kafka test");
-            None
-        }
-    }
+    sluice_testkit::service("KAFKA_BOOTSTRAP")
 }
 
 pub fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {

@@ -1,7 +1,6 @@
 //! Pipelines run end to end: the seed job and the candles from JSON files into SQLite, with a
 //! restart between two runs, against what the same input computes in memory.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use sluice_engine::{Source as _, Trigger};
@@ -130,27 +129,6 @@ async fn projet_bdcc_derives_columns_and_drops_duplicates_per_batch() {
     );
 }
 
-/// (symbol, minute) → (open, high, low, close, volume, ticks), computed directly.
-type Candles = BTreeMap<(String, i64), (f64, f64, f64, f64, f64, i64)>;
-
-fn expected_candles(ticks: &[(String, f64, f64, i64)]) -> Candles {
-    let mut candles = Candles::new();
-    for (symbol, close, volume, ts) in ticks {
-        let minute = ts - ts.rem_euclid(60_000);
-        candles
-            .entry((symbol.clone(), minute))
-            .and_modify(|c| {
-                c.1 = c.1.max(*close);
-                c.2 = c.2.min(*close);
-                c.3 = *close;
-                c.4 = *volume;
-                c.5 += 1;
-            })
-            .or_insert((*close, *close, *close, *close, *volume, 1));
-    }
-    candles
-}
-
 #[tokio::test]
 async fn candles_1m_upserts_the_candles_memory_computes_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -182,7 +160,7 @@ async fn candles_1m_upserts_the_candles_memory_computes_across_a_restart() {
     .fetch_all(&pool)
     .await
     .unwrap();
-    let mut actual = Candles::new();
+    let mut actual = std::collections::BTreeMap::new();
     for row in &rows {
         let start: String = row.get(1);
         let start = chrono::NaiveDateTime::parse_from_str(&start, "%Y-%m-%d %H:%M:%S%.f")
@@ -203,7 +181,7 @@ async fn candles_1m_upserts_the_candles_memory_computes_across_a_restart() {
             ),
         );
     }
-    assert_eq!(actual, expected_candles(&ticks));
+    assert_eq!(actual, sluice_testkit::candles(&ticks));
     assert_eq!(actual.len(), 9, "3 symbols × 3 minutes");
 }
 

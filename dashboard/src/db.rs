@@ -1,0 +1,273 @@
+//! Database access: one pool on PostgreSQL or SQLite, dialect-specific SQL fragments, and a
+//! small dynamic row type so that each query is written once for both back ends.
+//!
+//! Every value from a request is bound as a parameter (`$1`, `$2`, …: SQLite accepts the same
+//! numbered form); table names come only from the configuration and are validated and quoted.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteRow};
+use sqlx::{AssertSqlSafe, Row};
+
+use crate::error::DashboardError;
+
+/// How the sink stores timestamps in SQLite: fixed-width UTC text.
+pub const SQLITE_TIMESTAMP_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.6f";
+
+/// A connection pool on one of the supported databases.
+#[derive(Clone, Debug)]
+pub enum Db {
+    /// PostgreSQL.
+    Postgres(PgPool),
+    /// SQLite (a file written by the sink in WAL mode).
+    Sqlite(SqlitePool),
+}
+
+/// A value bound to a query parameter.
+#[derive(Clone, Debug)]
+pub enum Arg {
+    /// Text (symbols, table names).
+    Text(String),
+    /// A 64-bit integer (limits).
+    Int(i64),
+    /// An instant: `timestamptz` on PostgreSQL, the sink's fixed-width text on SQLite.
+    Ts(DateTime<Utc>),
+}
+
+/// A value read from a result column.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Val {
+    /// SQL `NULL` (or a type the dashboard does not read).
+    Null,
+    /// An integer.
+    Int(i64),
+    /// A floating-point number.
+    Real(f64),
+    /// Text.
+    Text(String),
+}
+
+impl Val {
+    /// The value as a float (integers converted), `None` for null or text.
+    pub fn f64(&self) -> Option<f64> {
+        match self {
+            Self::Int(i) => Some(*i as f64),
+            Self::Real(r) => Some(*r),
+            _ => None,
+        }
+    }
+
+    /// The value as an integer (floats rounded), `None` for null or text.
+    pub fn i64(&self) -> Option<i64> {
+        match self {
+            Self::Int(i) => Some(*i),
+            Self::Real(r) if r.is_finite() => Some(r.round() as i64),
+            _ => None,
+        }
+    }
+
+    /// The value as text, `None` unless it is text.
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            Self::Text(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// Whether an error means the database cannot be reached (rather than a failed query).
+pub fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_) => true,
+        // SQLITE_CANTOPEN: the file does not exist (yet).
+        sqlx::Error::Database(db) => db.code().as_deref() == Some("14"),
+        _ => false,
+    }
+}
+
+/// Whether an error means a table does not exist.
+pub fn is_missing_table(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => {
+            db.code().as_deref() == Some("42P01") || db.message().contains("no such table")
+        }
+        _ => false,
+    }
+}
+
+impl Db {
+    /// A lazy pool on `url` (`postgres://…`, `postgresql://…` or `sqlite://…`): connections are
+    /// opened on first use, so the server starts before the database or its file exists.
+    pub fn connect_lazy(url: &str) -> Result<Self, DashboardError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let options = PgConnectOptions::from_str(url)
+                .map_err(DashboardError::DatabaseUrl)?
+                .application_name("sluice-dashboard");
+            let pool = PgPoolOptions::new()
+                .max_connections(6)
+                .min_connections(0)
+                .acquire_timeout(Duration::from_secs(3))
+                .connect_lazy_with(options);
+            Ok(Self::Postgres(pool))
+        } else if url.starts_with("sqlite:") {
+            // A plain reader (never creates the file): in WAL mode it does not block the sink's
+            // writer, and a short busy timeout keeps requests from hanging on a checkpoint.
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(DashboardError::DatabaseUrl)?
+                .create_if_missing(false)
+                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                .busy_timeout(Duration::from_millis(500))
+                .pragma("cache_size", "-65536")
+                .pragma("mmap_size", "268435456")
+                .pragma("query_only", "ON");
+            let pool = SqlitePoolOptions::new()
+                .max_connections(4)
+                .min_connections(0)
+                .acquire_timeout(Duration::from_secs(3))
+                .connect_lazy_with(options);
+            Ok(Self::Sqlite(pool))
+        } else {
+            Err(DashboardError::Config(
+                "database_url must start with postgres://, postgresql:// or sqlite:".into(),
+            ))
+        }
+    }
+
+    /// `"postgres"` or `"sqlite"`.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Self::Postgres(_) => "postgres",
+            Self::Sqlite(_) => "sqlite",
+        }
+    }
+
+    /// SQL for the Unix time in milliseconds (an integer) of a timestamp expression.
+    pub fn epoch_ms(&self, expr: &str) -> String {
+        match self {
+            Self::Postgres(_) => format!("(extract(epoch from {expr}) * 1000)::int8"),
+            Self::Sqlite(_) => {
+                format!("CAST(round((julianday({expr}) - 2440587.5) * 86400000.0) AS INTEGER)")
+            }
+        }
+    }
+
+    /// SQL for the minute a timestamp expression falls in (a grouping key).
+    pub fn minute(&self, expr: &str) -> String {
+        match self {
+            Self::Postgres(_) => format!("date_trunc('minute', {expr})"),
+            Self::Sqlite(_) => format!("substr({expr}, 1, 16)"),
+        }
+    }
+
+    /// Whether a table (or view) named by a validated name exists.
+    pub async fn table_exists(&self, name: &str) -> Result<bool, sqlx::Error> {
+        match self {
+            Self::Postgres(pool) => {
+                sqlx::query_scalar::<_, bool>("SELECT to_regclass($1) IS NOT NULL")
+                    .bind(crate::params::quote_table_name(name))
+                    .fetch_one(pool)
+                    .await
+            }
+            Self::Sqlite(pool) => {
+                let (schema, table) = match name.split_once('.') {
+                    Some((schema, table)) => (schema, table),
+                    None => ("main", name),
+                };
+                // The schema part is a validated identifier; quote it all the same.
+                let sql = format!(
+                    "SELECT count(*) FROM \"{schema}\".sqlite_master \
+                     WHERE type IN ('table', 'view') AND name = $1"
+                );
+                let count: i64 = sqlx::query_scalar(AssertSqlSafe(sql))
+                    .bind(table.to_owned())
+                    .fetch_one(pool)
+                    .await?;
+                Ok(count > 0)
+            }
+        }
+    }
+
+    /// Runs a query written with `$n` parameters and returns its rows as [`Val`]s.
+    pub async fn fetch(&self, sql: &str, args: &[Arg]) -> Result<Vec<Vec<Val>>, sqlx::Error> {
+        match self {
+            Self::Postgres(pool) => {
+                let mut query = sqlx::query(AssertSqlSafe(sql.to_owned()));
+                for arg in args {
+                    query = match arg {
+                        Arg::Text(text) => query.bind(text.clone()),
+                        Arg::Int(int) => query.bind(*int),
+                        Arg::Ts(ts) => query.bind(*ts),
+                    };
+                }
+                let rows = query.fetch_all(pool).await?;
+                Ok(rows.iter().map(pg_values).collect())
+            }
+            Self::Sqlite(pool) => {
+                let mut query = sqlx::query(AssertSqlSafe(sql.to_owned()));
+                for arg in args {
+                    query = match arg {
+                        Arg::Text(text) => query.bind(text.clone()),
+                        Arg::Int(int) => query.bind(*int),
+                        Arg::Ts(ts) => query.bind(ts.format(SQLITE_TIMESTAMP_FORMAT).to_string()),
+                    };
+                }
+                let rows = query.fetch_all(pool).await?;
+                Ok(rows.iter().map(sqlite_values).collect())
+            }
+        }
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        match self {
+            Self::Postgres(pool) => pool.close().await,
+            Self::Sqlite(pool) => pool.close().await,
+        }
+    }
+}
+
+fn pg_values(row: &PgRow) -> Vec<Val> {
+    (0..row.len())
+        .map(|i| {
+            if let Ok(v) = row.try_get::<Option<f64>, _>(i) {
+                v.map_or(Val::Null, Val::Real)
+            } else if let Ok(v) = row.try_get::<Option<i64>, _>(i) {
+                v.map_or(Val::Null, Val::Int)
+            } else if let Ok(v) = row.try_get::<Option<i32>, _>(i) {
+                v.map_or(Val::Null, |v| Val::Int(v.into()))
+            } else if let Ok(v) = row.try_get::<Option<f32>, _>(i) {
+                v.map_or(Val::Null, |v| Val::Real(v.into()))
+            } else if let Ok(v) = row.try_get::<Option<String>, _>(i) {
+                v.map_or(Val::Null, Val::Text)
+            } else {
+                Val::Null
+            }
+        })
+        .collect()
+}
+
+fn sqlite_values(row: &SqliteRow) -> Vec<Val> {
+    use sqlx::{TypeInfo, ValueRef};
+    (0..row.len())
+        .map(|i| {
+            let Ok(raw) = row.try_get_raw(i) else {
+                return Val::Null;
+            };
+            if raw.is_null() {
+                return Val::Null;
+            }
+            match raw.type_info().name() {
+                "INTEGER" | "BOOLEAN" => row.try_get::<i64, _>(i).map_or(Val::Null, Val::Int),
+                "REAL" | "NUMERIC" => row.try_get::<f64, _>(i).map_or(Val::Null, Val::Real),
+                "TEXT" => row.try_get::<String, _>(i).map_or(Val::Null, Val::Text),
+                _ => Val::Null,
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,437 @@
+//! The page in headless Chromium, driven over WebDriver (chromedriver): no console error,
+//! symbol and period selection change the charts, a committed batch shows up without a reload,
+//! screenshots of every tab in `target/dashboard-screenshots/`.
+//!
+//! Needs the Debian packages `chromium` and `chromium-driver`: skipped with a message when they
+//! are missing, except under `CI=true`, where that is a failure.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::fixtures::{Fixture, Server, Tick, t0};
+use crate::http::request;
+use sluice_testkit::in_ci;
+
+const T: &str = "projet_bdcc";
+
+fn find_program(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .flat_map(|dir| names.iter().map(move |n| dir.join(n)))
+        .find(|p| p.is_file())
+}
+
+fn screenshot_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("target")
+        .join("dashboard-screenshots")
+}
+
+/// A WebDriver session on a chromedriver child process (killed on drop).
+struct Browser {
+    driver: String,
+    session: String,
+    _child: Driver,
+}
+
+/// The chromedriver process, killed (by its handle) on drop.
+struct Driver(std::process::Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Browser {
+    async fn start(chromedriver: &Path, chromium: &Path) -> Browser {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map(Driver)
+            .expect("chromedriver starts");
+        let driver = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if tokio::net::TcpStream::connect(&driver).await.is_ok() {
+                let status = request(&driver, "GET", "/status", None).await;
+                if status.status == 200 && status.json()["value"]["ready"] == true {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let capabilities = json!({ "capabilities": { "alwaysMatch": {
+            "browserName": "chrome",
+            "goog:loggingPrefs": { "browser": "ALL" },
+            "goog:chromeOptions": {
+                "binary": chromium.to_string_lossy(),
+                "args": ["--headless", "--no-sandbox", "--disable-gpu",
+                         "--disable-background-networking", "--disable-dev-shm-usage",
+                         "--window-size=1400,1000", "--lang=en-US"],
+            },
+        }}});
+        let response = request(&driver, "POST", "/session", Some(&capabilities.to_string())).await;
+        let body = response.json();
+        assert_eq!(response.status, 200, "new session: {body}");
+        let session = body["value"]["sessionId"].as_str().unwrap().to_owned();
+        Browser {
+            driver,
+            session,
+            _child: child,
+        }
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let path = format!("/session/{}{path}", self.session);
+        let body = body.map(|b| b.to_string());
+        let response = request(&self.driver, method, &path, body.as_deref()).await;
+        let value = response.json();
+        assert_eq!(response.status, 200, "{method} {path}: {value}");
+        value["value"].clone()
+    }
+
+    async fn goto(&self, url: &str) {
+        self.call("POST", "/url", Some(json!({ "url": url }))).await;
+    }
+
+    async fn js(&self, script: &str) -> Value {
+        self.call(
+            "POST",
+            "/execute/sync",
+            Some(json!({ "script": script, "args": [] })),
+        )
+        .await
+    }
+
+    async fn wait_for(&self, what: &str, condition: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let script = format!("return !!({condition});");
+        while self.js(&script).await != Value::Bool(true) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn click(&self, css: &str) {
+        let element = self
+            .call(
+                "POST",
+                "/element",
+                Some(json!({ "using": "css selector", "value": css })),
+            )
+            .await;
+        let id = element
+            .as_object()
+            .and_then(|o| o.values().next())
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("no element {css}"))
+            .to_owned();
+        self.call("POST", &format!("/element/{id}/click"), Some(json!({})))
+            .await;
+    }
+
+    async fn errors(&self) -> Vec<String> {
+        let mut errors: Vec<String> = self
+            .js("return window.__sluiceErrors || ['no error array: the page did not load'];")
+            .await
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        // chromedriver's browser log (failed loads, console errors), where supported.
+        let path = format!("/session/{}/se/log", self.session);
+        let log = request(&self.driver, "POST", &path, Some(r#"{"type":"browser"}"#)).await;
+        if log.status == 200 {
+            for entry in log.json()["value"].as_array().into_iter().flatten() {
+                if entry["level"] == "SEVERE" {
+                    errors.push(entry["message"].to_string());
+                }
+            }
+        }
+        errors
+    }
+
+    /// Saves a PNG of the whole page.
+    async fn screenshot(&self, name: &str) {
+        let full = json!({ "cmd": "Page.captureScreenshot",
+                           "params": { "format": "png", "captureBeyondViewport": true } });
+        let path = format!("/session/{}/goog/cdp/execute", self.session);
+        let response = request(&self.driver, "POST", &path, Some(&full.to_string())).await;
+        let data = if response.status == 200 {
+            response.json()["value"]["data"].as_str().map(str::to_owned)
+        } else {
+            None
+        };
+        let data = match data {
+            Some(data) => data,
+            None => self
+                .call("GET", "/screenshot", None)
+                .await
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        };
+        let png = base64_decode(&data);
+        assert!(png.starts_with(b"\x89PNG"), "{name}: not a PNG");
+        let dir = screenshot_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+
+    async fn quit(self) {
+        let path = format!("/session/{}", self.session);
+        let _ = request(&self.driver, "DELETE", &path, None).await;
+    }
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let digits: Vec<u8> = text.bytes().filter_map(value).collect();
+    let mut out = Vec::with_capacity(digits.len() * 3 / 4);
+    for chunk in digits.chunks(4) {
+        let mut n = 0u32;
+        for (i, d) in chunk.iter().enumerate() {
+            n |= u32::from(*d) << (18 - 6 * i);
+        }
+        let bytes = n.to_be_bytes();
+        out.extend_from_slice(&bytes[1..chunk.len()]);
+    }
+    out
+}
+
+/// Two hours of snapshots every 10 s for nine symbols: deterministic random walks.
+fn market() -> Vec<Tick> {
+    const SYMBOLS: [(&str, f64, f64, f64); 9] = [
+        ("BTCUSDT", 64_000.0, 0.03, 0.02),
+        ("ETHUSDT", 3_100.0, -0.02, 0.03),
+        ("BNBUSDT", 590.0, 0.01, 0.02),
+        ("SOLUSDT", 145.0, 0.06, 0.05),
+        ("XRPUSDT", 0.52, -0.01, 0.03),
+        ("ADAUSDT", 0.45, 0.02, 0.04),
+        ("DOGEUSDT", 0.16, -0.07, 0.12),
+        ("PEPEUSDT", 0.000_008_5, 0.12, 0.20),
+        ("LINKUSDT", 14.0, 0.04, 0.05),
+    ];
+    let mut seed: u64 = 0x5eed;
+    let mut random = move || {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        ((seed >> 33) as f64) / f64::from(1u32 << 31)
+    };
+    let steps = 720;
+    let mut ticks = Vec::new();
+    for (symbol, start, drift, range) in SYMBOLS {
+        let mut price = start;
+        for step in 0..steps {
+            let ago = (steps - 1 - step) * 10;
+            price *= 1.0 + drift / steps as f64 + (random() - 0.5) * 0.004;
+            let high = price * (1.0 + range / 2.0);
+            let low = price * (1.0 - range / 2.0);
+            let volume = 1_000.0 + random() * 500.0 + step as f64;
+            ticks.push((symbol, ago, price, high, low, volume));
+        }
+    }
+    ticks
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_in_headless_chromium() {
+    let chromedriver = find_program(&["chromedriver"]);
+    let chromium = find_program(&["chromium", "chromium-browser", "google-chrome"]);
+    let (Some(chromedriver), Some(chromium)) = (chromedriver, chromium) else {
+        assert!(
+            !in_ci(),
+            "chromium and chromedriver are needed (apt-get install chromium chromium-driver)"
+        );
+        eprintln!("skipping the browser test: chromium or chromedriver is not installed");
+        return;
+    };
+    let fixture = Fixture::sqlite().await;
+    fixture.create_ticker_table(T).await;
+    fixture.insert_ticks_at(T, t0(), &market()).await;
+    fixture.commit(T, 0, 6480).await;
+    let server = Server::start(&fixture.url, |c| c.refresh = Duration::from_millis(300)).await;
+    let browser = Browser::start(&chromedriver, &chromium).await;
+    let page = format!("http://{}/", server.addr);
+    browser.goto(&page).await;
+
+    // Overview with the default symbols.
+    browser
+        .wait_for(
+            "the overview",
+            "document.querySelectorAll('#tab-overview .metric-card').length === 2",
+        )
+        .await;
+    let cards = browser
+        .js("return [...document.querySelectorAll('#tab-overview .metric-card')].map(c => c.dataset.symbol);")
+        .await;
+    assert_eq!(cards, json!(["BTCUSDT", "ETHUSDT"]));
+    browser
+        .wait_for(
+            "the status",
+            "document.getElementById('live-state').textContent.startsWith('live')",
+        )
+        .await;
+    assert_ne!(
+        browser
+            .js("return document.getElementById('last-update').textContent;")
+            .await,
+        "–"
+    );
+    browser.screenshot("overview").await;
+
+    // Charts: two candle charts; adding a symbol adds one, a shorter period draws fewer candles.
+    browser.click("#tabs [data-tab=charts]").await;
+    browser
+        .wait_for(
+            "the charts",
+            "document.querySelectorAll('#tab-charts .chart-card .candle').length > 0",
+        )
+        .await;
+    let titles = "return [...document.querySelectorAll('#tab-charts .chart-card h3')].map(h => h.textContent);";
+    assert_eq!(
+        browser.js(titles).await,
+        json!(["BTCUSDT · 121 candles", "ETHUSDT · 121 candles"])
+    );
+    browser.screenshot("charts").await;
+    browser.click("#add-symbol option[value=SOLUSDT]").await;
+    browser
+        .wait_for(
+            "the SOLUSDT chart",
+            "document.querySelectorAll('#tab-charts .chart-card[data-symbol=SOLUSDT] .candle').length === 121",
+        )
+        .await;
+    browser.click("#periods [data-period='1h']").await;
+    browser
+        .wait_for(
+            "the 1H charts",
+            "document.querySelector('#tab-charts .chart-card h3').textContent === 'BTCUSDT · 61 candles'",
+        )
+        .await;
+    assert_eq!(
+        browser.js(titles).await,
+        json!([
+            "BTCUSDT · 61 candles",
+            "ETHUSDT · 61 candles",
+            "SOLUSDT · 61 candles"
+        ])
+    );
+    assert_eq!(
+        browser
+            .js("return document.querySelectorAll('#tab-charts .chart-card[data-symbol=BTCUSDT] .candle').length;")
+            .await,
+        61
+    );
+    assert_eq!(
+        browser
+            .js("return document.querySelector('#periods .active').dataset.period;")
+            .await,
+        "1h"
+    );
+    browser.screenshot("charts-1h-3-symbols").await;
+
+    browser.click("#periods [data-period='24h']").await;
+    browser
+        .wait_for(
+            "the 24H charts",
+            "document.querySelector('#tab-charts .chart-card h3').textContent === 'BTCUSDT · 121 candles'",
+        )
+        .await;
+    for tab in ["top", "anomalies", "details"] {
+        browser.click(&format!("#tabs [data-tab={tab}]")).await;
+        browser
+            .wait_for(
+                tab,
+                &format!("document.querySelector('#tab-{tab}').dataset.renders !== undefined && !document.querySelector('#tab-{tab}').hidden && document.querySelectorAll('#tab-{tab} svg, #tab-{tab} table').length > 0"),
+            )
+            .await;
+        browser.screenshot(tab).await;
+    }
+    assert!(
+        browser
+            .js("return document.querySelectorAll('#tab-details .table-wrap tbody tr').length;")
+            .await
+            .as_u64()
+            .unwrap()
+            > 300
+    );
+    let anomalies = browser
+        .js("return document.querySelector('#tab-anomalies').textContent;")
+        .await;
+    assert!(
+        anomalies.as_str().unwrap().contains("PEPEUSDT"),
+        "{anomalies}"
+    );
+    let csv = browser
+        .js("return document.getElementById('csv-download').getAttribute('href');")
+        .await;
+    let csv = request(&server.addr, "GET", csv.as_str().unwrap(), None).await;
+    assert_eq!(csv.status, 200);
+    assert!(csv.text().lines().count() > 300);
+
+    // A batch committed by the sink appears without a reload.
+    browser.click("#tabs [data-tab=overview]").await;
+    browser
+        .wait_for("the overview again", "!document.querySelector('#tab-overview').hidden && document.querySelectorAll('#tab-overview .metric-card').length === 3")
+        .await;
+    browser.js("window.__marker = 42; return null;").await;
+    let later = t0() + chrono::TimeDelta::seconds(1);
+    fixture
+        .insert_ticks_at(
+            T,
+            later,
+            &[("BTCUSDT", 0, 77_777.25, 78_000.0, 60_000.0, 5.0)],
+        )
+        .await;
+    fixture.commit(T, 1, 1).await;
+    browser
+        .wait_for(
+            "the new batch",
+            "document.querySelector('#tab-overview .metric-card[data-symbol=BTCUSDT] [data-field=last_close]').textContent === '77,777.25'",
+        )
+        .await;
+    assert_eq!(browser.js("return window.__marker;").await, 42, "no reload");
+    browser.screenshot("overview-after-batch").await;
+
+    // A phone-sized window.
+    browser
+        .call(
+            "POST",
+            "/window/rect",
+            Some(json!({ "width": 390, "height": 844 })),
+        )
+        .await;
+    browser
+        .js("window.dispatchEvent(new Event('resize')); return null;")
+        .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    browser.screenshot("overview-phone").await;
+
+    let errors = browser.errors().await;
+    assert!(errors.is_empty(), "browser errors: {errors:?}");
+    browser.quit().await;
+    server.stop().await;
+    fixture.cleanup().await;
+    eprintln!("screenshots in {}", screenshot_dir().display());
+}
