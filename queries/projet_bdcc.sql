@@ -11,13 +11,14 @@
 -- rows to table `projet_bdcc` every second, exactly once per batch.
 --
 -- Variables (one file for production, the demo and tests):
---   TICKS_CONNECTOR  kafka (default) | binance | file
---   TICKS_TOPIC      Kafka topic, default projet-bdcc (broker from KAFKA_BOOTSTRAP)
---   BINANCE_WS_URL      WebSocket stream when TICKS_CONNECTOR=binance
---   TICKS_PATH       directory of JSON-lines files when TICKS_CONNECTOR=file
---   SINK_CONNECTOR   postgres (default) | sqlite
---   DATABASE_URL     default postgres://sluice:sluice@127.0.0.1:5432/sluice
---   CHECKPOINT_DIR   default data/checkpoints (this query's is CHECKPOINT_DIR/projet_bdcc)
+--   TICKS_CONNECTOR        kafka (default) | binance | file
+--   TICKS_TOPIC            Kafka topic, default projet-bdcc (broker from KAFKA_BOOTSTRAP)
+--   TICKS_MAX_PER_TRIGGER  Kafka offsets per micro-batch at most, default 200000
+--   BINANCE_WS_URL         WebSocket stream when TICKS_CONNECTOR=binance
+--   TICKS_PATH             directory of JSON-lines files when TICKS_CONNECTOR=file
+--   SINK_CONNECTOR         postgres (default) | sqlite
+--   DATABASE_URL           default postgres://sluice:sluice@127.0.0.1:5432/sluice
+--   CHECKPOINT_DIR         default data/checkpoints (this query's is CHECKPOINT_DIR/projet_bdcc)
 --
 --   sluice run queries/projet_bdcc.sql
 
@@ -39,7 +40,7 @@ CREATE TABLE ticks (
     format = 'json',
     'kafka.topic' = '${TICKS_TOPIC:-projet-bdcc}',
     'kafka.starting_offsets' = 'earliest',
-    'kafka.max_offsets_per_trigger' = '200000',
+    'kafka.max_offsets_per_trigger' = '${TICKS_MAX_PER_TRIGGER:-200000}',
     'binance.url' = '${BINANCE_WS_URL:-wss://stream.binance.com:9443/ws/!miniTicker@arr}',
     'file.path' = '${TICKS_PATH:-data/ticks}'
 );

@@ -32,7 +32,7 @@ CREATE TABLE ticks (
     format = 'json',
     'kafka.topic' = '${TICKS_TOPIC:-projet-bdcc}',
     'kafka.starting_offsets' = 'earliest',
-    'kafka.max_offsets_per_trigger' = '200000',
+    'kafka.max_offsets_per_trigger' = '${TICKS_MAX_PER_TRIGGER:-200000}',
     'binance.url' = '${BINANCE_WS_URL:-wss://stream.binance.com:9443/ws/!miniTicker@arr}',
     'file.path' = '${TICKS_PATH:-data/ticks}'
 );

@@ -1,16 +1,22 @@
 //! `sluice`: the command-line interface.
 //!
 //! ```text
+//! sluice run FILE.sql… [--var NAME=VALUE] [--available-now] [--json]  run pipeline files
+//! sluice explain FILE.sql…                                            show their streaming plans
+//! sluice demo [--live] [--data-dir data]      replay → queries/ → SQLite → dashboard on :8501
+//! sluice dashboard [--database-url URL] [--listen 127.0.0.1:8501]     serve the dashboard
 //! sluice produce binance [--url URL] [--topic projet-bdcc] [--raw]   Binance → Kafka
 //! sluice capture binance --out FILE [--url URL] [--duration 10m]     record raw frames
 //! sluice replay FILE [--listen 127.0.0.1:9443] [--speed N | --max] [--loop] [--shift-to-now]
 //! sluice generate-sample --out FILE [--symbols 200] [--seconds 600] [--seed N]
 //! ```
 //!
-//! Exit codes: 0 success (including a graceful Ctrl-C / SIGTERM stop), 1 runtime failure,
-//! 2 invalid arguments (clap's).
+//! Exit codes: 0 success (including a graceful Ctrl-C / SIGTERM stop and the end of an
+//! available-now run), 1 runtime failure (a query failed, a connector is unreachable),
+//! 2 invalid arguments or an invalid pipeline file (the message names the line and column).
 
 mod binance;
+mod pipeline;
 
 use clap::{Parser, Subcommand};
 
@@ -25,6 +31,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run pipeline files until Ctrl-C (or, with --available-now, until the data is processed).
+    Run(pipeline::Run),
+    /// Show the streaming plan of pipeline files without running them.
+    Explain(pipeline::Explain),
+    /// The whole pipeline offline: bundled sample replay → queries/ → SQLite → dashboard.
+    Demo(pipeline::Demo),
+    /// Serve the market dashboard over the pipelines' database.
+    Dashboard(pipeline::DashboardArgs),
     /// Produce a live stream to Kafka.
     #[command(subcommand)]
     Produce(binance::Produce),
@@ -47,6 +61,10 @@ async fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(command) => pipeline::run(command).await,
+        Command::Explain(command) => pipeline::explain(command).await,
+        Command::Demo(command) => pipeline::demo(command).await,
+        Command::Dashboard(command) => pipeline::dashboard(command).await,
         Command::Produce(command) => binance::produce(command).await,
         Command::Capture(command) => binance::capture(command).await,
         Command::Replay(command) => binance::replay(command).await,
@@ -56,7 +74,17 @@ async fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            // A file that does not load is a usage error, like a bad argument.
+            let invalid_file = e.chain().any(|cause| {
+                matches!(
+                    cause.downcast_ref::<sluice_pipeline::PipelineError>(),
+                    Some(
+                        sluice_pipeline::PipelineError::At { .. }
+                            | sluice_pipeline::PipelineError::Read { .. }
+                    )
+                )
+            });
+            std::process::ExitCode::from(if invalid_file { 2 } else { 1 })
         }
     }
 }

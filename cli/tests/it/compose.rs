@@ -1,0 +1,105 @@
+//! docker-compose.yml (no Docker engine here): its services, ports and environment match what
+//! the code and the README expect.
+
+use serde_norway::Value;
+
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+fn compose() -> Value {
+    let text = std::fs::read_to_string(format!("{ROOT}/docker-compose.yml")).unwrap();
+    serde_norway::from_str(&text).unwrap()
+}
+
+fn env<'a>(service: &'a Value, name: &str) -> &'a str {
+    service["environment"][name]
+        .as_str()
+        .unwrap_or_else(|| panic!("{name} missing in {service:?}"))
+}
+
+fn strings(value: &Value) -> Vec<&str> {
+    value
+        .as_sequence()
+        .map(|s| s.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_stack_has_the_seed_services_modernised() {
+    let compose = compose();
+    let services = compose["services"].as_mapping().unwrap();
+    let names: Vec<&str> = services.keys().filter_map(Value::as_str).collect();
+    assert_eq!(
+        names,
+        ["kafka", "postgres", "producer", "pipelines", "dashboard"]
+    );
+
+    // Apache Kafka's official image in KRaft mode: no ZooKeeper anywhere.
+    let kafka = &compose["services"]["kafka"];
+    assert!(
+        kafka["image"]
+            .as_str()
+            .unwrap()
+            .starts_with("apache/kafka:")
+    );
+    assert_eq!(env(kafka, "KAFKA_PROCESS_ROLES"), "broker,controller");
+    assert!(
+        !std::fs::read_to_string(format!("{ROOT}/docker-compose.yml"))
+            .unwrap()
+            .contains("KAFKA_ZOOKEEPER_CONNECT")
+    );
+
+    // PostgreSQL with a named volume and a health check.
+    let postgres = &compose["services"]["postgres"];
+    assert!(strings(&postgres["volumes"])[0].starts_with("postgres-data:"));
+    assert!(compose["volumes"].get("postgres-data").is_some());
+    assert!(postgres["healthcheck"]["test"].is_sequence());
+    let url = format!(
+        "postgres://{}:{}@postgres:5432/{}",
+        env(postgres, "POSTGRES_USER"),
+        env(postgres, "POSTGRES_PASSWORD"),
+        env(postgres, "POSTGRES_DB")
+    );
+
+    // The sluice services are built from this repository and configured like the code reads.
+    for name in ["producer", "pipelines", "dashboard"] {
+        let service = &compose["services"][name];
+        assert_eq!(service["build"].as_str(), Some("."), "{name}");
+    }
+    assert!(std::path::Path::new(&format!("{ROOT}/Dockerfile")).exists());
+    let producer = &compose["services"]["producer"];
+    assert_eq!(
+        env(producer, sluice_connectors::kafka::BOOTSTRAP_ENV),
+        "kafka:9092"
+    );
+    assert_eq!(
+        env(producer, "BINANCE_WS_URL"),
+        sluice_connectors::binance::MINI_TICKER_URL
+    );
+    let pipelines = &compose["services"]["pipelines"];
+    assert_eq!(env(pipelines, "KAFKA_BOOTSTRAP"), "kafka:9092");
+    assert_eq!(env(pipelines, "DATABASE_URL"), url);
+    assert_eq!(env(pipelines, "SINK_CONNECTOR"), "postgres");
+    let command = strings(&pipelines["command"]);
+    assert_eq!(command[0], "run");
+    for file in &command[1..] {
+        assert!(
+            std::path::Path::new(&format!("{ROOT}/{file}")).exists(),
+            "{file}"
+        );
+    }
+    // The topic the producer writes is the one the queries read.
+    let produced = strings(&producer["command"]);
+    let topic = produced[produced.iter().position(|a| *a == "--topic").unwrap() + 1];
+    assert_eq!(env(pipelines, "TICKS_TOPIC"), topic);
+    let query = std::fs::read_to_string(format!("{ROOT}/queries/projet_bdcc.sql")).unwrap();
+    assert!(query.contains(&format!("'${{TICKS_TOPIC:-{topic}}}'")));
+
+    // The dashboard: port 8501 on the host's loopback, the same database.
+    let dashboard = &compose["services"]["dashboard"];
+    assert_eq!(strings(&dashboard["ports"]), ["127.0.0.1:8501:8501"]);
+    assert_eq!(env(dashboard, "DATABASE_URL"), url);
+
+    // The README tells how to start it.
+    let readme = std::fs::read_to_string(format!("{ROOT}/README.md")).unwrap();
+    assert!(readme.contains("docker compose up --build"));
+}

@@ -1,0 +1,93 @@
+//! A pipeline file that does not load: a message naming the file, line and column, and exit
+//! code 2 (usage error), before anything connects.
+
+use std::process::Command;
+
+fn sluice() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+}
+
+#[test]
+fn an_invalid_file_exits_with_2_and_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("job.sql");
+    std::fs::write(
+        &file,
+        "CREATE TABLE t (x BIGINT) WITH (connector = 'memory');\n\
+         CREATE TABLE out WITH (connector = 'console', output_mode = 'upsert');\n\
+         INSERT INTO out SELECT x FROM t;\n",
+    )
+    .unwrap();
+    for command in ["run", "explain"] {
+        let output = sluice().arg(command).arg(&file).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{command}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(&format!(
+                "{}:2:61: option 'output_mode': unknown output mode 'upsert'",
+                file.display()
+            )),
+            "{stderr}"
+        );
+    }
+    let output = sluice().args(["run", "/nonexistent.sql"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot read /nonexistent.sql"));
+}
+
+#[test]
+fn explain_prints_the_streaming_plan_of_the_query_files() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let output = sluice()
+        .current_dir(root)
+        .args(["explain", "queries/candles_1m.sql"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let plan = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        plan.contains("== query candles_1m (queries/candles_1m.sql:"),
+        "{plan}"
+    );
+    assert!(plan.contains("update"), "{plan}");
+}
+
+#[test]
+fn an_available_now_run_exits_0_with_one_line_per_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    std::fs::write(
+        dir.path().join("in/0.jsonl"),
+        "{\"symbol\":\"BTCUSDT\",\"close_price\":1.5,\"timestamp\":1764331200000}\n",
+    )
+    .unwrap();
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let output = sluice()
+        .current_dir(root)
+        .args(["run", "queries/projet_bdcc.sql", "--available-now"])
+        .env("TICKS_CONNECTOR", "file")
+        .env("TICKS_PATH", dir.path().join("in"))
+        .env("SINK_CONNECTOR", "sqlite")
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}/out.db", dir.path().display()),
+        )
+        .env("CHECKPOINT_DIR", dir.path().join("checkpoints"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.starts_with("[projet_bdcc] batch 0 · 1 rows in · 1 out · "),
+        "{stdout}"
+    );
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+}
