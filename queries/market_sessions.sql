@@ -1,9 +1,9 @@
 -- market_sessions — sessions of activity per symbol (session windows).
 --
--- Binance's all-market mini-ticker stream only carries the symbols that traded in the last
--- second, so a symbol's tickers come in bursts. A session is a run of tickers of one symbol
--- with no gap longer than 30 seconds; per session:
---   session_start / session_end  first ticker, and last ticker + 30 s (Spark's session end),
+-- Binance's all-market mini-ticker stream only carries the symbols whose ticker changed in the
+-- last second, so a symbol's tickers come in bursts. A session is a run of tickers of one
+-- symbol with no pause longer than 5 seconds; per session:
+--   session_start / session_end  first ticker, and last ticker + 5 s (Spark's session end),
 --   ticks                        tickers in the session,
 --   first_close / last_close     close price at its first and last ticker,
 --   pct_change                   (last_close - first_close) / first_close × 100.
@@ -55,11 +55,11 @@ SELECT
 FROM (
     SELECT
         symbol,
-        session_window(ts, '30 seconds') AS session,
+        session_window(ts, '5 seconds') AS session,
         count(*) AS ticks,
         min_by(close_price, ts) AS first_close,
         max_by(close_price, ts) AS last_close
     FROM ticks
     WHERE symbol IS NOT NULL AND ts IS NOT NULL
-    GROUP BY symbol, session_window(ts, '30 seconds')
+    GROUP BY symbol, session_window(ts, '5 seconds')
 );

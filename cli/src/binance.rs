@@ -212,6 +212,10 @@ pub async fn replay(args: Replay) -> anyhow::Result<()> {
     }
     let frames = read_capture(&args.file)?;
     let count = frames.len();
+    let span_ms = match (frames.first(), frames.last()) {
+        (Some(first), Some(last)) => (last.arrival_ms - first.arrival_ms).max(1),
+        _ => 1,
+    };
     let server = ReplayServer::start(
         frames,
         args.listen,
@@ -233,8 +237,63 @@ pub async fn replay(args: Replay) -> anyhow::Result<()> {
         args.file.display(),
         server.url("!miniTicker@arr")
     );
-    shutdown_signal().await;
+    if args.looped {
+        shutdown_signal().await;
+        return Ok(());
+    }
+    // A bounded replay: a progress bar on a terminal, a line every 10 s otherwise.
+    let started = Instant::now();
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut last_line = Instant::now();
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+        let stats = server.stats();
+        let clients = stats.connections.load(Ordering::Relaxed);
+        let sent = stats.frames_sent.load(Ordering::Relaxed);
+        let done = if args.max {
+            // Each client reads the whole capture at its own pace.
+            sent as f64 / (count.max(1) as u64 * clients.max(1)) as f64
+        } else {
+            started.elapsed().as_secs_f64() * 1000.0 * args.speed / span_ms as f64
+        }
+        .min(1.0);
+        let line = format!(
+            "{} · {sent} frames sent · {clients} connections",
+            progress_bar(done, 30)
+        );
+        if terminal {
+            eprint!("\r{line}  ");
+        } else if last_line.elapsed() >= Duration::from_secs(10) || done >= 1.0 {
+            eprintln!("{line}");
+            last_line = Instant::now();
+        }
+        if done >= 1.0 && !terminal {
+            // Keep serving (clients stay connected) but stop reporting.
+            shutdown.as_mut().await;
+            break;
+        }
+    }
+    if terminal {
+        eprintln!();
+    }
     Ok(())
+}
+
+/// `[=========>          ]  45%`
+fn progress_bar(fraction: f64, width: usize) -> String {
+    let filled = ((fraction.clamp(0.0, 1.0) * width as f64) as usize).min(width);
+    let head = if filled < width { ">" } else { "" };
+    format!(
+        "[{}{head}{}] {:>3.0}%",
+        "=".repeat(filled),
+        " ".repeat(width - filled - head.len()),
+        fraction.clamp(0.0, 1.0) * 100.0
+    )
 }
 
 /// Options of `sluice generate-sample`.

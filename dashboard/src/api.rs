@@ -97,22 +97,66 @@ fn params(pairs: Pairs) -> Result<Params, ApiError> {
     Params::from_pairs(&pairs)
 }
 
-/// Serves one cached data endpoint.
-async fn cached<F, Fut>(
-    state: &AppState,
-    endpoint: &str,
-    params: &Params,
-    compute: F,
-) -> Result<Response, ApiError>
-where
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = Result<Value, ApiError>>,
-{
-    let key = format!("{endpoint}|{}", params.key());
-    let value = state
+/// The cached data endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    Overview,
+    Candles,
+    Top,
+    Anomalies,
+    Details,
+}
+
+impl Endpoint {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Overview => "overview",
+            Self::Candles => "candles",
+            Self::Top => "top",
+            Self::Anomalies => "anomalies",
+            Self::Details => "details",
+        }
+    }
+
+    async fn compute(self, state: &Arc<AppState>, params: &Params) -> Result<Value, ApiError> {
+        match self {
+            Self::Overview => state.overview_json(params).await,
+            Self::Candles => state.candles_json(params).await,
+            Self::Top => state.top_json(params).await,
+            Self::Anomalies => state.anomalies_json(params).await,
+            Self::Details => state.details_json(params).await,
+        }
+    }
+}
+
+/// The (cached) body of a data endpoint.
+pub(crate) async fn cached_json(
+    state: &Arc<AppState>,
+    endpoint: Endpoint,
+    mut params: Params,
+) -> Result<Arc<Value>, ApiError> {
+    if matches!(endpoint, Endpoint::Top | Endpoint::Anomalies) {
+        // They are about every symbol: one entry whatever the page's selection.
+        params.symbols.clear();
+    }
+    let key = format!("{}|{}", endpoint.name(), params.key());
+    let shared = state.clone();
+    let compute = move || {
+        let (state, params) = (shared.clone(), params.clone());
+        async move { endpoint.compute(&state, &params).await }
+    };
+    state
         .cache
         .get_or_compute(&key, Kind::Data, state.config.data_ttl, compute)
-        .await?;
+        .await
+}
+
+async fn cached(
+    state: &Arc<AppState>,
+    endpoint: Endpoint,
+    pairs: Pairs,
+) -> Result<Response, ApiError> {
+    let value = cached_json(state, endpoint, params(pairs)?).await?;
     Ok(json_response(&value))
 }
 
@@ -145,6 +189,7 @@ async fn status(State(state): Shared) -> Result<Response, ApiError> {
         "seq": live.seq,
         "refresh_ms": u64::try_from(state.config.refresh.as_millis()).unwrap_or(u64::MAX),
         "server_ms": chrono::Utc::now().timestamp_millis(),
+        "cache": state.cache.stats(),
     })))
 }
 
@@ -153,31 +198,23 @@ async fn symbols(State(state): Shared) -> Result<Response, ApiError> {
 }
 
 async fn overview(State(state): Shared, pairs: Pairs) -> Result<Response, ApiError> {
-    let params = params(pairs)?;
-    cached(&state, "overview", &params, || state.overview_json(&params)).await
+    cached(&state, Endpoint::Overview, pairs).await
 }
 
 async fn candles(State(state): Shared, pairs: Pairs) -> Result<Response, ApiError> {
-    let params = params(pairs)?;
-    cached(&state, "candles", &params, || state.candles_json(&params)).await
+    cached(&state, Endpoint::Candles, pairs).await
 }
 
 async fn top(State(state): Shared, pairs: Pairs) -> Result<Response, ApiError> {
-    let params = params(pairs)?;
-    cached(&state, "top", &params, || state.top_json(&params)).await
+    cached(&state, Endpoint::Top, pairs).await
 }
 
 async fn anomalies(State(state): Shared, pairs: Pairs) -> Result<Response, ApiError> {
-    let params = params(pairs)?;
-    cached(&state, "anomalies", &params, || {
-        state.anomalies_json(&params)
-    })
-    .await
+    cached(&state, Endpoint::Anomalies, pairs).await
 }
 
 async fn details(State(state): Shared, pairs: Pairs) -> Result<Response, ApiError> {
-    let params = params(pairs)?;
-    cached(&state, "details", &params, || state.details_json(&params)).await
+    cached(&state, Endpoint::Details, pairs).await
 }
 
 async fn history_csv(State(state): Shared, pairs: Pairs) -> Result<Response, ApiError> {

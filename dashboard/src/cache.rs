@@ -1,44 +1,133 @@
-//! A server-side cache with a time to live, shared by every browser (like Streamlit's
-//! `st.cache_data`): computed JSON values by key. A commit observed by the live watcher
-//! invalidates the data entries; entries computed before an invalidation are not stored.
+//! A server-side cache shared by every browser, like Streamlit's `st.cache_data` but
+//! **stale-while-revalidate**: computed JSON values by key, each with the recipe that computes
+//! it, so that it can be recomputed in the background.
+//!
+//! * A *fresh* entry (computed since the latest observed commit, younger than its TTL) is
+//!   served as is.
+//! * A *stale* entry (its TTL passed, or one commit was observed since its computation
+//!   started) is served immediately while **one** background computation (a *flight*)
+//!   replaces it; concurrent requests share that flight, they never start another.
+//! * An entry two or more commits behind, or a key never computed, is not served: the request
+//!   waits for the key's flight (the first request computes inline, as before).
+//! * After a commit, [`Cache::refresh_data`] recomputes every data entry used recently and
+//!   drops the others ([`Cache::invalidate_data`]).
+//!
+//! Computations nested in a flight (the latest snapshot time inside a *Top* computation, …)
+//! never accept a stale value: they wait for a value computed for the current generation, so
+//! that a refresh never builds on outdated pieces.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+use serde::Serialize;
 use serde_json::Value;
 
-/// Most entries kept; past that, expired entries are dropped, then everything.
+use crate::error::ApiError;
+
+/// Most entries kept; past that, entries not used recently are dropped, then all idle ones.
 const MAX_ENTRIES: usize = 1_024;
 
-/// What an entry holds: data (invalidated by commits) or the symbol list (TTL only).
+/// How long after its last use a data entry is kept warm (recomputed after each commit).
+pub const KEEP_WARM: Duration = Duration::from_secs(120);
+
+/// What an entry holds: data (outdated by commits) or the symbol list (TTL only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// Query results: short TTL, dropped on every observed commit.
+    /// Query results: short TTL, stale after every observed commit.
     Data,
     /// The symbol list: long TTL, kept across commits.
     Symbols,
 }
 
-#[derive(Debug)]
-struct Entry {
-    stored: Instant,
-    ttl: Duration,
-    kind: Kind,
+type Compute = Arc<dyn Fn() -> BoxFuture<'static, Result<Value, ApiError>> + Send + Sync>;
+type Flight = Shared<BoxFuture<'static, Result<Arc<Value>, ApiError>>>;
+
+tokio::task_local! {
+    /// Set while a flight or a refresh runs: nested lookups must be current.
+    static REFRESHING: ();
+}
+
+/// Runs `work` as a refresh: the cache lookups it makes never accept a stale value.
+pub(crate) async fn refreshing<F: Future>(work: F) -> F::Output {
+    REFRESHING.scope((), work).await
+}
+
+fn in_refresh() -> bool {
+    REFRESHING.try_with(|_| ()).is_ok()
+}
+
+static NEXT_FLIGHT: AtomicU64 = AtomicU64::new(0);
+
+struct Stored {
     value: Arc<Value>,
+    /// When the computation started (the data it read is at least that recent).
+    at: Instant,
+    /// The commit generation when the computation started.
+    generation: u64,
+}
+
+struct Entry {
+    kind: Kind,
+    ttl: Duration,
+    compute: Compute,
+    used: Instant,
+    stored: Option<Stored>,
+    flight: Option<(u64, Flight)>,
+}
+
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry")
+            .field("kind", &self.kind)
+            .field("ttl", &self.ttl)
+            .field("stored", &self.stored.as_ref().map(|s| s.generation))
+            .field("flight", &self.flight.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Counters of the cache's work since the server started (in `GET /api/status`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CacheStats {
+    /// Entries held.
+    pub entries: usize,
+    /// Computations started (first computations and refreshes).
+    pub computations: u64,
+    /// Requests answered with a stale value while it was being recomputed.
+    pub stale_served: u64,
+    /// Requests that waited for a computation (a key never computed, or too outdated).
+    pub waited: u64,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     entries: HashMap<String, Entry>,
     generation: u64,
+    stats: CacheStats,
 }
 
-/// The shared cache.
-#[derive(Debug, Default)]
+impl Inner {
+    fn make_room(&mut self) {
+        if self.entries.len() < MAX_ENTRIES {
+            return;
+        }
+        self.entries
+            .retain(|_, e| e.flight.is_some() || e.used.elapsed() < KEEP_WARM);
+        if self.entries.len() >= MAX_ENTRIES {
+            self.entries.retain(|_, e| e.flight.is_some());
+        }
+    }
+}
+
+/// The shared cache: a cheap handle (clones share the entries).
+#[derive(Debug, Default, Clone)]
 pub struct Cache {
-    inner: Mutex<Inner>,
+    inner: Arc<Mutex<Inner>>,
 }
 
 impl Cache {
@@ -54,57 +143,177 @@ impl Cache {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The cached value of `key` if fresh, else the result of `compute` (stored for `ttl`
-    /// unless `ttl` is zero or a commit was observed meanwhile).
-    pub async fn get_or_compute<F, Fut, E>(
+    /// The value of `key`: fresh, else stale while one background computation replaces it,
+    /// else the result of `compute` (waiting for the key's computation in flight, if any).
+    /// A zero `ttl` caches nothing: `compute` runs for every call.
+    ///
+    /// `compute` is kept with the entry to recompute it after commits; it must compute the
+    /// same thing for the same key.
+    pub async fn get_or_compute<F, Fut>(
         &self,
         key: &str,
         kind: Kind,
         ttl: Duration,
         compute: F,
-    ) -> Result<Arc<Value>, E>
+    ) -> Result<Arc<Value>, ApiError>
     where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Value, E>>,
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, ApiError>> + Send + 'static,
     {
-        let generation = {
-            let inner = self.lock();
-            if let Some(entry) = inner.entries.get(key)
-                && entry.stored.elapsed() < entry.ttl
-            {
-                return Ok(entry.value.clone());
-            }
-            inner.generation
-        };
-        let value = Arc::new(compute().await?);
-        if !ttl.is_zero() {
-            let mut inner = self.lock();
-            if inner.generation == generation || kind == Kind::Symbols {
-                if inner.entries.len() >= MAX_ENTRIES {
-                    inner.entries.retain(|_, e| e.stored.elapsed() < e.ttl);
-                    if inner.entries.len() >= MAX_ENTRIES {
-                        inner.entries.clear();
-                    }
-                }
-                inner.entries.insert(
-                    key.to_owned(),
-                    Entry {
-                        stored: Instant::now(),
-                        ttl,
-                        kind,
-                        value: value.clone(),
-                    },
-                );
-            }
+        if ttl.is_zero() {
+            return compute().await.map(Arc::new);
         }
-        Ok(value)
+        let compute: Compute = Arc::new(move || compute().boxed());
+        self.fetch(key, kind, ttl, &compute, in_refresh()).await
     }
 
-    /// Drops every [`Kind::Data`] entry (a new batch was committed).
+    async fn fetch(
+        &self,
+        key: &str,
+        kind: Kind,
+        ttl: Duration,
+        compute: &Compute,
+        strict: bool,
+    ) -> Result<Arc<Value>, ApiError> {
+        let began = Instant::now();
+        let mut counted = false;
+        loop {
+            let flight = {
+                let mut guard = self.lock();
+                let inner = &mut *guard;
+                let generation = inner.generation;
+                if !inner.entries.contains_key(key) {
+                    inner.make_room();
+                }
+                let entry = inner
+                    .entries
+                    .entry(key.to_owned())
+                    .or_insert_with(|| Entry {
+                        kind,
+                        ttl,
+                        compute: compute.clone(),
+                        used: began,
+                        stored: None,
+                        flight: None,
+                    });
+                entry.used = Instant::now();
+                if let Some(stored) = &entry.stored {
+                    let current = kind == Kind::Symbols || stored.generation == generation;
+                    let value = stored.value.clone();
+                    if (current && stored.at.elapsed() < ttl) || stored.at >= began {
+                        return Ok(value);
+                    }
+                    let servable = kind == Kind::Symbols || stored.generation + 1 >= generation;
+                    if servable && !strict {
+                        if entry.flight.is_none() {
+                            // The flight runs in a task of its own: no need to poll it.
+                            drop(self.start(key, entry, generation, &mut inner.stats));
+                        }
+                        inner.stats.stale_served += 1;
+                        return Ok(value);
+                    }
+                }
+                if !strict && !counted {
+                    counted = true;
+                    inner.stats.waited += 1;
+                }
+                match &entry.flight {
+                    Some((_, flight)) => flight.clone(),
+                    None => self.start(key, entry, generation, &mut inner.stats),
+                }
+            };
+            // Loop to check what the flight stored (another one may be needed if it started
+            // before a commit this lookup must see).
+            flight.await?;
+        }
+    }
+
+    /// Starts the one computation of `entry`, in a task of its own (it completes even if
+    /// every request waiting for it goes away).
+    fn start(
+        &self,
+        key: &str,
+        entry: &mut Entry,
+        generation: u64,
+        stats: &mut CacheStats,
+    ) -> Flight {
+        stats.computations += 1;
+        let id = NEXT_FLIGHT.fetch_add(1, Ordering::Relaxed);
+        let compute = entry.compute.clone();
+        let cache = self.clone();
+        let key = key.to_owned();
+        let started = Instant::now();
+        let task = tokio::spawn(refreshing(async move {
+            let result = compute().await.map(Arc::new);
+            cache.finish(&key, id, generation, started, &result);
+            result
+        }));
+        let flight = async move { task.await.unwrap_or(Err(ApiError::Internal)) }
+            .boxed()
+            .shared();
+        entry.flight = Some((id, flight.clone()));
+        flight
+    }
+
+    /// Stores a flight's result; an error drops the entry (its stale value is not served
+    /// again: the next request computes and reports).
+    fn finish(
+        &self,
+        key: &str,
+        id: u64,
+        generation: u64,
+        at: Instant,
+        result: &Result<Arc<Value>, ApiError>,
+    ) {
+        let mut inner = self.lock();
+        if let Some(entry) = inner.entries.get_mut(key)
+            && entry.flight.as_ref().is_some_and(|(i, _)| *i == id)
+        {
+            match result {
+                Ok(value) => {
+                    entry.flight = None;
+                    entry.stored = Some(Stored {
+                        value: value.clone(),
+                        at,
+                        generation,
+                    });
+                }
+                Err(_) => {
+                    inner.entries.remove(key);
+                }
+            }
+        }
+    }
+
+    /// A new batch was committed: every [`Kind::Data`] entry becomes stale; those not used
+    /// for [`KEEP_WARM`] are dropped.
     pub fn invalidate_data(&self) {
         let mut inner = self.lock();
         inner.generation += 1;
-        inner.entries.retain(|_, e| e.kind != Kind::Data);
+        inner.entries.retain(|_, e| {
+            e.kind != Kind::Data || e.flight.is_some() || e.used.elapsed() < KEEP_WARM
+        });
+    }
+
+    /// Recomputes every [`Kind::Data`] entry not computed for the latest commit (one flight
+    /// per key, shared with requests) and completes when they all are. Errors are left to
+    /// the requests (the failed entries are dropped).
+    pub async fn refresh_data(&self) {
+        let work: Vec<(String, Duration, Compute)> = {
+            let inner = self.lock();
+            inner
+                .entries
+                .iter()
+                .filter(|(_, e)| e.kind == Kind::Data)
+                .map(|(key, e)| (key.clone(), e.ttl, e.compute.clone()))
+                .collect()
+        };
+        let refreshes = work.iter().map(|(key, ttl, compute)| async move {
+            if let Err(error) = self.fetch(key, Kind::Data, *ttl, compute, true).await {
+                tracing::debug!(%error, key, "dashboard: refresh failed");
+            }
+        });
+        refreshing(futures::future::join_all(refreshes)).await;
     }
 
     /// Drops one entry.
@@ -128,45 +337,77 @@ impl Cache {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The cache's counters.
+    pub fn stats(&self) -> CacheStats {
+        let inner = self.lock();
+        CacheStats {
+            entries: inner.entries.len(),
+            ..inner.stats
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn constant(v: i64) -> impl Fn() -> BoxFuture<'static, Result<Value, ApiError>> {
+        move || async move { Ok(Value::from(v)) }.boxed()
+    }
+
     #[tokio::test]
     async fn ttl_and_invalidation() {
         let cache = Cache::new();
         let ttl = Duration::from_secs(60);
         let v = cache
-            .get_or_compute("a", Kind::Data, ttl, || async {
-                Ok::<_, ()>(Value::from(1))
-            })
+            .get_or_compute("a", Kind::Data, ttl, constant(1))
             .await
             .unwrap();
         assert_eq!(*v, Value::from(1));
         let v = cache
-            .get_or_compute("a", Kind::Data, ttl, || async {
-                Ok::<_, ()>(Value::from(2))
-            })
+            .get_or_compute("a", Kind::Data, ttl, constant(2))
             .await
             .unwrap();
         assert_eq!(*v, Value::from(1), "cached");
         cache
-            .get_or_compute("s", Kind::Symbols, ttl, || async {
-                Ok::<_, ()>(Value::from(3))
-            })
+            .get_or_compute("s", Kind::Symbols, ttl, constant(3))
             .await
             .unwrap();
         cache.invalidate_data();
-        assert_eq!(cache.len(), 1, "symbols survive a commit");
+        assert_eq!(cache.len(), 2, "used recently: kept warm");
+        cache.refresh_data().await;
         let v = cache
-            .get_or_compute("a", Kind::Data, Duration::ZERO, || async {
-                Ok::<_, ()>(Value::from(4))
-            })
+            .get_or_compute("a", Kind::Data, ttl, constant(5))
+            .await
+            .unwrap();
+        assert_eq!(*v, Value::from(1), "recomputed by its own recipe, fresh");
+        cache.clear();
+        let v = cache
+            .get_or_compute("a", Kind::Data, Duration::ZERO, constant(4))
             .await
             .unwrap();
         assert_eq!(*v, Value::from(4));
-        assert_eq!(cache.len(), 1, "a zero TTL stores nothing");
+        assert_eq!(cache.len(), 0, "a zero TTL stores nothing");
+        let stats = cache.stats();
+        assert_eq!((stats.computations, stats.waited), (3, 2), "{stats:?}");
+    }
+
+    #[tokio::test]
+    async fn errors_are_not_kept() {
+        let cache = Cache::new();
+        let ttl = Duration::from_secs(60);
+        let failed = cache
+            .get_or_compute("e", Kind::Data, ttl, || async {
+                Err::<Value, _>(ApiError::Unavailable)
+            })
+            .await;
+        assert!(matches!(failed, Err(ApiError::Unavailable)));
+        assert!(cache.is_empty(), "a failed computation leaves nothing");
+        let v = cache
+            .get_or_compute("e", Kind::Data, ttl, constant(7))
+            .await
+            .unwrap();
+        assert_eq!(*v, Value::from(7));
     }
 }

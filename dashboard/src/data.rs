@@ -1,6 +1,8 @@
 //! The dashboard's data: SQL over the ticker and candle tables, and the indicators derived from
 //! it. Every function returns the JSON body of one endpoint (see the crate documentation).
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -92,53 +94,38 @@ fn placeholders(first: usize, count: usize) -> String {
 
 impl AppState {
     /// Whether the ticker table exists (cached).
-    pub async fn ticker_exists(&self) -> Result<bool, ApiError> {
-        self.exists("ticker", &self.ticker_name).await
+    pub async fn ticker_exists(self: &Arc<Self>) -> Result<bool, ApiError> {
+        self.exists("ticker", self.ticker_name.clone()).await
     }
 
     /// Whether the candles table exists (cached).
-    pub async fn candles_exists(&self) -> Result<bool, ApiError> {
-        self.exists("candles", &self.candles_name).await
+    pub async fn candles_exists(self: &Arc<Self>) -> Result<bool, ApiError> {
+        self.exists("candles", self.candles_name.clone()).await
     }
 
-    async fn exists(&self, what: &str, name: &str) -> Result<bool, ApiError> {
+    async fn exists(self: &Arc<Self>, what: &str, name: String) -> Result<bool, ApiError> {
+        let state = self.clone();
+        let compute = move || {
+            let (state, name) = (state.clone(), name.clone());
+            async move { Ok(Value::Bool(state.db.table_exists(&name).await?)) }
+        };
+        let key = format!("exists|{what}");
         let value = self
             .cache
-            .get_or_compute(
-                &format!("exists|{what}"),
-                Kind::Data,
-                self.config.data_ttl,
-                || async { Ok::<_, ApiError>(Value::Bool(self.db.table_exists(name).await?)) },
-            )
+            .get_or_compute(&key, Kind::Data, self.config.data_ttl, compute)
             .await?;
         Ok(value.as_bool().unwrap_or(false))
     }
 
     /// The distinct symbols (a loose index scan on `(symbol, timestamp_ts)`), sorted.
-    pub async fn symbol_list(&self) -> Result<Vec<String>, ApiError> {
+    pub async fn symbol_list(self: &Arc<Self>) -> Result<Vec<String>, ApiError> {
         if !self.ticker_exists().await? {
             return Ok(Vec::new());
         }
-        let compute = || async {
-            let t = &self.ticker;
-            let sql = format!(
-                "WITH RECURSIVE s(sym) AS (
-                    SELECT min(symbol) FROM {t}
-                    UNION ALL
-                    SELECT (SELECT min(symbol) FROM {t} WHERE symbol > s.sym) FROM s
-                    WHERE s.sym IS NOT NULL)
-                 SELECT sym FROM s WHERE sym IS NOT NULL"
-            );
-            let rows = self.db.fetch(&sql, &[]).await?;
-            let symbols: Vec<Value> = rows
-                .into_iter()
-                .filter_map(|r| r.into_iter().next())
-                .filter_map(|v| match v {
-                    Val::Text(t) => Some(Value::String(t)),
-                    _ => None,
-                })
-                .collect();
-            Ok::<_, ApiError>(Value::Array(symbols))
+        let state = self.clone();
+        let compute = move || {
+            let state = state.clone();
+            async move { state.compute_symbols().await }
         };
         let mut value = self
             .cache
@@ -147,7 +134,7 @@ impl AppState {
         if value.as_array().is_some_and(Vec::is_empty) {
             // Don't keep an empty list for the long TTL: the first batch is on its way.
             self.cache.remove("symbols");
-            value = std::sync::Arc::new(Value::Array(Vec::new()));
+            value = Arc::new(Value::Array(Vec::new()));
         }
         Ok(value
             .as_array()
@@ -159,8 +146,25 @@ impl AppState {
             .unwrap_or_default())
     }
 
+    async fn compute_symbols(&self) -> Result<Value, ApiError> {
+        let sql = format!(
+            "{} SELECT sym FROM s WHERE sym IS NOT NULL",
+            distinct_symbols(&self.ticker)
+        );
+        let rows = self.db.fetch(&sql, &[]).await?;
+        let symbols: Vec<Value> = rows
+            .into_iter()
+            .filter_map(|r| r.into_iter().next())
+            .filter_map(|v| match v {
+                Val::Text(t) => Some(Value::String(t)),
+                _ => None,
+            })
+            .collect();
+        Ok(Value::Array(symbols))
+    }
+
     /// The symbols a request is about: the ones it names, else the defaults.
-    async fn requested_symbols(&self, params: &Params) -> Result<Vec<String>, ApiError> {
+    async fn requested_symbols(self: &Arc<Self>, params: &Params) -> Result<Vec<String>, ApiError> {
         if !params.symbols.is_empty() {
             return Ok(params.symbols.clone());
         }
@@ -170,26 +174,14 @@ impl AppState {
     /// The time of the newest snapshot in the ticker table (cached), `None` if it is empty or
     /// missing. It is the max over symbols of the per-symbol max, so that it is an index probe
     /// per symbol rather than a scan.
-    pub async fn latest(&self) -> Result<Option<DateTime<Utc>>, ApiError> {
+    pub async fn latest(self: &Arc<Self>) -> Result<Option<DateTime<Utc>>, ApiError> {
         if !self.ticker_exists().await? {
             return Ok(None);
         }
-        let compute = || async {
-            let t = &self.ticker;
-            let latest = self.db.epoch_ms(&format!(
-                "(SELECT max(timestamp_ts) FROM {t} WHERE symbol = s.sym)"
-            ));
-            let sql = format!(
-                "WITH RECURSIVE s(sym) AS (
-                    SELECT min(symbol) FROM {t}
-                    UNION ALL
-                    SELECT (SELECT min(symbol) FROM {t} WHERE symbol > s.sym) FROM s
-                    WHERE s.sym IS NOT NULL)
-                 SELECT max({latest}) FROM s WHERE sym IS NOT NULL"
-            );
-            let rows = self.db.fetch(&sql, &[]).await?;
-            let ms = rows.first().and_then(|r| r.first()).and_then(Val::i64);
-            Ok::<_, ApiError>(ms.map_or(Value::Null, Value::from))
+        let state = self.clone();
+        let compute = move || {
+            let state = state.clone();
+            async move { state.compute_latest().await }
         };
         let value = self
             .cache
@@ -198,7 +190,21 @@ impl AppState {
         Ok(value.as_i64().and_then(DateTime::from_timestamp_millis))
     }
 
-    async fn window(&self, period: Period) -> Result<Option<Window>, ApiError> {
+    async fn compute_latest(&self) -> Result<Value, ApiError> {
+        let t = &self.ticker;
+        let latest = self.db.epoch_ms(&format!(
+            "(SELECT max(timestamp_ts) FROM {t} WHERE symbol = s.sym)"
+        ));
+        let sql = format!(
+            "{} SELECT max({latest}) FROM s WHERE sym IS NOT NULL",
+            distinct_symbols(t)
+        );
+        let rows = self.db.fetch(&sql, &[]).await?;
+        let ms = rows.first().and_then(|r| r.first()).and_then(Val::i64);
+        Ok(ms.map_or(Value::Null, Value::from))
+    }
+
+    async fn window(self: &Arc<Self>, period: Period) -> Result<Option<Window>, ApiError> {
         Ok(self.latest().await?.map(|end| Window {
             start: period.start(end),
             end,
@@ -273,17 +279,40 @@ impl AppState {
             .collect())
     }
 
-    /// Every symbol's indicators over a period (cached: shared by *Top* and *Anomalies*).
-    async fn all_stats(&self, window: Window) -> Result<Vec<Stats>, ApiError> {
-        let key = format!("all_stats|{}", window.period);
+    /// The period's window and every symbol's indicators over it (cached: shared by *Top* and
+    /// *Anomalies*; the window is computed with the stats, so that a refresh uses the
+    /// current one).
+    async fn all_stats(
+        self: &Arc<Self>,
+        period: Period,
+    ) -> Result<(Option<Window>, Vec<Stats>), ApiError> {
+        let state = self.clone();
+        let compute = move || {
+            let state = state.clone();
+            async move {
+                let Some(window) = state.window(period).await? else {
+                    return Ok(json!({ "end_ms": null, "stats": [] }));
+                };
+                let stats = state.stats(window, None).await?;
+                Ok(json!({ "end_ms": window.end.timestamp_millis(), "stats": stats }))
+            }
+        };
+        let key = format!("all_stats|{period}");
         let value = self
             .cache
-            .get_or_compute(&key, Kind::Data, self.config.data_ttl, || async {
-                let stats = self.stats(window, None).await?;
-                serde_json::to_value(stats).map_err(|_| ApiError::Internal)
-            })
+            .get_or_compute(&key, Kind::Data, self.config.data_ttl, compute)
             .await?;
-        serde_json::from_value((*value).clone()).map_err(|_| ApiError::Internal)
+        let window = value["end_ms"]
+            .as_i64()
+            .and_then(DateTime::from_timestamp_millis)
+            .map(|end| Window {
+                start: period.start(end),
+                end,
+                period,
+            });
+        let stats =
+            serde_json::from_value(value["stats"].clone()).map_err(|_| ApiError::Internal)?;
+        Ok((window, stats))
     }
 
     /// Up to `limit` one-minute candles `[t, open, high, low, close, volume]` of `symbol`,
@@ -291,7 +320,7 @@ impl AppState {
     /// table (open = first close of the minute, close = last close, high/low = max/min close,
     /// volume = sum of `volume`). Returns the candles and the table they come from.
     pub async fn candles(
-        &self,
+        self: &Arc<Self>,
         symbol: &str,
         window: Window,
         limit: u32,
@@ -339,14 +368,14 @@ impl AppState {
     }
 
     /// `GET /api/symbols`.
-    pub async fn symbols_json(&self) -> Result<Value, ApiError> {
+    pub async fn symbols_json(self: &Arc<Self>) -> Result<Value, ApiError> {
         let symbols = self.symbol_list().await?;
         let defaults = default_symbols(&symbols);
         Ok(json!({ "symbols": symbols, "default": defaults }))
     }
 
     /// `GET /api/overview`.
-    pub async fn overview_json(&self, params: &Params) -> Result<Value, ApiError> {
+    pub async fn overview_json(self: &Arc<Self>, params: &Params) -> Result<Value, ApiError> {
         let window = self.window(params.period).await?;
         let symbols = self.requested_symbols(params).await?;
         let stats = match window {
@@ -360,7 +389,7 @@ impl AppState {
     }
 
     /// `GET /api/candles`.
-    pub async fn candles_json(&self, params: &Params) -> Result<Value, ApiError> {
+    pub async fn candles_json(self: &Arc<Self>, params: &Params) -> Result<Value, ApiError> {
         let window = self.window(params.period).await?;
         let symbols = self.requested_symbols(params).await?;
         let mut series = Vec::new();
@@ -385,15 +414,14 @@ impl AppState {
     }
 
     /// `GET /api/top`.
-    pub async fn top_json(&self, params: &Params) -> Result<Value, ApiError> {
-        let window = self.window(params.period).await?;
+    pub async fn top_json(self: &Arc<Self>, params: &Params) -> Result<Value, ApiError> {
+        let (window, stats) = self.all_stats(params.period).await?;
         let Some(window) = window else {
             return Ok(merge(
                 Window::json(None, params.period),
                 json!({ "by_volume": [], "gainers": [], "losers": [], "gainers_index": [] }),
             ));
         };
-        let stats = self.all_stats(window).await?;
         let mut by_volume = stats.clone();
         by_volume.sort_by(|a, b| desc(a.volume, b.volume).then(a.symbol.cmp(&b.symbol)));
         by_volume.truncate(TOP_N);
@@ -424,12 +452,8 @@ impl AppState {
     }
 
     /// `GET /api/anomalies`.
-    pub async fn anomalies_json(&self, params: &Params) -> Result<Value, ApiError> {
-        let window = self.window(params.period).await?;
-        let stats = match window {
-            Some(window) => self.all_stats(window).await?,
-            None => Vec::new(),
-        };
+    pub async fn anomalies_json(self: &Arc<Self>, params: &Params) -> Result<Value, ApiError> {
+        let (window, stats) = self.all_stats(params.period).await?;
         let volatilities: Vec<f64> = stats.iter().filter_map(|s| s.volatility).collect();
         let p75 = quantile(&volatilities, ANOMALY_QUANTILE);
         let mut anomalies: Vec<Stats> = stats
@@ -492,7 +516,7 @@ impl AppState {
     }
 
     /// The one symbol a details request is about.
-    async fn detail_symbol(&self, params: &Params) -> Result<Option<String>, ApiError> {
+    async fn detail_symbol(self: &Arc<Self>, params: &Params) -> Result<Option<String>, ApiError> {
         Ok(match params.symbols.first() {
             Some(symbol) => Some(symbol.clone()),
             None => self.requested_symbols(params).await?.into_iter().next(),
@@ -500,7 +524,7 @@ impl AppState {
     }
 
     /// `GET /api/details`.
-    pub async fn details_json(&self, params: &Params) -> Result<Value, ApiError> {
+    pub async fn details_json(self: &Arc<Self>, params: &Params) -> Result<Value, ApiError> {
         let window = self.window(params.period).await?;
         let symbol = self.detail_symbol(params).await?;
         let (summary, history) = match (window, &symbol) {
@@ -534,7 +558,10 @@ impl AppState {
     }
 
     /// `GET /api/history.csv`: the details history as CSV (newest first).
-    pub async fn history_csv(&self, params: &Params) -> Result<(String, String), ApiError> {
+    pub async fn history_csv(
+        self: &Arc<Self>,
+        params: &Params,
+    ) -> Result<(String, String), ApiError> {
         let window = self.window(params.period).await?;
         let symbol = self.detail_symbol(params).await?;
         let mut csv = String::from("timestamp,");
@@ -635,6 +662,18 @@ pub fn quantile(values: &[f64], q: f64) -> Option<f64> {
     let position = (sorted.len() - 1) as f64 * q;
     let (lo, hi) = (position.floor() as usize, position.ceil() as usize);
     Some(sorted[lo] + (sorted[hi] - sorted[lo]) * (position - lo as f64))
+}
+
+/// `WITH RECURSIVE s(sym)`: the distinct symbols of `table`, one index probe each (a loose
+/// index scan), instead of a scan of every row.
+fn distinct_symbols(table: &str) -> String {
+    format!(
+        "WITH RECURSIVE s(sym) AS (
+            SELECT min(symbol) FROM {table}
+            UNION ALL
+            SELECT (SELECT min(symbol) FROM {table} WHERE symbol > s.sym) FROM s
+            WHERE s.sym IS NOT NULL)"
+    )
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ pub enum DashboardError {
 ///
 /// Database errors are logged with `tracing` and never shown to the browser: the client gets a
 /// generic message.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
     /// A parameter is invalid (HTTP 400); the message names the parameter.
     #[error("{0}")]

@@ -1,6 +1,7 @@
 //! Live updates: a watcher observes the sink's commits (PostgreSQL `LISTEN sluice_batches`
-//! plus a poll of `sluice_commits`; SQLite: the poll alone), invalidates the cache and
-//! publishes a [`Live`] status that `GET /api/events` streams to browsers as Server-Sent Events.
+//! plus a poll of `sluice_commits`; SQLite: the poll alone), recomputes the cached results in
+//! use (and the default *Top* and *Anomalies*) in the background, then publishes a [`Live`]
+//! status that `GET /api/events` streams to browsers as Server-Sent Events.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,13 +10,19 @@ use serde_json::Value;
 use sqlx::postgres::{PgListener, PgPool};
 use tokio::sync::mpsc;
 
+use crate::api::{Endpoint, cached_json};
+use crate::cache::refreshing;
 use crate::db::{Db, Val, is_missing_table};
+use crate::params::Params;
 use crate::state::{AppState, Live};
 
 /// The channel the sink notifies after each committed batch (PostgreSQL).
 pub const CHANNEL: &str = "sluice_batches";
 /// The table the sink updates in every committed batch's transaction.
 pub const COMMITS_TABLE: &str = "sluice_commits";
+
+/// Longest wait for the refresh after a commit before the pages are told about it anyway.
+const REFRESH_WAIT: Duration = Duration::from_secs(10);
 
 /// What identifies the state of `sluice_commits`: latest commit time, sum of batch ids, rows.
 type Signature = (Option<i64>, Option<i64>, Option<i64>);
@@ -38,8 +45,34 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// Computes (or refreshes) the heavy default results: *Top* and *Anomalies* over the
+    /// default period, as the page asks for them.
+    async fn warm_defaults(self: &Arc<Self>) {
+        if self.config.data_ttl.is_zero() {
+            return;
+        }
+        for endpoint in [Endpoint::Top, Endpoint::Anomalies] {
+            if let Err(error) = refreshing(cached_json(self, endpoint, Params::default())).await {
+                tracing::debug!(%error, ?endpoint, "dashboard: cannot warm the cache");
+            }
+        }
+    }
+
+    /// After a commit: the cached results in use are recomputed (requests meanwhile get the
+    /// previous ones), and the default ones computed if need be.
+    async fn refresh_after_commit(self: &Arc<Self>) {
+        self.cache.invalidate_data();
+        tokio::join!(self.cache.refresh_data(), self.warm_defaults());
+    }
+}
+
 /// Watches commits until the server shuts down.
 pub(crate) async fn watch_commits(state: Arc<AppState>) {
+    let warm = tokio::spawn({
+        let state = state.clone();
+        async move { state.warm_defaults().await }
+    });
     let refresh = state.config.refresh;
     let (tx, mut rx) = mpsc::channel::<Value>(256);
     let listener = match &state.db {
@@ -68,8 +101,16 @@ pub(crate) async fn watch_commits(state: Arc<AppState>) {
                 let was_connected = state.live.borrow().connected;
                 if changed || first || !was_connected {
                     if changed {
-                        state.cache.invalidate_data();
                         tracing::debug!(?signature, "dashboard: new commit observed");
+                        // The pages reload when told: tell them once the cache is current.
+                        let refresh =
+                            tokio::time::timeout(REFRESH_WAIT, state.refresh_after_commit());
+                        tokio::select! {
+                            done = refresh => if done.is_err() {
+                                tracing::debug!("dashboard: refresh still running, publishing the commit");
+                            },
+                            _ = shutdown.wait_for(|stop| *stop) => break,
+                        }
                     }
                     state.live.send_modify(|live| {
                         if changed {
@@ -95,6 +136,7 @@ pub(crate) async fn watch_commits(state: Arc<AppState>) {
     if let Some(listener) = listener {
         listener.abort();
     }
+    warm.abort();
 }
 
 /// Forwards `sluice_batches` notifications (their JSON payload, or `null`), reconnecting

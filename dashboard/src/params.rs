@@ -124,12 +124,25 @@ pub struct Params {
     pub limit: u32,
 }
 
+impl Default for Params {
+    /// No symbol (the defaults), `24h`, [`DEFAULT_LIMIT`].
+    fn default() -> Self {
+        Self {
+            symbols: Vec::new(),
+            period: Period::Day,
+            limit: DEFAULT_LIMIT,
+        }
+    }
+}
+
 impl Params {
     /// Validates the query-string pairs of a request. Unknown keys are ignored.
     pub fn from_pairs(pairs: &[(String, String)]) -> Result<Self, ApiError> {
-        let mut symbols: Vec<String> = Vec::new();
-        let mut period = Period::Day;
-        let mut limit = DEFAULT_LIMIT;
+        let Params {
+            mut symbols,
+            mut period,
+            mut limit,
+        } = Params::default();
         for (key, value) in pairs {
             match key.as_str() {
                 "symbols" | "symbol" => {

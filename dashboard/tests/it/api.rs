@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use crate::both;
 use crate::fixtures::{Fixture, Server, t0};
-use crate::http::{enc, get_json, request};
+use crate::http::{enc, get_json, request, symbols_of};
 
 const T: &str = "projet_bdcc";
 
@@ -27,15 +27,6 @@ fn stat<'a>(body: &'a Value, list: &str, symbol: &str) -> &'a Value {
         .iter()
         .find(|s| s["symbol"] == symbol)
         .unwrap_or_else(|| panic!("{symbol} not in {list}: {body}"))
-}
-
-fn symbols_of(body: &Value, list: &str) -> Vec<String> {
-    body[list]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["symbol"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 async fn seeded(fixture: &Fixture) -> Server {
@@ -486,4 +477,5 @@ async fn invalid_configuration() {
     assert!(sluice_dashboard::Dashboard::bind(config).await.is_err());
     let default = sluice_dashboard::DashboardConfig::default();
     assert_eq!(default.listen.to_string(), "127.0.0.1:8501");
+    assert_eq!(default.database_url, "sqlite://data/sluice.db");
 }

@@ -427,6 +427,14 @@ async fn page_in_headless_chromium() {
         .await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     browser.screenshot("overview-phone").await;
+    // Nothing sticks out on the right (the sidebar's select and inputs, the cards).
+    let overflowing = browser
+        .js("const w = Math.min(document.documentElement.clientWidth, document.body.clientWidth, window.innerWidth); \
+             return [...document.querySelectorAll('#sidebar select, #sidebar input, #periods, main .card')] \
+               .filter(e => e.getBoundingClientRect().right > w + 0.5) \
+               .map(e => `${e.id || e.className}: ${Math.round(e.getBoundingClientRect().right)} > ${w}`);")
+        .await;
+    assert_eq!(overflowing, json!([]), "wider than the phone's screen");
 
     let errors = browser.errors().await;
     assert!(errors.is_empty(), "browser errors: {errors:?}");

@@ -311,6 +311,25 @@ pub struct Server {
 }
 
 impl Server {
+    /// The fixture in `table`, committed as batch 0, and a dashboard whose cached data only an
+    /// observed commit can refresh: long TTLs and, on PostgreSQL, a slow poll, so that the
+    /// notification is what brings updates.
+    pub async fn after_first_commit(fixture: &Fixture, table: &str) -> Server {
+        fixture.create_ticker_table(table).await;
+        fixture.insert_fixture(table).await;
+        fixture.commit(table, 0, 22).await;
+        let refresh = match fixture.backend {
+            Backend::Sqlite => Duration::from_millis(200),
+            Backend::Postgres => Duration::from_secs(30),
+        };
+        Server::start(&fixture.url, |c| {
+            c.refresh = refresh;
+            c.data_ttl = Duration::from_secs(600);
+            c.symbols_ttl = Duration::from_secs(600);
+        })
+        .await
+    }
+
     pub async fn start(url: &str, tweak: impl FnOnce(&mut DashboardConfig)) -> Server {
         let mut config = DashboardConfig {
             database_url: url.to_owned(),

@@ -153,3 +153,13 @@ pub fn enc(value: &str) -> String {
         })
         .collect()
 }
+
+/// The `symbol` fields of the objects in `body[list]`, in order.
+pub fn symbols_of(body: &Value, list: &str) -> Vec<String> {
+    body[list]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["symbol"].as_str().unwrap().to_owned())
+        .collect()
+}

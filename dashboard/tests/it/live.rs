@@ -12,12 +12,12 @@ use crate::http::get_json;
 const T: &str = "projet_bdcc";
 
 /// Reads SSE events (`event:` name and `data:` JSON) from an open stream.
-struct Events {
+pub struct Events {
     reader: BufReader<TcpStream>,
 }
 
 impl Events {
-    async fn open(addr: &str) -> Events {
+    pub async fn open(addr: &str) -> Events {
         let mut stream = TcpStream::connect(addr).await.unwrap();
         let request = format!(
             "GET /api/events HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
@@ -29,7 +29,7 @@ impl Events {
     }
 
     /// The next named event (skipping keep-alive comments and chunk framing).
-    async fn next(&mut self, wait: Duration) -> (String, serde_json::Value) {
+    pub async fn next(&mut self, wait: Duration) -> (String, serde_json::Value) {
         let work = async {
             let mut name = String::new();
             loop {
@@ -50,24 +50,20 @@ impl Events {
             .await
             .expect("an event in time")
     }
+
+    /// The first event whose `seq` is above `seq`.
+    pub async fn after(&mut self, seq: u64, wait: Duration) -> (String, serde_json::Value) {
+        loop {
+            let (name, event) = self.next(wait).await;
+            if event["seq"].as_u64().unwrap() > seq {
+                return (name, event);
+            }
+        }
+    }
 }
 
 async fn batch_pushed(fixture: &Fixture) {
-    fixture.create_ticker_table(T).await;
-    fixture.insert_fixture(T).await;
-    fixture.commit(T, 0, 22).await;
-    // Long TTLs: only an observed commit can make new rows visible. On PostgreSQL the poll is
-    // slow too, so that the notification is what brings the update.
-    let refresh = match fixture.backend {
-        Backend::Sqlite => Duration::from_millis(200),
-        Backend::Postgres => Duration::from_secs(30),
-    };
-    let server = Server::start(&fixture.url, |c| {
-        c.refresh = refresh;
-        c.data_ttl = Duration::from_secs(600);
-        c.symbols_ttl = Duration::from_secs(600);
-    })
-    .await;
+    let server = Server::after_first_commit(fixture, T).await;
     let a = server.addr.clone();
     let mut events = Events::open(&a).await;
     let (name, hello) = events.next(Duration::from_secs(10)).await;
@@ -88,13 +84,15 @@ async fn batch_pushed(fixture: &Fixture) {
     );
     fixture.commit(T, 1, 1).await;
 
-    let wait = Duration::from_secs(10);
-    let (name, batch) = loop {
-        let (name, event) = events.next(wait).await;
-        if event["seq"].as_u64().unwrap() > seq {
-            break (name, event);
-        }
-    };
+    let (mut name, mut batch) = events.after(seq, Duration::from_secs(10)).await;
+    // The channel is database-wide: skip the notifications of tests in other schemas.
+    while fixture.backend == Backend::Postgres
+        && batch["batch"]["table"] == T
+        && batch["batch"]["batch_id"] != 1
+    {
+        let seq = batch["seq"].as_u64().unwrap();
+        (name, batch) = events.after(seq, Duration::from_secs(10)).await;
+    }
     assert_eq!(name, "batch");
     assert!(batch["last_commit_ms"].is_i64(), "{batch}");
     if fixture.backend == Backend::Postgres {

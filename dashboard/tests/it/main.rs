@@ -6,3 +6,4 @@ mod browser;
 mod fixtures;
 mod http;
 mod live;
+mod refresh;
