@@ -28,6 +28,9 @@
 //!   (`name AS expr`) and at most one `WATERMARK FOR col AS col - INTERVAL 'n' unit`.
 //! - `INSERT INTO sink <query>` is one streaming query; several `INSERT`s are several queries,
 //!   each with its own checkpoint `<checkpoint>/<query name>` (the name defaults to the sink's).
+//!   A live stream (`binance`, `websocket`) is read once for all of them (one shared
+//!   connection per URL); Kafka and files are read by each query at its own offsets, as Spark
+//!   does, so that each query's exactly-once output does not depend on the others.
 //! - `SET key = value` sets `trigger`, `checkpoint`, `query_name`, `foreach_batch`,
 //!   `watermark_policy`, `retained_batches` for the `INSERT`s after it.
 //! - `${VAR}` and `${VAR:-default}` are replaced from [`Variables`] (see [`vars`]).

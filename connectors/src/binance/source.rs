@@ -1,6 +1,9 @@
 //! The Binance WebSocket stream as an engine source (`connector = 'binance'`), so that a
 //! pipeline runs without Kafka.
 //!
+//! Every source of the process reading the same URL shares one connection
+//! ([`super::shared`]): several queries over the stream read it once and see the same frames.
+//!
 //! **At-most-once across restarts.** A live WebSocket cannot be replayed: messages are
 //! numbered as they arrive and kept in memory until their batch is committed, so a batch
 //! re-run in the same process reads the same rows, but after a restart what was received and
@@ -18,8 +21,9 @@ use sluice_engine::{
     JsonDecoder, JsonOptions, Offset, ReadLimit, Result, SluiceError, Source, SourceBatch,
 };
 
-use super::client::{ClientOptions, WebSocketClient};
+use super::client::ClientOptions;
 use super::frame::{Mode, decode_frame};
+use super::shared::Subscription;
 
 /// The source's offset: how many messages were received before this point.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -34,7 +38,7 @@ pub struct BinanceSource {
     options: ClientOptions,
     schema: SchemaRef,
     json: JsonOptions,
-    client: Option<WebSocketClient>,
+    subscription: Subscription,
     /// Normalized messages not yet committed; the first has number `first`.
     buffer: VecDeque<String>,
     first: u64,
@@ -55,12 +59,13 @@ impl BinanceSource {
         schema: SchemaRef,
         json: JsonOptions,
     ) -> Self {
+        let subscription = Subscription::new(&options);
         Self {
             name: name.into(),
             options,
             schema,
             json,
-            client: None,
+            subscription,
             buffer: VecDeque::new(),
             first: 0,
             aligned: false,
@@ -85,14 +90,14 @@ impl BinanceSource {
 
     /// Moves what the client received into the buffer.
     fn drain(&mut self) {
-        let client = self
-            .client
-            .get_or_insert_with(|| WebSocketClient::spawn(self.options.clone()));
-        let mut frames = Vec::new();
-        while let Some(frame) = client.try_next() {
-            frames.push(frame);
+        let drained = self.subscription.drain();
+        if drained.missed > 0 {
+            tracing::warn!(
+                source = %self.name, missed = drained.missed,
+                "fell behind the shared stream: frames lost"
+            );
         }
-        for frame in frames {
+        for frame in drained.frames {
             match decode_frame(&frame.text, self.mode) {
                 Ok(decoded) => {
                     for reason in decoded.rejected {

@@ -366,6 +366,81 @@ async fn the_engine_reads_the_stream_through_the_binance_source() {
     assert!(spreads.iter().all(|s| s.is_some_and(|s| s >= 0.0)));
 }
 
+/// Two queries over one stream URL read it through one connection and get the same rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_over_one_stream_share_its_connection() {
+    let frames = small_capture();
+    let expected: usize = frames
+        .iter()
+        .map(|f| {
+            decode_frame(&f.text, Mode::Normalized)
+                .unwrap()
+                .messages
+                .len()
+        })
+        .sum();
+    let server = ReplayServer::start(
+        frames,
+        "127.0.0.1:0".parse().unwrap(),
+        ReplayOptions {
+            pacing: Pacing::Max,
+            ..ReplayOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let options = ClientOptions::new(server.url("!miniTicker@arr"));
+    let mut queries = Vec::new();
+    // Both sources subscribe before either connects: both get every frame.
+    for sql in [
+        "SELECT symbol, close_price FROM ticks",
+        "SELECT symbol, close_price FROM ticks WHERE close_price >= 0",
+    ] {
+        let source = BinanceSource::new(
+            "ticks",
+            options.clone(),
+            ticker::event_time_schema(),
+            JsonOptions::default(),
+        );
+        let sink = MemorySink::new();
+        let execution = StreamingQueryBuilder::new()
+            .source("ticks", source)
+            .sql(sql)
+            .sink(sink.clone())
+            .build()
+            .await
+            .unwrap();
+        queries.push((execution, sink));
+    }
+    let rows = |sink: &MemorySink| -> usize { sink.all_rows().iter().map(|b| b.num_rows()).sum() };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while queries.iter().any(|(_, sink)| rows(sink) < expected) {
+        for (execution, _) in &mut queries {
+            execution.run_trigger().await.unwrap();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not every row arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let collect = |sink: &MemorySink| {
+        arrow::util::pretty::pretty_format_batches(&sink.all_rows())
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(rows(&queries[0].1), expected);
+    assert_eq!(collect(&queries[0].1), collect(&queries[1].1));
+    assert_eq!(
+        server
+            .stats()
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "one connection for both queries"
+    );
+}
+
 /// Every normalized message of `frames`, as (key, value), sorted.
 fn expected_messages(frames: &[CapturedFrame]) -> Vec<(String, String)> {
     let mut all: Vec<(String, String)> = frames
