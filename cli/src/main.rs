@@ -55,7 +55,10 @@ enum Command {
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            // The commands print each batch's progress themselves; the engine's own per-batch
+            // log line would repeat it (RUST_LOG=info shows it again).
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sluice_engine::query=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
