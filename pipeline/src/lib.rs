@@ -54,6 +54,8 @@
 //! assert!(error.to_string().starts_with("job.sql:1:55: unknown option 'colour'"));
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod connector;
 pub mod error;
 pub mod options;
