@@ -382,6 +382,19 @@ pub async fn demo(args: Demo) -> anyhow::Result<()> {
         .set("SINK_CONNECTOR", "sqlite")
         .set("DATABASE_URL", &database_url)
         .set("CHECKPOINT_DIR", format!("{data}/checkpoints"));
+    // The dashboard's port first: if it is taken, nothing has started yet.
+    let dashboard = Dashboard::bind(DashboardConfig {
+        database_url: database_url.clone(),
+        listen: args.listen,
+        ..DashboardConfig::default()
+    })
+    .await
+    .with_context(|| {
+        format!(
+            "starting the dashboard on {} (is the port taken? use --listen)",
+            args.listen
+        )
+    })?;
     let mut queries = Vec::new();
     for (file, text) in DEMO_QUERIES {
         let pipeline = Pipeline::parse(file, text, &variables)?;
@@ -393,13 +406,6 @@ pub async fn demo(args: Demo) -> anyhow::Result<()> {
             }
         }
     }
-    let dashboard = Dashboard::bind(DashboardConfig {
-        database_url: database_url.clone(),
-        listen: args.listen,
-        ..DashboardConfig::default()
-    })
-    .await
-    .context("starting the dashboard (is port 8501 taken? use --listen)")?;
     let address = dashboard.local_addr();
     let (stop_dashboard, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(dashboard.serve(async {
