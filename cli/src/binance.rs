@@ -264,7 +264,7 @@ pub async fn replay(args: Replay) -> anyhow::Result<()> {
         .min(1.0);
         let line = format!(
             "{} · {sent} frames sent · {clients} connections",
-            progress_bar(done, 30)
+            crate::progress_bar(done, 30)
         );
         if terminal {
             eprint!("\r{line}  ");
@@ -282,18 +282,6 @@ pub async fn replay(args: Replay) -> anyhow::Result<()> {
         eprintln!();
     }
     Ok(())
-}
-
-/// `[=========>          ]  45%`
-fn progress_bar(fraction: f64, width: usize) -> String {
-    let filled = ((fraction.clamp(0.0, 1.0) * width as f64) as usize).min(width);
-    let head = if filled < width { ">" } else { "" };
-    format!(
-        "[{}{head}{}] {:>3.0}%",
-        "=".repeat(filled),
-        " ".repeat(width - filled - head.len()),
-        fraction.clamp(0.0, 1.0) * 100.0
-    )
 }
 
 /// Options of `sluice generate-sample`.

@@ -138,3 +138,15 @@ pub fn resident_memory() -> Option<u64> {
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
 }
+
+/// `[=========>          ]  45%`
+pub fn progress_bar(fraction: f64, width: usize) -> String {
+    let filled = ((fraction.clamp(0.0, 1.0) * width as f64) as usize).min(width);
+    let head = if filled < width { ">" } else { "" };
+    format!(
+        "[{}{head}{}] {:>3.0}%",
+        "=".repeat(filled),
+        " ".repeat(width - filled - head.len()),
+        fraction.clamp(0.0, 1.0) * 100.0
+    )
+}

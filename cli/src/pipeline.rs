@@ -1,7 +1,7 @@
 //! `sluice run`, `sluice explain`, `sluice dashboard` and `sluice demo`.
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -120,7 +120,9 @@ pub async fn run(args: Run) -> anyhow::Result<()> {
     } else {
         Format::Lines
     };
-    supervise(&queries, format).await
+    // A bounded run on a terminal also gets a progress bar (on stderr).
+    let bar = args.available_now && !args.json && std::io::stderr().is_terminal();
+    supervise(&queries, format, bar).await
 }
 
 /// How progress is shown.
@@ -147,14 +149,14 @@ async fn stop_all(queries: &[StreamingQuery]) {
 }
 
 /// Prints progress until every query has ended or Ctrl-C; stops the others when one fails.
-async fn supervise(queries: &[StreamingQuery], format: Format) -> anyhow::Result<()> {
-    let mut printer = Printer::new(format);
+async fn supervise(queries: &[StreamingQuery], format: Format, bar: bool) -> anyhow::Result<()> {
+    let mut printer = Printer::new(format, bar);
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => {
-                eprintln!("stopping…");
+                eprintln!("\nstopping…");
                 stop_all(queries).await;
                 printer.print(queries);
                 eprintln!("stopped; run again to continue from the checkpoints");
@@ -171,7 +173,7 @@ async fn supervise(queries: &[StreamingQuery], format: Format) -> anyhow::Result
         }
         if queries.iter().all(|q| !q.is_active()) {
             printer.print(queries);
-            eprintln!("all queries finished");
+            eprintln!("\nall queries finished");
             return Ok(());
         }
     }
@@ -183,19 +185,44 @@ struct Printer {
     printed: BTreeMap<String, String>,
     rows: BTreeMap<String, u64>,
     last_summary: Instant,
+    /// Whether to draw a progress bar of the queries' backlogs on stderr.
+    bar: bool,
 }
 
 impl Printer {
-    fn new(format: Format) -> Self {
+    fn new(format: Format, bar: bool) -> Self {
         Self {
             format,
             printed: BTreeMap::new(),
             rows: BTreeMap::new(),
             last_summary: Instant::now(),
+            bar,
+        }
+    }
+
+    /// `[=====>    ]  45% · 1234 of 2742 to go`, over every query that reports a backlog.
+    fn draw_bar(&self, queries: &[StreamingQuery]) {
+        let (mut remaining, mut total) = (0, 0);
+        for status in queries.iter().map(StreamingQuery::status) {
+            if let (Some(backlog), Some(all)) = (status.backlog, status.backlog_total) {
+                remaining += if status.is_active { backlog } else { 0 };
+                total += all;
+            }
+        }
+        if total > 0 {
+            let done = (total - remaining.min(total)) as f64 / total as f64;
+            eprint!(
+                "\r\x1b[2K{} · {remaining} of {total} to go",
+                crate::progress_bar(done, 30)
+            );
         }
     }
 
     fn print(&mut self, queries: &[StreamingQuery]) {
+        if self.bar {
+            // Lines go above the bar: clear it first.
+            eprint!("\r\x1b[2K");
+        }
         let mut out = std::io::stdout().lock();
         for query in queries {
             let name = label(query);
@@ -225,6 +252,10 @@ impl Printer {
                 .map(|(name, rows)| format!("{name} {rows}"))
                 .collect();
             let _ = writeln!(out, "rows written: {}", parts.join(" · "));
+        }
+        drop(out);
+        if self.bar {
+            self.draw_bar(queries);
         }
     }
 }
@@ -431,7 +462,7 @@ pub async fn demo(args: Demo) -> anyhow::Result<()> {
     } else {
         Format::Summary(Duration::from_secs(10))
     };
-    let result = supervise(&queries, format).await;
+    let result = supervise(&queries, format, false).await;
     let _ = stop_dashboard.send(());
     server.await.context("dashboard task")??;
     result

@@ -467,11 +467,19 @@ pub struct QueryStatus {
     pub is_trigger_active: bool,
     /// Whether the loop is still running.
     pub is_active: bool,
+    /// For an available-now run, how much of the data to process remains, summed over the
+    /// sources in their own units (rows, messages, files); `None` for other triggers or when a
+    /// source cannot tell (Sluice; Spark has no such field).
+    pub backlog: Option<u64>,
+    /// The backlog when the available-now run started: its whole work.
+    pub backlog_total: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default)]
 struct LoopState {
     active: bool,
+    backlog: Option<u64>,
+    backlog_total: Option<u64>,
     trigger_active: bool,
     data_available: bool,
     message: String,
@@ -560,6 +568,8 @@ impl StreamingQuery {
             is_data_available: state.data_available,
             is_trigger_active: state.trigger_active,
             is_active: state.active,
+            backlog: state.backlog,
+            backlog_total: state.backlog_total,
         }
     }
 
@@ -820,6 +830,13 @@ impl MicroBatchExecution {
                 return Ok(());
             }
             let started = Instant::now();
+            if self.trigger == Trigger::AvailableNow {
+                let backlog = self.backlog();
+                self.shared.update(|s| {
+                    s.backlog = backlog;
+                    s.backlog_total = s.backlog_total.or(backlog);
+                });
+            }
             let had_data = self.run_trigger().await?;
             if !had_data && self.trigger == Trigger::AvailableNow {
                 return Ok(());
@@ -832,6 +849,15 @@ impl MicroBatchExecution {
                 }
             }
         }
+    }
+
+    /// What remains of an available-now run after the committed offsets, if every source
+    /// can tell.
+    fn backlog(&self) -> Option<u64> {
+        self.sources
+            .iter()
+            .map(|(name, source)| source.backlog(&self.committed[name.as_str()]))
+            .sum()
     }
 
     /// Runs one trigger: the uncommitted batch left by a crash if there is one, else a new

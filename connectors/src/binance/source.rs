@@ -203,4 +203,8 @@ impl Source for BinanceSource {
         self.cap = Some(self.end());
         Ok(())
     }
+
+    fn backlog(&self, start: &Offset) -> Option<u64> {
+        Some(self.cap?.saturating_sub(self.parse(start).ok()?))
+    }
 }

@@ -580,6 +580,15 @@ impl Source for KafkaSource {
         );
         Ok(())
     }
+
+    fn backlog(&self, start: &Offset) -> Option<u64> {
+        let start = self.parse_offsets(start).ok()?;
+        let remaining = self.available_now.as_ref()?.iter().map(|(tp, end)| {
+            let from = start.get(tp).copied().unwrap_or(0);
+            u64::try_from(end - from.min(*end)).unwrap_or(0)
+        });
+        Some(remaining.sum())
+    }
 }
 
 /// The offsets `[from, until)` of one partition, to read in one batch.

@@ -130,4 +130,8 @@ impl Source for ComputedColumns {
     async fn prepare_for_available_now(&mut self) -> Result<()> {
         self.inner.prepare_for_available_now().await
     }
+
+    fn backlog(&self, start: &Offset) -> Option<u64> {
+        self.inner.backlog(start)
+    }
 }

@@ -38,6 +38,8 @@ pub struct FileSource {
     max_files_per_trigger: Option<u64>,
     /// Last file visible when `prepare_for_available_now` ran.
     available_now: Option<Option<String>>,
+    /// The files visible then, for [`Source::backlog`].
+    available_now_files: Vec<String>,
     /// The previous listing (`None` before the first), to notice files that appear late.
     previous: Option<BTreeSet<String>>,
 }
@@ -56,6 +58,7 @@ impl FileSource {
             decoder: JsonDecoder::new(schema, options)?,
             max_files_per_trigger: None,
             available_now: None,
+            available_now_files: Vec::new(),
             previous: None,
         })
     }
@@ -159,8 +162,21 @@ impl Source for FileSource {
     }
 
     async fn prepare_for_available_now(&mut self) -> Result<()> {
-        self.available_now = Some(list(&self.name, &self.location).await?.pop());
+        let files = list(&self.name, &self.location).await?;
+        self.available_now = Some(files.last().cloned());
+        self.available_now_files = files;
         Ok(())
+    }
+
+    fn backlog(&self, start: &Offset) -> Option<u64> {
+        self.available_now.as_ref()?;
+        let after = self.parse(start).ok()?.last_file;
+        let remaining = self
+            .available_now_files
+            .iter()
+            .filter(|file| after.as_ref().is_none_or(|last| *file > last))
+            .count();
+        Some(remaining as u64)
     }
 }
 

@@ -167,4 +167,8 @@ impl Source for MemorySource {
         self.available_now = Some(self.len());
         Ok(())
     }
+
+    fn backlog(&self, start: &Offset) -> Option<u64> {
+        Some(self.available_now?.saturating_sub(self.parse(start).ok()?))
+    }
 }

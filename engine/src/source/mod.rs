@@ -82,6 +82,13 @@ pub trait Source: Send + 'static {
     /// For the available-now trigger: fix the data available now as the end of the run, so
     /// later `latest_offset` calls never go beyond it.
     async fn prepare_for_available_now(&mut self) -> Result<()>;
+
+    /// After [`Source::prepare_for_available_now`]: how much of the data fixed then remains
+    /// after `start`, in the source's own unit (rows, messages, files), if the source can
+    /// tell; shown as the progress of bounded runs. `None` by default.
+    fn backlog(&self, _start: &Offset) -> Option<u64> {
+        None
+    }
 }
 
 /// A boxed source is a source, so sources chosen at run time (e.g. from a pipeline file's
@@ -119,5 +126,9 @@ impl Source for Box<dyn Source> {
 
     async fn prepare_for_available_now(&mut self) -> Result<()> {
         self.as_mut().prepare_for_available_now().await
+    }
+
+    fn backlog(&self, start: &Offset) -> Option<u64> {
+        self.as_ref().backlog(start)
     }
 }

@@ -111,6 +111,9 @@ async fn available_now_drains_in_rate_limited_batches_then_stops() {
         .map(|b| b.iter().map(|b| b.num_rows()).sum())
         .collect();
     assert_eq!(sizes, [2, 2, 1]);
+    let status = query.status();
+    assert_eq!(status.backlog, Some(0), "the whole run was processed");
+    assert_eq!(status.backlog_total, Some(5), "five files");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -175,3 +175,48 @@ async fn file_source_counts_malformed_lines() {
     assert_eq!(batch.malformed.count, 1);
     assert_eq!(batch.malformed.first_record.as_deref(), Some("{oops"));
 }
+
+#[tokio::test]
+async fn sources_report_the_backlog_of_an_available_now_run() {
+    let memory = MemorySource::new("n", numbers(&[]).schema());
+    memory.add_batch(numbers(&[1, 2, 3, 4, 5])).unwrap();
+    let mut reader = memory.clone();
+    let start = reader.initial_offset().await.unwrap();
+    assert_eq!(
+        reader.backlog(&start),
+        None,
+        "only after prepare_for_available_now"
+    );
+    reader.prepare_for_available_now().await.unwrap();
+    memory.add_batch(numbers(&[6])).unwrap();
+    assert_eq!(
+        reader.backlog(&start),
+        Some(5),
+        "rows added later are not part of the run"
+    );
+    let end = reader
+        .latest_offset(&start, ReadLimit::MaxRows(2))
+        .await
+        .unwrap();
+    assert_eq!(reader.backlog(&end), Some(3));
+
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["a.jsonl", "b.jsonl", "c.jsonl"] {
+        write_lines(dir.path(), name, &[ticker("A", 1.0, 1)]);
+    }
+    let mut files = FileSource::new(
+        "t",
+        dir.path().to_str().unwrap(),
+        ticker_schema(),
+        JsonOptions::default(),
+    )
+    .unwrap();
+    let start = files.initial_offset().await.unwrap();
+    files.prepare_for_available_now().await.unwrap();
+    assert_eq!(files.backlog(&start), Some(3));
+    let end = files
+        .latest_offset(&start, ReadLimit::MaxFiles(1))
+        .await
+        .unwrap();
+    assert_eq!(files.backlog(&end), Some(2));
+}
