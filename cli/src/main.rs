@@ -79,13 +79,9 @@ async fn main() -> std::process::ExitCode {
             eprintln!("error: {e:#}");
             // A file that does not load is a usage error, like a bad argument.
             let invalid_file = e.chain().any(|cause| {
-                matches!(
-                    cause.downcast_ref::<sluice_pipeline::PipelineError>(),
-                    Some(
-                        sluice_pipeline::PipelineError::At { .. }
-                            | sluice_pipeline::PipelineError::Read { .. }
-                    )
-                )
+                cause
+                    .downcast_ref::<sluice_pipeline::PipelineError>()
+                    .is_some_and(sluice_pipeline::PipelineError::is_invalid_file)
             });
             std::process::ExitCode::from(if invalid_file { 2 } else { 1 })
         }

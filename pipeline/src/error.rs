@@ -36,22 +36,42 @@ pub enum PipelineError {
     },
 
     /// The file could not be read.
-    #[error("cannot read {file}: {source}")]
+    #[error("cannot read {file}: {error}")]
     Read {
         /// The path.
         file: String,
-        /// The I/O error.
-        source: std::io::Error,
+        /// The I/O error (in the message, not chained, so it is printed once).
+        error: std::io::Error,
     },
 
-    /// A query failed to start or run (engine, connector, database, broker).
-    #[error("query '{query}': {source}")]
+    /// A query could not be planned or started (the engine's checks, a connector, a database,
+    /// a broker); the position is its `INSERT`'s.
+    #[error("{file}:{position}: query '{query}': {error}")]
     Query {
+        /// The file as given.
+        file: String,
+        /// Where the query's `INSERT` is.
+        position: Position,
         /// The query's name.
         query: String,
-        /// The engine's error.
-        source: sluice_engine::SluiceError,
+        /// The engine's error (in the message, not chained, so it is printed once; boxed: it
+        /// is large).
+        error: Box<sluice_engine::SluiceError>,
     },
+}
+
+impl PipelineError {
+    /// Whether the file itself is wrong (as opposed to a service being unreachable): its
+    /// text, or a query the engine rejects when planning it (output mode, unknown column).
+    pub fn is_invalid_file(&self) -> bool {
+        use sluice_engine::SluiceError;
+        match self {
+            Self::At { .. } | Self::Read { .. } => true,
+            Self::Query { error, .. } => {
+                matches!(**error, SluiceError::Config(_) | SluiceError::DataFusion(_))
+            }
+        }
+    }
 }
 
 /// An error at `position` without the file name yet (added by [`located`]).

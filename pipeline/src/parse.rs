@@ -413,7 +413,9 @@ impl Parser<'_> {
             return Ok(());
         }
         let type_position = self.here();
-        let mut words = Vec::new();
+        // The type's tokens, words separated by one space: `DECIMAL(18,8)`, `DOUBLE PRECISION`.
+        let mut text = String::new();
+        let mut after_word = false;
         let mut depth = 0usize;
         while let Some(token) = self.peek() {
             match token {
@@ -423,10 +425,15 @@ impl Parser<'_> {
                 Token::Comma if depth == 0 => break,
                 _ => {}
             }
-            words.push(token.to_string().to_ascii_uppercase());
+            let word = matches!(token, Token::Word(_));
+            if word && after_word {
+                text.push(' ');
+            }
+            after_word = word;
+            text.push_str(&token.to_string().to_ascii_uppercase());
             self.next += 1;
         }
-        let data_type = sql_type(&words).map_err(|message| {
+        let data_type = sql_type(&text).map_err(|message| {
             Located::new(type_position, format!("column {}: {message}", name.value))
         })?;
         table.columns.push(ColumnDecl { name, data_type });
@@ -533,19 +540,13 @@ impl Parser<'_> {
     }
 }
 
-/// The Arrow type of a SQL column type (words uppercased, as tokenized).
+/// The Arrow type of a SQL column type, uppercased, words separated by one space and nothing
+/// around punctuation (`TIMESTAMP(3)`, `DOUBLE PRECISION`).
 ///
 /// Unquoted names follow DataFusion: `VARCHAR`/`TEXT`/`STRING` → `Utf8`, `BIGINT` → `Int64`,
 /// `DOUBLE` → `Float64`, `TIMESTAMP(p)` → timestamp with `p` = 0, 3, 6 (default) or 9
 /// fractional digits, `… WITH TIME ZONE` / `TIMESTAMPTZ` in UTC.
-pub fn sql_type(words: &[String]) -> Result<DataType, String> {
-    let text = words
-        .join(" ")
-        .replace(" ( ", "(")
-        .replace(" )", ")")
-        .replace("( ", "(")
-        .replace(" ,", ",")
-        .replace(", ", ",");
+pub fn sql_type(text: &str) -> Result<DataType, String> {
     if text.contains("NOT NULL") || text.ends_with(" NULL") {
         return Err("NULL / NOT NULL constraints are not supported on source columns: every column is nullable (filter with WHERE … IS NOT NULL)".into());
     }
@@ -556,7 +557,7 @@ pub fn sql_type(words: &[String]) -> Result<DataType, String> {
                 .ok_or_else(|| format!("unbalanced parentheses in type '{text}'"))?;
             (format!("{}{}", base.trim(), tail), Some(args.to_string()))
         }
-        None => (text.clone(), None),
+        None => (text.to_string(), None),
     };
     let number = |s: &str| {
         s.trim()

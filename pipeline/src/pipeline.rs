@@ -165,9 +165,9 @@ impl Pipeline {
     pub fn load(path: impl AsRef<Path>, variables: &Variables) -> Result<Self> {
         let path = path.as_ref();
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| PipelineError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| PipelineError::Read {
             file: file.clone(),
-            source,
+            error,
         })?;
         Self::parse(&file, &text, variables)
     }
@@ -348,15 +348,12 @@ impl Pipeline {
         }
     }
 
-    fn error(&self, query: &QueryDecl, source: sluice_engine::SluiceError) -> PipelineError {
-        PipelineError::At {
+    fn error(&self, query: &QueryDecl, error: sluice_engine::SluiceError) -> PipelineError {
+        PipelineError::Query {
             file: self.file.clone(),
             position: query.position,
-            message: PipelineError::Query {
-                query: query.name.clone(),
-                source,
-            }
-            .to_string(),
+            query: query.name.clone(),
+            error: Box::new(error),
         }
     }
 

@@ -55,74 +55,108 @@ impl Substituted {
     }
 }
 
+/// The substituted text being written, with the current positions on both sides.
+struct Writer {
+    out: String,
+    lines: Vec<Vec<Segment>>,
+    /// Current line (same on both sides) and columns in the original and substituted text.
+    line: usize,
+    column: usize,
+    new_column: usize,
+}
+
+impl Writer {
+    /// Copies `text`, `original` characters long in the original text (`$${` is 3 for 2).
+    fn copy(&mut self, text: &str, original: usize) {
+        let segments = self.lines.last_mut().expect("one line at least");
+        let aligned = segments.last().is_some_and(|s| {
+            !s.value && s.original_column + (self.new_column - s.new_column) == self.column
+        });
+        if !aligned {
+            segments.push(Segment {
+                new_column: self.new_column,
+                original_column: self.column,
+                value: false,
+            });
+        }
+        self.out.push_str(text);
+        if text == "\n" {
+            self.line += 1;
+            self.column = 1;
+            self.new_column = 1;
+            self.lines.push(Vec::new());
+        } else {
+            self.column += original;
+            self.new_column += text.chars().count();
+        }
+    }
+
+    /// Writes a variable's `value` in place of `original` characters (`${…}`).
+    fn value(&mut self, value: &str, original: usize) {
+        self.lines
+            .last_mut()
+            .expect("one line at least")
+            .push(Segment {
+                new_column: self.new_column,
+                original_column: self.column,
+                value: true,
+            });
+        self.out.push_str(value);
+        self.new_column += value.chars().count();
+        self.column += original;
+    }
+}
+
 /// Replaces the variables of `text`, looking values up with `lookup`.
 pub fn substitute(
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Substituted, Located> {
     let chars: Vec<char> = text.chars().collect();
-    let mut out = String::with_capacity(text.len());
-    let mut lines = vec![Vec::new()];
-    let (mut line, mut column, mut new_column) = (1usize, 1usize, 1usize);
+    let mut w = Writer {
+        out: String::with_capacity(text.len()),
+        lines: vec![Vec::new()],
+        line: 1,
+        column: 1,
+        new_column: 1,
+    };
     let mut quote: Option<char> = None;
     let mut i = 0;
-    // Starts a literal segment at the current column unless the previous one is literal and
-    // aligned.
-    let literal = |lines: &mut Vec<Vec<Segment>>, new_column: usize, column: usize| {
-        let segments = lines.last_mut().expect("one line at least");
-        let aligned = segments.last().is_some_and(|s: &Segment| {
-            !s.value && s.original_column + (new_column - s.new_column) == column
-        });
-        if !aligned {
-            segments.push(Segment {
-                new_column,
-                original_column: column,
-                value: false,
-            });
-        }
-    };
+    let mut buffer = [0u8; 4];
     while i < chars.len() {
         let c = chars[i];
         let next = chars.get(i + 1).copied();
-        if quote.is_none() && c == '-' && next == Some('-') {
-            // A line comment: copied as is.
-            while i < chars.len() && chars[i] != '\n' {
-                out.push(chars[i]);
-                i += 1;
-                column += 1;
-                new_column += 1;
-            }
-            continue;
-        }
-        if quote.is_none() && c == '/' && next == Some('*') {
-            let end = (i + 2..chars.len().saturating_sub(1))
-                .find(|&j| chars[j] == '*' && chars[j + 1] == '/')
-                .map_or(chars.len(), |j| j + 2);
+        // Comments are copied as they are.
+        let comment_end = match (quote, c, next) {
+            (None, '-', Some('-')) => Some(
+                (i..chars.len())
+                    .find(|&j| chars[j] == '\n')
+                    .unwrap_or(chars.len()),
+            ),
+            (None, '/', Some('*')) => Some(
+                (i + 2..chars.len().saturating_sub(1))
+                    .find(|&j| chars[j] == '*' && chars[j + 1] == '/')
+                    .map_or(chars.len(), |j| j + 2),
+            ),
+            _ => None,
+        };
+        if let Some(end) = comment_end {
             for &c in &chars[i..end] {
-                out.push(c);
-                if c == '\n' {
-                    line += 1;
-                    column = 1;
-                    new_column = 1;
-                    lines.push(Vec::new());
-                } else {
-                    column += 1;
-                    new_column += 1;
-                }
+                w.copy(c.encode_utf8(&mut buffer), 1);
             }
             i = end;
             continue;
         }
         if c == '$' && next == Some('$') && chars.get(i + 2) == Some(&'{') {
-            literal(&mut lines, new_column, column);
-            out.push_str("${");
+            w.copy("${", 3);
             i += 3;
-            column += 3;
-            new_column += 2;
             continue;
         }
         if c == '$' && next == Some('{') {
-            let here = Position { line, column };
+            let here = Position {
+                line: w.line,
+                column: w.column,
+            };
             let end = closing_brace(&chars, i + 2)
                 .ok_or_else(|| Located::new(here, "'${' without its closing '}'"))?;
             let inner: String = chars[i + 2..end].iter().collect();
@@ -133,14 +167,7 @@ pub fn substitute(
                     format!("the value of ${{{inner}}} contains a line break"),
                 ));
             }
-            lines.last_mut().expect("one line at least").push(Segment {
-                new_column,
-                original_column: column,
-                value: true,
-            });
-            out.push_str(&value);
-            new_column += value.chars().count();
-            column += end + 1 - i;
+            w.value(&value, end + 1 - i);
             i = end + 1;
             continue;
         }
@@ -149,20 +176,13 @@ pub fn substitute(
             (Some(q), c) if q == c => quote = None,
             _ => {}
         }
-        literal(&mut lines, new_column, column);
-        out.push(c);
+        w.copy(c.encode_utf8(&mut buffer), 1);
         i += 1;
-        if c == '\n' {
-            line += 1;
-            column = 1;
-            new_column = 1;
-            lines.push(Vec::new());
-        } else {
-            column += 1;
-            new_column += 1;
-        }
     }
-    Ok(Substituted { text: out, lines })
+    Ok(Substituted {
+        text: w.out,
+        lines: w.lines,
+    })
 }
 
 /// The index of the `}` closing a `${` whose name starts at `from`, skipping nested `${…}`.

@@ -300,15 +300,7 @@ async fn the_replay_server_serves_single_symbol_and_combined_streams() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_engine_reads_the_stream_through_the_binance_source() {
     let frames = small_capture();
-    let expected: usize = frames
-        .iter()
-        .map(|f| {
-            decode_frame(&f.text, Mode::Normalized)
-                .unwrap()
-                .messages
-                .len()
-        })
-        .sum();
+    let expected = expected_messages(&frames).len();
     let mut with_garbage = frames.clone();
     with_garbage.insert(
         3,
@@ -370,15 +362,7 @@ async fn the_engine_reads_the_stream_through_the_binance_source() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queries_over_one_stream_share_its_connection() {
     let frames = small_capture();
-    let expected: usize = frames
-        .iter()
-        .map(|f| {
-            decode_frame(&f.text, Mode::Normalized)
-                .unwrap()
-                .messages
-                .len()
-        })
-        .sum();
+    let expected = expected_messages(&frames).len();
     let server = ReplayServer::start(
         frames,
         "127.0.0.1:0".parse().unwrap(),
