@@ -1,12 +1,16 @@
 //! JSON → Arrow decoding with Spark's malformed-record modes.
 //!
-//! Records (one Kafka message, one line of a file) are fed one at a time to arrow-json's
-//! streaming [`Decoder`](arrow_json::reader::Decoder): the tape decoder tokenizes each record as it
-//! arrives and a whole chunk is converted to Arrow columns at once, never through a per-row serde
-//! value. Clean data stays on that fast path. When a chunk holds a malformed record the chunk
-//! is re-decoded on a slow path that isolates the offending records (structural errors are
-//! caught per record as they are fed, conversion errors by bisection), so the cost of bad input
-//! is proportional to the number of bad records, not to the size of the stream.
+//! Records (one Kafka message, one line of a file) are fed one at a time and decoded in chunks
+//! of `batch_size` records, on one of three paths:
+//! - flat records (one object of scalar fields, no escapes: what streaming producers write) go
+//!   straight into Arrow builders ([`flat`]), converted exactly as arrow-json would;
+//! - the first record of a chunk the flat path is not sure of sends the whole chunk to
+//!   arrow-json's streaming [`Decoder`](arrow_json::reader::Decoder), whose tape decoder
+//!   tokenizes each record as it arrives and converts the chunk column by column;
+//! - when a chunk holds a malformed record, the chunk is re-decoded on a slow path that
+//!   isolates the offending records (structural errors are caught per record as they are fed,
+//!   conversion errors by bisection), so the cost of bad input is proportional to the number
+//!   of bad records, not to the size of the stream.
 //!
 //! Behaviour follows Spark 4.0's JSON data source (checked against `pyspark==4.0.1`):
 //! - blank records (empty or whitespace-only lines) are skipped and not counted;
@@ -37,6 +41,10 @@ use arrow_json::reader::Decoder;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, SluiceError};
+
+mod flat;
+
+use flat::FlatDecoder;
 
 /// Longest prefix of a malformed record kept in errors and statistics.
 const SAMPLE_BYTES: usize = 256;
@@ -164,6 +172,10 @@ pub struct JsonDecoder {
     corrupt_index: Option<usize>,
     options: JsonOptions,
     context: String,
+    /// The flat-record path, unless the schema has a column type it does not decode.
+    flat: Option<FlatDecoder>,
+    /// Whether every record of the current chunk so far went to `flat`.
+    flat_chunk: bool,
     fast: Decoder,
     /// Whether the fast decoder saw a structural anomaly in the current chunk.
     dirty: bool,
@@ -216,7 +228,10 @@ impl JsonDecoder {
         }
         let decode_schema = Arc::new(Schema::new(decode_fields));
         let fast = build_decoder(&decode_schema, options.batch_size + 1, false)?;
+        let flat = FlatDecoder::new(&decode_schema, options.batch_size);
         Ok(Self {
+            flat_chunk: flat.is_some(),
+            flat,
             decode_schema,
             output_schema: Arc::new(Schema::new(output_fields)),
             corrupt_index,
@@ -253,12 +268,13 @@ impl JsonDecoder {
         self.bytes.extend_from_slice(record);
         self.ends.push(self.bytes.len());
         self.positions.push(self.position);
-        if !self.dirty {
-            let before = self.fast.len();
-            let clean = matches!(self.fast.decode(record), Ok(n) if n == record.len())
-                && !self.fast.has_partial_record()
-                && self.fast.len() == before + 1;
-            self.dirty = !clean;
+        if self.flat_chunk {
+            let taken = self.flat.as_mut().is_some_and(|flat| flat.push(record));
+            if !taken {
+                self.leave_flat_path();
+            }
+        } else if !self.dirty {
+            self.dirty = !feed(&mut self.fast, record);
         }
         if self.ends.len() >= self.options.batch_size {
             self.finish_chunk()?;
@@ -289,14 +305,30 @@ impl JsonDecoder {
         })
     }
 
+    /// Sends the current chunk, whose last record the flat path refused, to arrow-json.
+    fn leave_flat_path(&mut self) {
+        self.flat_chunk = false;
+        if let Some(flat) = &mut self.flat {
+            flat.clear();
+        }
+        let mut start = 0;
+        for &end in &self.ends {
+            if self.dirty {
+                break;
+            }
+            self.dirty = !feed(&mut self.fast, &self.bytes[start..end]);
+            start = end;
+        }
+    }
+
     fn finish_chunk(&mut self) -> Result<()> {
         if self.ends.is_empty() {
             return Ok(());
         }
-        let flushed = if self.dirty {
-            None
-        } else {
-            self.fast.flush().ok().flatten()
+        let flushed = match (&mut self.flat, self.flat_chunk) {
+            (Some(flat), true) => Some(flat.finish()?),
+            _ if self.dirty => None,
+            _ => self.fast.flush().ok().flatten(),
         };
         let result = match flushed {
             Some(batch) if batch.num_rows() == self.ends.len() => {
@@ -312,6 +344,7 @@ impl JsonDecoder {
             }
         };
         self.dirty = false;
+        self.flat_chunk = self.flat.is_some();
         self.bytes.clear();
         self.ends.clear();
         self.positions.clear();
@@ -445,6 +478,15 @@ impl JsonDecoder {
         columns.insert(index, corrupt);
         Ok(RecordBatch::try_new(self.output_schema.clone(), columns)?)
     }
+}
+
+/// Feeds one record to arrow-json; `false` if it was not exactly one well-formed JSON value
+/// (the decoder is then unusable for the chunk).
+fn feed(decoder: &mut Decoder, record: &[u8]) -> bool {
+    let before = decoder.len();
+    matches!(decoder.decode(record), Ok(n) if n == record.len())
+        && !decoder.has_partial_record()
+        && decoder.len() == before + 1
 }
 
 fn build_decoder(schema: &SchemaRef, batch_size: usize, lenient: bool) -> Result<Decoder> {

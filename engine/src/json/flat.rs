@@ -1,0 +1,556 @@
+//! The fast path of [`JsonDecoder`](super::JsonDecoder): flat JSON objects of scalar values,
+//! decoded straight into Arrow builders.
+//!
+//! Most streaming records are flat objects (a ticker, a trade): one level of fields holding
+//! strings without escapes, numbers, booleans and nulls. arrow-json's general decoder first
+//! writes every record to a tape and converts the tape column by column; for flat records that
+//! is twice the work needed. [`FlatDecoder`] recognizes exactly that shape in one pass and
+//! converts values as arrow-json does (the same number parser, the same coercions into string
+//! columns), so a chunk it decodes is the chunk arrow-json would give.
+//!
+//! It accepts a record only when sure of that. Anything else — an escape, a nested value, a
+//! duplicate field, a value of a kind its column does not take as-is, a number that does not
+//! parse, invalid UTF-8, a broken record — is refused, and the caller decodes the chunk with
+//! arrow-json, which also owns every malformed-record decision.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, RecordBatch, RecordBatchOptions,
+    StringBuilder, make_array,
+};
+use arrow::datatypes::{DataType, SchemaRef};
+
+use crate::error::Result;
+
+/// A column's builder, which also says how JSON values convert into it.
+enum Column {
+    /// Strings as they are; numbers and booleans as their JSON text (arrow-json's
+    /// `coerce_primitive`).
+    Utf8(StringBuilder),
+    /// Numbers, and strings holding a number (arrow-json's coercion), parsed by `lexical-core`.
+    Float64(Float64Builder),
+    /// Integer numbers: `Int64` columns, and timestamps, whose numbers are in the column's unit.
+    Int64(Int64Builder),
+    /// `true` and `false`.
+    Boolean(BooleanBuilder),
+}
+
+/// One field's converted value in the record being decoded, appended once the whole record
+/// is known to be accepted.
+#[derive(Clone, Copy)]
+enum Cell {
+    Null,
+    /// The text at these byte offsets of the record.
+    Text(usize, usize),
+    Float(f64),
+    Int(i64),
+    Bool(bool),
+}
+
+/// A raw JSON scalar, by its byte offsets in the record.
+enum Token {
+    Null,
+    String(usize, usize),
+    Number {
+        start: usize,
+        end: usize,
+    },
+    Literal {
+        start: usize,
+        end: usize,
+        value: bool,
+    },
+}
+
+/// Decodes flat JSON objects into the columns of a schema; see the module documentation.
+pub(super) struct FlatDecoder {
+    schema: SchemaRef,
+    names: Vec<Box<[u8]>>,
+    columns: Vec<Column>,
+    /// The current record's value for each column.
+    cells: Vec<Cell>,
+    /// Whether the current record named each column already (duplicates are refused).
+    seen: Vec<bool>,
+    rows: usize,
+}
+
+impl FlatDecoder {
+    /// A decoder for `schema`, or `None` when a column has a type the fast path does not
+    /// convert (those schemas always take arrow-json's path).
+    pub(super) fn new(schema: &SchemaRef, capacity: usize) -> Option<Self> {
+        let columns = schema
+            .fields()
+            .iter()
+            .map(|field| new_column(field.data_type(), capacity))
+            .collect::<Option<Vec<_>>>()?;
+        let width = columns.len();
+        Some(Self {
+            schema: Arc::clone(schema),
+            names: schema
+                .fields()
+                .iter()
+                .map(|f| f.name().as_bytes().into())
+                .collect(),
+            columns,
+            cells: vec![Cell::Null; width],
+            seen: vec![false; width],
+            rows: 0,
+        })
+    }
+
+    /// Decodes `record` into a new row and returns `true`, or returns `false` and leaves the
+    /// rows as they were when the record is not one the fast path is sure of.
+    pub(super) fn push(&mut self, record: &[u8]) -> bool {
+        let Ok(text) = std::str::from_utf8(record) else {
+            return false;
+        };
+        if self.parse(record).is_none() {
+            return false;
+        }
+        for (column, cell) in self.columns.iter_mut().zip(&self.cells) {
+            match (column, *cell) {
+                (Column::Utf8(b), Cell::Text(start, end)) => b.append_option(text.get(start..end)),
+                (Column::Float64(b), Cell::Float(v)) => b.append_value(v),
+                (Column::Int64(b), Cell::Int(v)) => b.append_value(v),
+                (Column::Boolean(b), Cell::Bool(v)) => b.append_value(v),
+                (Column::Utf8(b), _) => b.append_null(),
+                (Column::Float64(b), _) => b.append_null(),
+                (Column::Int64(b), _) => b.append_null(),
+                (Column::Boolean(b), _) => b.append_null(),
+            }
+        }
+        self.rows += 1;
+        true
+    }
+
+    /// Drops the rows decoded so far.
+    pub(super) fn clear(&mut self) {
+        for column in &mut self.columns {
+            // A builder's `finish` empties it.
+            match column {
+                Column::Utf8(b) => drop(b.finish()),
+                Column::Float64(b) => drop(b.finish()),
+                Column::Int64(b) => drop(b.finish()),
+                Column::Boolean(b) => drop(b.finish()),
+            }
+        }
+        self.rows = 0;
+    }
+
+    /// The rows decoded so far, in the schema given to [`Self::new`].
+    pub(super) fn finish(&mut self) -> Result<RecordBatch> {
+        let mut arrays = Vec::with_capacity(self.columns.len());
+        for (column, field) in self.columns.iter_mut().zip(self.schema.fields()) {
+            let array: ArrayRef = match column {
+                Column::Utf8(b) => Arc::new(b.finish()),
+                Column::Float64(b) => Arc::new(b.finish()),
+                Column::Boolean(b) => Arc::new(b.finish()),
+                Column::Int64(b) => {
+                    let data = b.finish().into_data();
+                    if field.data_type() == &DataType::Int64 {
+                        make_array(data)
+                    } else {
+                        make_array(
+                            data.into_builder()
+                                .data_type(field.data_type().clone())
+                                .build()?,
+                        )
+                    }
+                }
+            };
+            arrays.push(array);
+        }
+        let rows = std::mem::take(&mut self.rows);
+        Ok(RecordBatch::try_new_with_options(
+            Arc::clone(&self.schema),
+            arrays,
+            &RecordBatchOptions::new().with_row_count(Some(rows)),
+        )?)
+    }
+
+    /// Parses `record` into `self.cells`; `None` refuses it.
+    fn parse(&mut self, record: &[u8]) -> Option<()> {
+        self.cells.fill(Cell::Null);
+        self.seen.fill(false);
+        let mut cursor = Cursor {
+            bytes: record,
+            at: 0,
+        };
+        cursor.skip_whitespace();
+        cursor.expect(b'{')?;
+        cursor.skip_whitespace();
+        if cursor.peek() == Some(b'}') {
+            cursor.at += 1;
+        } else {
+            // Fields usually come in schema order: look for the next one first.
+            let mut hint = 0;
+            loop {
+                let (start, end) = cursor.string()?;
+                cursor.skip_whitespace();
+                cursor.expect(b':')?;
+                cursor.skip_whitespace();
+                let token = cursor.scalar()?;
+                if let Some(index) = self.column_of(&record[start..end], hint) {
+                    if std::mem::replace(&mut self.seen[index], true) {
+                        return None;
+                    }
+                    self.cells[index] = convert(&self.columns[index], token, record)?;
+                    hint = index + 1;
+                }
+                cursor.skip_whitespace();
+                match cursor.next()? {
+                    b',' => cursor.skip_whitespace(),
+                    b'}' => break,
+                    _ => return None,
+                }
+            }
+        }
+        cursor.skip_whitespace();
+        (cursor.at == record.len()).then_some(())
+    }
+
+    /// The column named `key` (arrow-json matches names exactly), trying `hint` first.
+    fn column_of(&self, key: &[u8], hint: usize) -> Option<usize> {
+        if self.names.get(hint).is_some_and(|name| **name == *key) {
+            return Some(hint);
+        }
+        self.names.iter().position(|name| **name == *key)
+    }
+}
+
+fn new_column(data_type: &DataType, capacity: usize) -> Option<Column> {
+    Some(match data_type {
+        DataType::Utf8 => Column::Utf8(StringBuilder::with_capacity(capacity, capacity * 16)),
+        DataType::Float64 => Column::Float64(Float64Builder::with_capacity(capacity)),
+        DataType::Int64 | DataType::Timestamp(_, _) => {
+            Column::Int64(Int64Builder::with_capacity(capacity))
+        }
+        DataType::Boolean => Column::Boolean(BooleanBuilder::with_capacity(capacity)),
+        _ => return None,
+    })
+}
+
+/// Converts a scalar as arrow-json (with `coerce_primitive`) would, or refuses it where
+/// arrow-json would do something else than this simple conversion (even if only an error).
+fn convert(column: &Column, token: Token, record: &[u8]) -> Option<Cell> {
+    Some(match (column, token) {
+        (_, Token::Null) => Cell::Null,
+        (Column::Utf8(_), Token::String(start, end))
+        | (Column::Utf8(_), Token::Number { start, end })
+        | (Column::Utf8(_), Token::Literal { start, end, .. }) => Cell::Text(start, end),
+        // arrow-json parses both with `lexical_core::parse::<f64>` (strings first try exactly
+        // that, then retry trimmed, which is refused here).
+        (Column::Float64(_), Token::Number { start, end })
+        | (Column::Float64(_), Token::String(start, end)) => {
+            Cell::Float(lexical_core::parse::<f64>(&record[start..end]).ok()?)
+        }
+        // arrow-json tries `lexical_core::parse::<i64>` first, then a float it casts: refused.
+        (Column::Int64(_), Token::Number { start, end }) => {
+            Cell::Int(lexical_core::parse::<i64>(&record[start..end]).ok()?)
+        }
+        (Column::Boolean(_), Token::Literal { value, .. }) => Cell::Bool(value),
+        _ => return None,
+    })
+}
+
+/// A position in a record.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Cursor<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let byte = self.peek()?;
+        self.at += 1;
+        Some(byte)
+    }
+
+    fn expect(&mut self, byte: u8) -> Option<()> {
+        (self.next()? == byte).then_some(())
+    }
+
+    fn skip_whitespace(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+            self.at += 1;
+        }
+    }
+
+    /// A string without escapes or control characters: the offsets of its content.
+    fn string(&mut self) -> Option<(usize, usize)> {
+        self.expect(b'"')?;
+        let start = self.at;
+        let length = self.bytes[start..]
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        let end = start + length;
+        if self.bytes[end] != b'"' {
+            return None;
+        }
+        self.at = end + 1;
+        Some((start, end))
+    }
+
+    /// A scalar value; objects, arrays and anything not valid JSON are refused.
+    fn scalar(&mut self) -> Option<Token> {
+        match self.peek()? {
+            b'"' => self.string().map(|(start, end)| Token::String(start, end)),
+            b'-' | b'0'..=b'9' => self.number(),
+            b't' => self.literal(b"true", Some(true)),
+            b'f' => self.literal(b"false", Some(false)),
+            b'n' => self.literal(b"null", None),
+            _ => None,
+        }
+    }
+
+    fn literal(&mut self, word: &[u8], value: Option<bool>) -> Option<Token> {
+        let start = self.at;
+        let end = start + word.len();
+        if self.bytes.get(start..end)? != word {
+            return None;
+        }
+        self.at = end;
+        Some(match value {
+            Some(value) => Token::Literal { start, end, value },
+            None => Token::Null,
+        })
+    }
+
+    /// A number in JSON's grammar, which must end where arrow-json's tokenizer ends it (so
+    /// both see the same text): not followed by another of its number characters.
+    fn number(&mut self) -> Option<Token> {
+        let start = self.at;
+        if self.peek() == Some(b'-') {
+            self.at += 1;
+        }
+        match self.next()? {
+            b'0' => {}
+            b'1'..=b'9' => self.digits(),
+            _ => return None,
+        }
+        if self.peek() == Some(b'.') {
+            self.at += 1;
+            self.some_digits()?;
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.at += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.at += 1;
+            }
+            self.some_digits()?;
+        }
+        if matches!(
+            self.peek(),
+            Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
+        ) {
+            return None;
+        }
+        Some(Token::Number {
+            start,
+            end: self.at,
+        })
+    }
+
+    fn digits(&mut self) {
+        while self.peek().is_some_and(|b| b.is_ascii_digit()) {
+            self.at += 1;
+        }
+    }
+
+    fn some_digits(&mut self) -> Option<()> {
+        let before = self.at;
+        self.digits();
+        (self.at > before).then_some(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::datatypes::{Field, Schema, TimeUnit};
+    use arrow_json::ReaderBuilder;
+
+    use super::*;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("s", DataType::Utf8, true),
+            Field::new("f", DataType::Float64, true),
+            Field::new("i", DataType::Int64, true),
+            Field::new("t", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+            Field::new("b", DataType::Boolean, true),
+        ]))
+    }
+
+    /// arrow-json's decoding of one record, as `JsonDecoder` configures it.
+    fn arrow_json(record: &[u8]) -> Option<RecordBatch> {
+        let mut decoder = ReaderBuilder::new(schema())
+            .with_coerce_primitive(true)
+            .build_decoder()
+            .ok()?;
+        let consumed = decoder.decode(record).ok()?;
+        if consumed != record.len() || decoder.has_partial_record() || decoder.len() != 1 {
+            return None;
+        }
+        decoder.flush().ok().flatten()
+    }
+
+    fn flat(record: &[u8]) -> Option<RecordBatch> {
+        let mut decoder = FlatDecoder::new(&schema(), 4).expect("supported schema");
+        decoder
+            .push(record)
+            .then(|| decoder.finish().expect("batch"))
+    }
+
+    const BASE: &str = r#"{"s":"BTCUSDT","f":65000.25,"i":-12,"t":1764320400000,"b":true,"x":"y"}"#;
+
+    /// Records around `BASE`: every byte deleted, and each of a set of snippets inserted at
+    /// every position, plus hand-written cases.
+    fn variants() -> Vec<Vec<u8>> {
+        let base = BASE.as_bytes();
+        let mut records = Vec::new();
+        for i in 0..base.len() {
+            let mut deleted = base.to_vec();
+            deleted.remove(i);
+            records.push(deleted);
+            for snippet in [
+                " ",
+                "\t",
+                "0",
+                "-",
+                ".",
+                "e",
+                "+",
+                "1",
+                "\"",
+                "\\",
+                ",",
+                ":",
+                "{",
+                "}",
+                "[",
+                "]",
+                "x",
+                "é",
+                "\u{1}",
+                "null",
+                "true",
+                ",\"s\":\"a\"",
+                "\"5\"",
+                "1e400",
+                "\u{a0}",
+            ] {
+                let mut inserted = base.to_vec();
+                inserted.splice(i..i, snippet.bytes());
+                records.push(inserted);
+            }
+        }
+        for text in [
+            "{}",
+            " { } ",
+            r#"{"s":1.50,"f":"2.5","i":7,"t":0,"b":false}"#,
+            r#"{"s":true,"f":null,"i":null,"t":null,"b":null}"#,
+            r#"{"s":"a\"b"}"#,
+            r#"{"s":"a\u0062"}"#,
+            r#"{"f":"abc"}"#,
+            r#"{"f":" 2.5"}"#,
+            r#"{"f":1E+2,"i":9223372036854775807}"#,
+            r#"{"i":9223372036854775808}"#,
+            r#"{"i":1.5}"#,
+            r#"{"i":"7"}"#,
+            r#"{"b":"true"}"#,
+            r#"{"t":"2025-01-01T00:00:00"}"#,
+            r#"{"s":"a","s":"b"}"#,
+            r#"{"x":1,"x":2}"#,
+            r#"{"x":{"y":1}}"#,
+            r#"{"x":[1]}"#,
+            r#"{"s":"a",,"f":1}"#,
+            r#"{"s":"a",}"#,
+            r#"{"s":"a"} {"s":"b"}"#,
+            "[1]",
+            "5",
+            "{\"s\":\"caf\u{e9}\"}",
+            "{\"s\":\"a\tb\"}",
+            "{\"s\":-0,\"f\":-0.0e-0}",
+        ] {
+            records.push(text.as_bytes().to_vec());
+        }
+        let mut invalid = br#"{"s":"ab"}"#.to_vec();
+        invalid[6] = 0xff;
+        records.push(invalid);
+        records
+    }
+
+    #[test]
+    fn what_the_fast_path_accepts_arrow_json_decodes_identically() {
+        let mut accepted = 0;
+        for record in variants() {
+            let Some(fast) = flat(&record) else {
+                continue;
+            };
+            accepted += 1;
+            let text = String::from_utf8_lossy(&record);
+            let reference = arrow_json(&record)
+                .unwrap_or_else(|| panic!("arrow-json rejects {text} that the fast path took"));
+            assert_eq!(fast, reference, "{text}");
+        }
+        // The test would prove nothing if the fast path refused everything.
+        assert!(accepted > 100, "only {accepted} records took the fast path");
+    }
+
+    #[test]
+    fn accepts_flat_records_and_refuses_the_rest() {
+        for accepted in [
+            BASE,
+            "{}",
+            r#"{"s":1.50,"f":"2.5","i":7,"t":0,"b":false}"#,
+            r#" {"f" : 1 , "s" : null } "#,
+        ] {
+            assert!(flat(accepted.as_bytes()).is_some(), "{accepted}");
+        }
+        for refused in [
+            r#"{"s":"a\"b"}"#,
+            r#"{"x":{"y":1}}"#,
+            r#"{"s":"a","s":"b"}"#,
+            r#"{"i":1.5}"#,
+            r#"{"b":"true"}"#,
+            r#"{"s":"a""#,
+            r#"{"s":"a"} x"#,
+        ] {
+            assert!(flat(refused.as_bytes()).is_none(), "{refused}");
+        }
+    }
+
+    #[test]
+    fn a_refused_record_leaves_the_rows_as_they_were() {
+        let mut decoder = FlatDecoder::new(&schema(), 4).expect("supported schema");
+        assert!(decoder.push(br#"{"s":"a","f":1}"#));
+        assert!(!decoder.push(br#"{"s":"b","f":[2]}"#));
+        assert!(decoder.push(br#"{"s":"c"}"#));
+        let batch = decoder.finish().expect("batch");
+        assert_eq!(batch, {
+            let mut reference = ReaderBuilder::new(schema())
+                .build_decoder()
+                .expect("decoder");
+            reference
+                .decode(br#"{"s":"a","f":1}{"s":"c"}"#)
+                .expect("clean");
+            reference.flush().expect("clean").expect("rows")
+        });
+        assert_eq!(decoder.finish().expect("batch").num_rows(), 0);
+    }
+
+    #[test]
+    fn unsupported_column_types_take_arrow_jsons_path() {
+        let nested = Arc::new(Schema::new(vec![Field::new(
+            "l",
+            DataType::List(Arc::new(Field::new("item", DataType::Int64, true))),
+            true,
+        )]));
+        assert!(FlatDecoder::new(&nested, 4).is_none());
+    }
+}
