@@ -52,15 +52,57 @@ enum Cell {
 enum Token {
     Null,
     String(usize, usize),
-    Number {
-        start: usize,
-        end: usize,
-    },
+    Number(Number),
     Literal {
         start: usize,
         end: usize,
         value: bool,
     },
+}
+
+/// A number token: its text, and its digits when they are few enough to compute its value
+/// exactly without a general parser.
+#[derive(Clone, Copy)]
+struct Number {
+    start: usize,
+    end: usize,
+    negative: bool,
+    /// The decimal digits, without the point, when there are at most 19 of them.
+    digits: Option<u64>,
+    /// How many of them follow the decimal point.
+    fraction: usize,
+    exponent: bool,
+}
+
+/// Powers of ten exactly representable as `f64`.
+const EXACT_POWERS_OF_TEN: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+impl Number {
+    /// The value as `f64`, correctly rounded, so equal to `lexical-core`'s (arrow-json's).
+    fn to_f64(self, record: &[u8]) -> Option<f64> {
+        // Clinger's fast path: an integer below 2^53 divided by an exact power of ten is a
+        // single correctly rounded operation.
+        if let Some(digits) = self.digits.filter(|&d| d <= 1 << 53 && !self.exponent)
+            && let Some(power) = EXACT_POWERS_OF_TEN.get(self.fraction)
+        {
+            let value = digits as f64 / power;
+            return Some(if self.negative { -value } else { value });
+        }
+        lexical_core::parse::<f64>(&record[self.start..self.end]).ok()
+    }
+
+    /// The value as `i64` when the number is an integer (arrow-json's first attempt).
+    fn to_i64(self, record: &[u8]) -> Option<i64> {
+        if let Some(digits) = self.digits.filter(|_| self.fraction == 0 && !self.exponent)
+            && let Ok(value) = i64::try_from(digits)
+        {
+            return Some(if self.negative { -value } else { value });
+        }
+        lexical_core::parse::<i64>(&record[self.start..self.end]).ok()
+    }
 }
 
 /// Decodes flat JSON objects into the columns of a schema; see the module documentation.
@@ -84,6 +126,14 @@ impl FlatDecoder {
             .iter()
             .map(|field| new_column(field.data_type(), capacity))
             .collect::<Option<Vec<_>>>()?;
+        // A name that needs an escape in JSON is never matched as written (see `key`).
+        if schema.fields().iter().any(|f| {
+            f.name()
+                .bytes()
+                .any(|b| b == b'"' || b == b'\\' || b < 0x20)
+        }) {
+            return None;
+        }
         let width = columns.len();
         Some(Self {
             schema: Arc::clone(schema),
@@ -186,12 +236,12 @@ impl FlatDecoder {
             // Fields usually come in schema order: look for the next one first.
             let mut hint = 0;
             loop {
-                let (start, end) = cursor.string()?;
+                let column = self.key(&mut cursor, hint)?;
                 cursor.skip_whitespace();
                 cursor.expect(b':')?;
                 cursor.skip_whitespace();
                 let token = cursor.scalar()?;
-                if let Some(index) = self.column_of(&record[start..end], hint) {
+                if let Some(index) = column {
                     if std::mem::replace(&mut self.seen[index], true) {
                         return None;
                     }
@@ -210,12 +260,20 @@ impl FlatDecoder {
         (cursor.at == record.len()).then_some(())
     }
 
-    /// The column named `key` (arrow-json matches names exactly), trying `hint` first.
-    fn column_of(&self, key: &[u8], hint: usize) -> Option<usize> {
-        if self.names.get(hint).is_some_and(|name| **name == *key) {
-            return Some(hint);
+    /// Reads a field name: `Some(None)` for a field of no column. Names match exactly, as in
+    /// arrow-json; column `hint` is tried first, in place.
+    fn key(&self, cursor: &mut Cursor<'_>, hint: usize) -> Option<Option<usize>> {
+        cursor.expect(b'"')?;
+        if let Some(name) = self.names.get(hint) {
+            let rest = &cursor.bytes[cursor.at..];
+            if rest.get(name.len()) == Some(&b'"') && rest.starts_with(name) {
+                cursor.at += name.len() + 1;
+                return Some(Some(hint));
+            }
         }
-        self.names.iter().position(|name| **name == *key)
+        let (start, end) = cursor.string_content()?;
+        let key = &cursor.bytes[start..end];
+        Some(self.names.iter().position(|name| **name == *key))
     }
 }
 
@@ -237,18 +295,16 @@ fn convert(column: &Column, token: Token, record: &[u8]) -> Option<Cell> {
     Some(match (column, token) {
         (_, Token::Null) => Cell::Null,
         (Column::Utf8(_), Token::String(start, end))
-        | (Column::Utf8(_), Token::Number { start, end })
+        | (Column::Utf8(_), Token::Number(Number { start, end, .. }))
         | (Column::Utf8(_), Token::Literal { start, end, .. }) => Cell::Text(start, end),
         // arrow-json parses both with `lexical_core::parse::<f64>` (strings first try exactly
         // that, then retry trimmed, which is refused here).
-        (Column::Float64(_), Token::Number { start, end })
-        | (Column::Float64(_), Token::String(start, end)) => {
+        (Column::Float64(_), Token::Number(number)) => Cell::Float(number.to_f64(record)?),
+        (Column::Float64(_), Token::String(start, end)) => {
             Cell::Float(lexical_core::parse::<f64>(&record[start..end]).ok()?)
         }
         // arrow-json tries `lexical_core::parse::<i64>` first, then a float it casts: refused.
-        (Column::Int64(_), Token::Number { start, end }) => {
-            Cell::Int(lexical_core::parse::<i64>(&record[start..end]).ok()?)
-        }
+        (Column::Int64(_), Token::Number(number)) => Cell::Int(number.to_i64(record)?),
         (Column::Boolean(_), Token::Literal { value, .. }) => Cell::Bool(value),
         _ => return None,
     })
@@ -284,6 +340,11 @@ impl Cursor<'_> {
     /// A string without escapes or control characters: the offsets of its content.
     fn string(&mut self) -> Option<(usize, usize)> {
         self.expect(b'"')?;
+        self.string_content()
+    }
+
+    /// The rest of a string whose opening quote was read.
+    fn string_content(&mut self) -> Option<(usize, usize)> {
         let start = self.at;
         let length = self.bytes[start..]
             .iter()
@@ -325,24 +386,36 @@ impl Cursor<'_> {
     /// both see the same text): not followed by another of its number characters.
     fn number(&mut self) -> Option<Token> {
         let start = self.at;
-        if self.peek() == Some(b'-') {
+        let negative = self.peek() == Some(b'-');
+        if negative {
             self.at += 1;
         }
-        match self.next()? {
-            b'0' => {}
-            b'1'..=b'9' => self.digits(),
+        let mut digits = Some(0u64);
+        let count = match self.peek() {
+            Some(b'0') => {
+                self.at += 1;
+                1
+            }
+            Some(b'1'..=b'9') => self.digits(&mut digits),
             _ => return None,
-        }
+        };
+        let mut fraction = 0;
         if self.peek() == Some(b'.') {
             self.at += 1;
-            self.some_digits()?;
+            fraction = self.digits(&mut digits);
+            if fraction == 0 {
+                return None;
+            }
         }
-        if matches!(self.peek(), Some(b'e' | b'E')) {
+        let exponent = matches!(self.peek(), Some(b'e' | b'E'));
+        if exponent {
             self.at += 1;
             if matches!(self.peek(), Some(b'+' | b'-')) {
                 self.at += 1;
             }
-            self.some_digits()?;
+            if self.digits(&mut None) == 0 {
+                return None;
+            }
         }
         if matches!(
             self.peek(),
@@ -350,25 +423,29 @@ impl Cursor<'_> {
         ) {
             return None;
         }
-        Some(Token::Number {
+        Some(Token::Number(Number {
             start,
             end: self.at,
-        })
+            negative,
+            // 19 decimal digits always fit a u64.
+            digits: digits.filter(|_| count + fraction <= 19),
+            fraction,
+            exponent,
+        }))
     }
 
-    fn digits(&mut self) {
-        while self.peek().is_some_and(|b| b.is_ascii_digit()) {
+    /// Reads decimal digits, accumulating them into `value` while it fits; returns how many.
+    fn digits(&mut self, value: &mut Option<u64>) -> usize {
+        let start = self.at;
+        while let Some(digit @ b'0'..=b'9') = self.peek() {
+            *value = value
+                .and_then(|v| v.checked_mul(10))
+                .and_then(|v| v.checked_add(u64::from(digit - b'0')));
             self.at += 1;
         }
-    }
-
-    fn some_digits(&mut self) -> Option<()> {
-        let before = self.at;
-        self.digits();
-        (self.at > before).then_some(())
+        self.at - start
     }
 }
-
 #[cfg(test)]
 mod tests {
     use arrow::datatypes::{Field, Schema, TimeUnit};
@@ -500,6 +577,69 @@ mod tests {
         }
         // The test would prove nothing if the fast path refused everything.
         assert!(accepted > 100, "only {accepted} records took the fast path");
+    }
+
+    #[test]
+    fn numbers_convert_as_lexical_core_parses_them() {
+        let mut texts: Vec<String> = [
+            "0",
+            "-0",
+            "0.0",
+            "-0.0",
+            "1e5",
+            "0.1",
+            "0.30000000000000004",
+            "9007199254740992",
+            "9007199254740993",
+            "9007199254740993.5",
+            "0.00000000000000000000001",
+            "1234567890123456789",
+            "12345678901234567890",
+            "123456789012345678901234",
+            "1.7976931348623157e308",
+            "5e-324",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "9223372036854775808",
+        ]
+        .map(String::from)
+        .to_vec();
+        let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..20_000 {
+            let integer = next() % 10u64.pow((next() % 19) as u32 + 1);
+            let fraction = (next() % 24) as usize;
+            let decimals: String = (0..fraction)
+                .map(|_| char::from(b'0' + (next() % 10) as u8))
+                .collect();
+            let sign = if next() % 2 == 0 { "-" } else { "" };
+            texts.push(match fraction {
+                0 => format!("{sign}{integer}"),
+                _ => format!("{sign}{integer}.{decimals}"),
+            });
+        }
+        for text in texts {
+            let bytes = text.as_bytes();
+            let mut cursor = Cursor { bytes, at: 0 };
+            let Some(Token::Number(number)) = cursor.number() else {
+                panic!("{text} is a JSON number");
+            };
+            assert_eq!(
+                number.to_f64(bytes).map(f64::to_bits),
+                lexical_core::parse::<f64>(bytes).ok().map(f64::to_bits),
+                "{text}"
+            );
+            assert_eq!(
+                number.to_i64(bytes),
+                lexical_core::parse::<i64>(bytes).ok(),
+                "{text}"
+            );
+        }
     }
 
     #[test]
