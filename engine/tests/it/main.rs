@@ -2,6 +2,7 @@
 
 mod checkpoint;
 mod common;
+mod functions;
 mod golden;
 mod json;
 mod query;
