@@ -174,20 +174,6 @@ impl FlatDecoder {
         true
     }
 
-    /// Drops the rows decoded so far.
-    pub(super) fn clear(&mut self) {
-        for column in &mut self.columns {
-            // A builder's `finish` empties it.
-            match column {
-                Column::Utf8(b) => drop(b.finish()),
-                Column::Float64(b) => drop(b.finish()),
-                Column::Int64(b) => drop(b.finish()),
-                Column::Boolean(b) => drop(b.finish()),
-            }
-        }
-        self.rows = 0;
-    }
-
     /// The rows decoded so far, in the schema given to [`Self::new`].
     pub(super) fn finish(&mut self) -> Result<RecordBatch> {
         let mut arrays = Vec::with_capacity(self.columns.len());
@@ -390,7 +376,7 @@ impl Cursor<'_> {
         if negative {
             self.at += 1;
         }
-        let mut digits = Some(0u64);
+        let mut digits = 0;
         let count = match self.peek() {
             Some(b'0') => {
                 self.at += 1;
@@ -413,7 +399,7 @@ impl Cursor<'_> {
             if matches!(self.peek(), Some(b'+' | b'-')) {
                 self.at += 1;
             }
-            if self.digits(&mut None) == 0 {
+            if self.digits(&mut 0) == 0 {
                 return None;
             }
         }
@@ -428,19 +414,18 @@ impl Cursor<'_> {
             end: self.at,
             negative,
             // 19 decimal digits always fit a u64.
-            digits: digits.filter(|_| count + fraction <= 19),
+            digits: (count + fraction <= 19).then_some(digits),
             fraction,
             exponent,
         }))
     }
 
-    /// Reads decimal digits, accumulating them into `value` while it fits; returns how many.
-    fn digits(&mut self, value: &mut Option<u64>) -> usize {
+    /// Reads decimal digits, accumulating them into `value`; returns how many. The value
+    /// wraps past 19 digits, which the caller then ignores.
+    fn digits(&mut self, value: &mut u64) -> usize {
         let start = self.at;
         while let Some(digit @ b'0'..=b'9') = self.peek() {
-            *value = value
-                .and_then(|v| v.checked_mul(10))
-                .and_then(|v| v.checked_add(u64::from(digit - b'0')));
+            *value = value.wrapping_mul(10).wrapping_add(u64::from(digit - b'0'));
             self.at += 1;
         }
         self.at - start
