@@ -100,6 +100,8 @@ pub struct StatefulAggregate {
     /// Whether the plan above the aggregation sorts.
     sorts: bool,
     state: Option<RecordBatch>,
+    /// Whether the last batch changed the state (rows merged in or evicted).
+    changed: bool,
 }
 
 impl StatefulAggregate {
@@ -223,6 +225,7 @@ impl StatefulAggregate {
             session: session.is_some(),
             sorts,
             state: None,
+            changed: true,
         }))
     }
 
@@ -303,8 +306,10 @@ impl StatefulAggregate {
             None if !self.session => fresh.clone(),
             Some(state) if fresh.num_rows() == 0 => state,
             state => {
+                // The fresh groups first: the merged groups come out in order of first
+                // appearance, so the updated ones lead (see `rows_with_keys_of`).
                 let mut input = match state {
-                    Some(state) => concat_batches(&self.state_schema, [&state, &fresh])?,
+                    Some(state) => concat_batches(&self.state_schema, [&fresh, &state])?,
                     None => fresh.clone(),
                 };
                 if self.session {
@@ -336,6 +341,7 @@ impl StatefulAggregate {
             }
         };
         self.state = (keep.num_rows() > 0).then_some(keep);
+        self.changed = updated > 0 || removed > 0;
 
         let output = if emit.num_rows() == 0 {
             Vec::new()
@@ -479,8 +485,13 @@ impl StatefulAggregate {
 
     /// The rows of `state` whose group key appears in `updates`.
     fn rows_with_keys_of(&self, state: &RecordBatch, updates: &RecordBatch) -> Result<RecordBatch> {
-        if updates.num_rows() == 0 {
-            return Ok(state.slice(0, 0));
+        // Usually the merge put the updated groups first, in order: then they are a slice.
+        let leading = updates.num_rows().min(state.num_rows());
+        let head = state.slice(0, leading);
+        if leading == updates.num_rows()
+            && (0..self.keys).all(|i| head.column(i).to_data() == updates.column(i).to_data())
+        {
+            return Ok(head);
         }
         let fields = self.state_schema.fields()[..self.keys]
             .iter()
@@ -492,6 +503,12 @@ impl StatefulAggregate {
         let rows = converter.convert_columns(&state.columns()[..self.keys])?;
         let mask = BooleanArray::from_iter(rows.iter().map(|row| Some(updated.contains(&row))));
         Ok(filter_record_batch(state, &mask)?)
+    }
+
+    /// Whether the last batch changed the state; when it did not, the checkpoint can carry
+    /// the previous version over instead of writing the same bytes again.
+    pub fn state_changed(&self) -> bool {
+        self.changed
     }
 
     /// The state as Arrow IPC bytes, for the checkpoint.

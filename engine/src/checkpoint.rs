@@ -190,6 +190,27 @@ impl Checkpoint {
         Ok(())
     }
 
+    /// Records that the state of operator `operator` did not change in batch `version`:
+    /// version `version - 1` is copied over (a hard link on a local disk, a server-side copy
+    /// on object stores) instead of writing the same bytes again.
+    pub async fn carry_state(&self, operator: &str, version: u64) -> Result<()> {
+        let Some(previous) = version.checked_sub(1) else {
+            return Err(SluiceError::checkpoint(
+                self.display(),
+                "batch 0 has no previous state to carry over",
+            ));
+        };
+        let path = |version: u64| {
+            self.location
+                .child(&format!("state/{operator}/{version}.arrow"))
+        };
+        self.location
+            .store
+            .copy(&path(previous), &path(version))
+            .await?;
+        Ok(())
+    }
+
     /// Reads the state of operator `operator` as of batch `version`, with its location for
     /// error messages.
     pub async fn read_state(

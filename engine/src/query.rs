@@ -407,6 +407,7 @@ impl StreamingQueryBuilder {
             dedups,
             last_batch_watermark_ms: 0,
             swept: false,
+            aggregate_state_version: None,
             pending: None,
             shared: Arc::new(Shared {
                 state,
@@ -674,6 +675,8 @@ pub struct MicroBatchExecution {
     last_batch_watermark_ms: i64,
     /// Whether this run already swept the checkpoint of entries beyond retention.
     swept: bool,
+    /// The batch whose checkpointed aggregation state equals the one in memory.
+    aggregate_state_version: Option<u64>,
     /// A logged but uncommitted batch to run again before anything else.
     pending: Option<OffsetEntry>,
     shared: Arc<Shared>,
@@ -781,7 +784,10 @@ impl MicroBatchExecution {
                 .read_state(AGGREGATE_OPERATOR, version)
                 .await?
             {
-                (Some(bytes), location) => aggregate.restore_state(&bytes, &location)?,
+                (Some(bytes), location) => {
+                    aggregate.restore_state(&bytes, &location)?;
+                    self.aggregate_state_version = Some(version);
+                }
                 (None, location) => return Err(missing(location)),
             }
         }
@@ -1026,13 +1032,24 @@ impl MicroBatchExecution {
                 .await?;
         }
         if let Some(aggregate) = self.plan.aggregate() {
-            self.checkpoint
-                .write_state(
-                    AGGREGATE_OPERATOR,
-                    entry.batch_id,
-                    aggregate.encode_state()?,
-                )
-                .await?;
+            let previous = entry.batch_id.checked_sub(1);
+            if !aggregate.state_changed()
+                && previous.is_some()
+                && self.aggregate_state_version == previous
+            {
+                self.checkpoint
+                    .carry_state(AGGREGATE_OPERATOR, entry.batch_id)
+                    .await?;
+            } else {
+                self.checkpoint
+                    .write_state(
+                        AGGREGATE_OPERATOR,
+                        entry.batch_id,
+                        aggregate.encode_state()?,
+                    )
+                    .await?;
+            }
+            self.aggregate_state_version = Some(entry.batch_id);
         }
         let next_watermark = self.tracker.advance();
         self.checkpoint

@@ -316,3 +316,40 @@ async fn stateful_query_survives_a_crash_at_every_step_of_every_batch() {
         }
     }
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_state_the_batch_left_unchanged_is_carried_over_not_rewritten() {
+    use std::os::unix::fs::MetadataExt;
+
+    let dirs = stateful_dirs();
+    // After the last file (t = 170 s, in the window of t = 160 s) the watermark moves from
+    // 130 s to 140 s: the no-data batch that follows closes no window.
+    write_lines(
+        Path::new(&dirs.input),
+        "f05.jsonl",
+        &[ticker("S0", 1.0, 170_000)],
+    );
+    let mut execution = stateful_execution(&dirs, file_sink(&dirs)).await.unwrap();
+    let mut unchanged = Vec::new();
+    while execution.run_trigger().await.unwrap() {
+        let progress = execution.recent_progress().pop().unwrap();
+        let state = &progress.state_operators[0];
+        if state.num_rows_updated == 0 && state.num_rows_removed == 0 {
+            unchanged.push(progress.batch_id);
+        }
+    }
+    let inode = |version: u64| {
+        let path = Path::new(&dirs.checkpoint).join(format!("state/0/{version}.arrow"));
+        std::fs::metadata(path).unwrap().ino()
+    };
+    // A no-data batch that closes no window: its state is its predecessor's file, linked.
+    let carried: Vec<u64> = (1..execution.next_batch_id())
+        .filter(|&version| inode(version) == inode(version - 1))
+        .collect();
+    assert!(!carried.is_empty(), "no version carried over");
+    assert_eq!(
+        carried,
+        unchanged.into_iter().filter(|&b| b > 0).collect::<Vec<_>>()
+    );
+}
