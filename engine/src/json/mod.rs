@@ -180,6 +180,8 @@ pub struct JsonDecoder {
     flat_chunk: bool,
     /// Number of records in the current chunk.
     chunk_len: usize,
+    /// The rows the flat path decoded before the chunk went to arrow-json.
+    flat_head: Option<RecordBatch>,
     fast: Decoder,
     /// Whether the fast decoder saw a structural anomaly in the current chunk.
     dirty: bool,
@@ -237,6 +239,7 @@ impl JsonDecoder {
             flat_chunk: flat.is_some(),
             flat,
             chunk_len: 0,
+            flat_head: None,
             decode_schema,
             output_schema: Arc::new(Schema::new(output_fields)),
             corrupt_index,
@@ -277,7 +280,7 @@ impl JsonDecoder {
             } else {
                 // The rest of the chunk takes arrow-json's path.
                 self.flat_chunk = false;
-                self.finish_flat()?;
+                self.flat_head = self.finish_flat()?;
             }
         }
         if !self.flat_chunk {
@@ -317,25 +320,27 @@ impl JsonDecoder {
         })
     }
 
-    /// Moves the rows of the flat path to the output (`positions` holds exactly theirs).
-    fn finish_flat(&mut self) -> Result<()> {
+    /// The rows of the flat path, if any (`positions` holds exactly theirs).
+    fn finish_flat(&mut self) -> Result<Option<RecordBatch>> {
         let Some(flat) = &mut self.flat else {
-            return Ok(());
+            return Ok(None);
         };
         let batch = flat.finish()?;
-        if batch.num_rows() > 0 {
-            self.row_positions.append(&mut self.positions);
-            let batch = self.with_corrupt_column(batch, None)?;
-            self.done.push(batch);
+        if batch.num_rows() == 0 {
+            return Ok(None);
         }
-        Ok(())
+        self.row_positions.append(&mut self.positions);
+        self.with_corrupt_column(batch, None).map(Some)
     }
 
     fn finish_chunk(&mut self) -> Result<()> {
         self.chunk_len = 0;
         if std::mem::replace(&mut self.flat_chunk, self.flat.is_some()) {
-            return self.finish_flat();
+            let rows = self.finish_flat()?;
+            self.done.extend(rows);
+            return Ok(());
         }
+        let head = self.flat_head.take();
         if self.ends.is_empty() {
             return Ok(());
         }
@@ -361,7 +366,11 @@ impl JsonDecoder {
         self.bytes.clear();
         self.ends.clear();
         self.positions.clear();
-        let batch = result?;
+        // One batch per chunk, whichever paths its records took.
+        let batch = match head {
+            Some(head) => concat_batches(&self.output_schema, [&head, &result?])?,
+            None => result?,
+        };
         if batch.num_rows() > 0 {
             self.done.push(batch);
         }

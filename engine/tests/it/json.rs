@@ -122,6 +122,8 @@ fn message_at_a_time_equals_lines() {
     }
     let decoded = decoder.finish().unwrap();
     assert_eq!(render(&decoded.batches), PERMISSIVE);
+    // One batch per chunk, though its first record took the flat path and the rest arrow-json.
+    assert_eq!(decoded.batches.len(), 1);
     assert_eq!(decoded.malformed.count, 6);
     assert_eq!(
         decoded.malformed.first_record.as_deref(),
