@@ -6,12 +6,12 @@
 //! writes every record to a tape and converts the tape column by column; for flat records that
 //! is twice the work needed. [`FlatDecoder`] recognizes exactly that shape in one pass and
 //! converts values as arrow-json does (the same number parser, the same coercions into string
-//! columns), so a chunk it decodes is the chunk arrow-json would give.
+//! columns), so the rows it decodes are the rows arrow-json would give.
 //!
 //! It accepts a record only when sure of that. Anything else — an escape, a nested value, a
 //! duplicate field, a value of a kind its column does not take as-is, a number that does not
-//! parse, invalid UTF-8, a broken record — is refused, and the caller decodes the chunk with
-//! arrow-json, which also owns every malformed-record decision.
+//! parse, invalid UTF-8, a broken record — is refused, and the caller decodes it and the rest
+//! of its chunk with arrow-json, which also owns every malformed-record decision.
 
 use std::sync::Arc;
 
