@@ -237,3 +237,267 @@ fn record_positions_align_rows_with_their_records() {
     decoder.push(br#"{"symbol":"B","price":2}"#).unwrap();
     assert_eq!(decoder.finish().unwrap().record_positions, vec![1, 2, 3, 5]);
 }
+
+/// The flat-record path: what it decodes must be exactly what arrow-json decodes.
+mod flat_path {
+    use std::sync::Arc;
+
+    use arrow::array::RecordBatch;
+    use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+    use arrow_json::ReaderBuilder;
+    use sluice_engine::{JsonDecoder, JsonOptions};
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("s", DataType::Utf8, true),
+            Field::new("f", DataType::Float64, true),
+            Field::new("i", DataType::Int64, true),
+            Field::new("t", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+            Field::new("b", DataType::Boolean, true),
+        ]))
+    }
+
+    /// arrow-json's decoding of one record as `JsonDecoder` configures it, `None` when
+    /// arrow-json rejects it.
+    fn arrow_json(schema: &SchemaRef, record: &[u8]) -> Option<RecordBatch> {
+        let mut decoder = ReaderBuilder::new(Arc::clone(schema))
+            .with_coerce_primitive(true)
+            .build_decoder()
+            .ok()?;
+        let consumed = decoder.decode(record).ok()?;
+        if consumed != record.len() || decoder.has_partial_record() || decoder.len() != 1 {
+            return None;
+        }
+        decoder.flush().ok().flatten()
+    }
+
+    /// Decodes `record` alone: its row (or `None` if malformed) and whether the flat path
+    /// took it.
+    fn sluice(schema: &SchemaRef, record: &[u8]) -> (Option<RecordBatch>, bool) {
+        let mut decoder = JsonDecoder::new(
+            Arc::clone(schema),
+            JsonOptions {
+                mode: sluice_engine::ParseMode::DropMalformed,
+                ..JsonOptions::default()
+            },
+        )
+        .expect("decoder");
+        decoder.push(record).expect("DROPMALFORMED never fails");
+        let flat = decoder.flat_path_records() == 1;
+        let decoded = decoder.finish().expect("DROPMALFORMED never fails");
+        assert!(decoded.batches.len() <= 1);
+        (decoded.batches.into_iter().next(), flat)
+    }
+
+    const BASE: &str = r#"{"s":"BTCUSDT","f":65000.25,"i":-12,"t":1764320400000,"b":true,"x":"y"}"#;
+
+    /// Records around `BASE`: every byte deleted, and each of a set of snippets inserted at
+    /// every position, plus hand-written cases.
+    fn variants() -> Vec<Vec<u8>> {
+        let base = BASE.as_bytes();
+        let mut records = Vec::new();
+        for i in 0..base.len() {
+            let mut deleted = base.to_vec();
+            deleted.remove(i);
+            records.push(deleted);
+            for snippet in [
+                " ",
+                "\t",
+                "0",
+                "-",
+                ".",
+                "e",
+                "+",
+                "1",
+                "\"",
+                "\\",
+                ",",
+                ":",
+                "{",
+                "}",
+                "[",
+                "]",
+                "x",
+                "é",
+                "\u{1}",
+                "null",
+                "true",
+                ",\"s\":\"a\"",
+                "\"5\"",
+                "1e400",
+                "\u{a0}",
+            ] {
+                let mut inserted = base.to_vec();
+                inserted.splice(i..i, snippet.bytes());
+                records.push(inserted);
+            }
+        }
+        for text in [
+            "{}",
+            " { } ",
+            r#"{"s":1.50,"f":"2.5","i":7,"t":0,"b":false}"#,
+            r#"{"s":true,"f":null,"i":null,"t":null,"b":null}"#,
+            r#" {"f" : 1 , "s" : null } "#,
+            r#"{"s":"a\"b"}"#,
+            r#"{"s":"a\u0062"}"#,
+            r#"{"f":"abc"}"#,
+            r#"{"f":" 2.5"}"#,
+            r#"{"f":1E+2,"i":9223372036854775807}"#,
+            r#"{"i":9223372036854775808}"#,
+            r#"{"i":1.5}"#,
+            r#"{"i":"7"}"#,
+            r#"{"b":"true"}"#,
+            r#"{"t":"2025-01-01T00:00:00"}"#,
+            r#"{"s":"a","s":"b"}"#,
+            r#"{"x":1,"x":2}"#,
+            r#"{"x":{"y":1}}"#,
+            r#"{"x":[1]}"#,
+            r#"{"s":"a",,"f":1}"#,
+            r#"{"s":"a",}"#,
+            r#"{"s":"a"} {"s":"b"}"#,
+            "[1]",
+            "5",
+            "{\"s\":\"caf\u{e9}\"}",
+            "{\"s\":\"a\tb\"}",
+            "{\"s\":-0,\"f\":-0.0e-0}",
+        ] {
+            records.push(text.as_bytes().to_vec());
+        }
+        let mut invalid = br#"{"s":"ab"}"#.to_vec();
+        invalid[6] = 0xff;
+        records.push(invalid);
+        records
+    }
+
+    #[test]
+    fn every_record_decodes_as_arrow_json_decodes_it() {
+        let schema = schema();
+        let mut flat = 0;
+        for record in variants() {
+            let text = String::from_utf8_lossy(&record);
+            let (decoded, took_flat) = sluice(&schema, &record);
+            flat += usize::from(took_flat);
+            assert_eq!(decoded, arrow_json(&schema, &record), "{text}");
+        }
+        // The test would prove little if the flat path refused everything.
+        assert!(flat > 100, "only {flat} records took the flat path");
+    }
+
+    #[test]
+    fn flat_records_take_the_flat_path_and_others_do_not() {
+        let schema = schema();
+        for accepted in [
+            BASE,
+            "{}",
+            r#"{"s":1.50,"f":"2.5","i":7,"t":0,"b":false}"#,
+            r#" {"f" : 1 , "s" : null } "#,
+        ] {
+            assert!(sluice(&schema, accepted.as_bytes()).1, "{accepted}");
+        }
+        for refused in [
+            r#"{"s":"a\"b"}"#,
+            r#"{"x":{"y":1}}"#,
+            r#"{"s":"a","s":"b"}"#,
+            r#"{"i":1.5}"#,
+            r#"{"b":"true"}"#,
+            r#"{"s":"a""#,
+            r#"{"s":"a"} x"#,
+        ] {
+            assert!(!sluice(&schema, refused.as_bytes()).1, "{refused}");
+        }
+        let nested = Arc::new(Schema::new(vec![Field::new(
+            "l",
+            DataType::List(Arc::new(Field::new("item", DataType::Int64, true))),
+            true,
+        )]));
+        let (decoded, flat) = sluice(&nested, br#"{"l":[1,2]}"#);
+        assert!(!flat, "a list column takes arrow-json's path");
+        assert_eq!(decoded, arrow_json(&nested, br#"{"l":[1,2]}"#));
+    }
+
+    #[test]
+    fn numbers_convert_bit_for_bit_as_arrow_json_converts_them() {
+        let mut texts: Vec<String> = [
+            "0",
+            "-0",
+            "0.0",
+            "-0.0",
+            "1e5",
+            "0.1",
+            "0.30000000000000004",
+            "9007199254740992",
+            "9007199254740993",
+            "9007199254740993.5",
+            "0.00000000000000000000001",
+            "1234567890123456789",
+            "12345678901234567890",
+            "123456789012345678901234",
+            "1.7976931348623157e308",
+            "5e-324",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "9223372036854775808",
+        ]
+        .map(String::from)
+        .to_vec();
+        let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..20_000 {
+            let integer = next() % 10u64.pow((next() % 19) as u32 + 1);
+            let fraction = (next() % 24) as usize;
+            let decimals: String = (0..fraction)
+                .map(|_| char::from(b'0' + (next() % 10) as u8))
+                .collect();
+            let sign = if next() % 2 == 0 { "-" } else { "" };
+            texts.push(match fraction {
+                0 => format!("{sign}{integer}"),
+                _ => format!("{sign}{integer}.{decimals}"),
+            });
+        }
+        let schema = schema();
+        // One record per chunk, so that a record arrow-json decodes sends no other there.
+        let options = JsonOptions {
+            batch_size: 1,
+            ..JsonOptions::default()
+        };
+        let mut decoder = JsonDecoder::new(Arc::clone(&schema), options).unwrap();
+        // Out-of-range integers are malformed: PERMISSIVE keeps the fields that convert, as
+        // arrow-json ignoring type conflicts does.
+        let mut reference = ReaderBuilder::new(Arc::clone(&schema))
+            .with_coerce_primitive(true)
+            .with_ignore_type_conflicts(true)
+            .with_batch_size(texts.len() + 1)
+            .build_decoder()
+            .unwrap();
+        for text in &texts {
+            // Integers also go to `i` (a fraction there would send the record to arrow-json).
+            let record = match text.contains(['.', 'e']) {
+                true => format!(r#"{{"f":{text},"s":{text}}}"#),
+                false => format!(r#"{{"f":{text},"i":{text},"s":{text}}}"#),
+            };
+            decoder.push(record.as_bytes()).unwrap();
+            assert_eq!(reference.decode(record.as_bytes()).unwrap(), record.len());
+        }
+        let decoded = decoder.finish().unwrap();
+        let expected = reference.flush().unwrap().unwrap();
+        let actual = arrow::compute::concat_batches(&schema, &decoded.batches).unwrap();
+        for column in 0..3 {
+            assert_eq!(
+                actual.column(column).to_data(),
+                expected.column(column).to_data(),
+                "column {column}"
+            );
+        }
+        // All but the integers out of Int64's range.
+        assert!(
+            decoder.flat_path_records() > 19_000,
+            "{}",
+            decoder.flat_path_records()
+        );
+    }
+}
