@@ -306,10 +306,10 @@ impl StatefulAggregate {
             None if !self.session => fresh.clone(),
             Some(state) if fresh.num_rows() == 0 => state,
             state => {
-                // The fresh groups first: the merged groups come out in order of first
-                // appearance, so the updated ones lead (see `rows_with_keys_of`).
+                // The stored state first, as Spark merges it: order-dependent aggregates
+                // (`last`, ties of `max_by`, `array_agg`) take the new rows as the later ones.
                 let mut input = match state {
-                    Some(state) => concat_batches(&self.state_schema, [&fresh, &state])?,
+                    Some(state) => concat_batches(&self.state_schema, [&state, &fresh])?,
                     None => fresh.clone(),
                 };
                 if self.session {
@@ -485,13 +485,8 @@ impl StatefulAggregate {
 
     /// The rows of `state` whose group key appears in `updates`.
     fn rows_with_keys_of(&self, state: &RecordBatch, updates: &RecordBatch) -> Result<RecordBatch> {
-        // Usually the merge put the updated groups first, in order: then they are a slice.
-        let leading = updates.num_rows().min(state.num_rows());
-        let head = state.slice(0, leading);
-        if leading == updates.num_rows()
-            && (0..self.keys).all(|i| head.column(i).to_data() == updates.column(i).to_data())
-        {
-            return Ok(head);
+        if updates.num_rows() == 0 {
+            return Ok(state.slice(0, 0));
         }
         let fields = self.state_schema.fields()[..self.keys]
             .iter()

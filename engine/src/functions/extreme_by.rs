@@ -3,8 +3,8 @@
 //! all-null keys give null), the value itself may be null, and of rows with equal keys the
 //! later one wins (within a batch, input order; across partial states, merge order).
 //!
-//! Keys of a primitive type (integers, floats in IEEE total order, dates, times, timestamps,
-//! durations) are compared natively by [`ExtremeByGroups`], which remembers per group where
+//! Keys of a primitive type (integers, floats in Spark's order — `-0.0` equals `0.0`, NaN is
+//! the largest —, dates, times, timestamps, durations) are compared natively by [`ExtremeByGroups`], which remembers per group where
 //! its winning row is and gathers the values only when emitting: values of any type work, and
 //! a candle's open and close cost one comparison per row. Other key types (strings, decimals,
 //! booleans, …) are planned as DataFusion's `first_value` / `last_value` ordered by the key,
@@ -208,9 +208,38 @@ trait Extremes: Send + Sync + std::fmt::Debug {
     fn size(&self) -> usize;
 }
 
+/// A key type compared natively, in Spark's order.
+trait Key: ArrowPrimitiveType + std::fmt::Debug {
+    /// The key as compared: Spark takes `-0.0` for `0.0` and every NaN as the largest value.
+    fn spark_order(key: Self::Native) -> Self::Native;
+}
+
+impl Key for Int64Type {
+    fn spark_order(key: i64) -> i64 {
+        key
+    }
+}
+
+impl Key for Float64Type {
+    fn spark_order(key: f64) -> f64 {
+        if key == 0.0 {
+            0.0
+        } else if key.is_nan() {
+            // Positive: above infinity in the total order used to compare.
+            f64::NAN
+        } else {
+            key
+        }
+    }
+}
+
+/// Input columns kept for the winners before they are compacted into one (bounds the memory
+/// of an aggregation over many batches to its groups plus this many batches).
+const RETAINED_ARRAYS: usize = 16;
+
 /// The contest of every group, with keys compared as `T`.
 #[derive(Debug)]
-struct ExtremeByGroups<T: ArrowPrimitiveType> {
+struct ExtremeByGroups<T: Key> {
     max: bool,
     /// Each group's best key so far (meaningless while it has no winner).
     best: Vec<T::Native>,
@@ -222,7 +251,7 @@ struct ExtremeByGroups<T: ArrowPrimitiveType> {
     keys: Vec<ArrayRef>,
 }
 
-impl<T: ArrowPrimitiveType> ExtremeByGroups<T> {
+impl<T: Key> ExtremeByGroups<T> {
     fn new(max: bool, value: DataType, key: DataType) -> Self {
         Self {
             max,
@@ -232,9 +261,33 @@ impl<T: ArrowPrimitiveType> ExtremeByGroups<T> {
             keys: vec![new_null_array(&key, 1)],
         }
     }
+
+    /// The (value, key) at each of `winners`.
+    fn gather(&self, winners: &[(usize, usize)]) -> DfResult<[ArrayRef; 2]> {
+        let gather = |arrays: &[ArrayRef]| {
+            let arrays: Vec<&dyn Array> = arrays.iter().map(AsRef::as_ref).collect();
+            interleave(&arrays, winners)
+        };
+        Ok([gather(&self.values)?, gather(&self.keys)?])
+    }
+
+    /// Replaces the retained columns by one holding just the current winners.
+    fn compact(&mut self) -> DfResult<()> {
+        let [values, keys] = self.gather(&self.winners)?;
+        self.values.truncate(1);
+        self.keys.truncate(1);
+        self.values.push(values);
+        self.keys.push(keys);
+        for (group, winner) in self.winners.iter_mut().enumerate() {
+            if winner.0 != 0 {
+                *winner = (1, group);
+            }
+        }
+        Ok(())
+    }
 }
 
-impl<T: ArrowPrimitiveType + std::fmt::Debug> Extremes for ExtremeByGroups<T> {
+impl<T: Key> Extremes for ExtremeByGroups<T> {
     fn ensure(&mut self, groups: usize) {
         if groups > self.winners.len() {
             self.best.resize(groups, T::Native::default());
@@ -259,7 +312,7 @@ impl<T: ArrowPrimitiveType + std::fmt::Debug> Extremes for ExtremeByGroups<T> {
             if compared.is_null(row) || filter.is_some_and(|f| !f.is_valid(row) || !f.value(row)) {
                 continue;
             }
-            let candidate = compared.value(row);
+            let candidate = T::spark_order(compared.value(row));
             let best = self.best[group];
             // Spark keeps the earlier row only if strictly better: a tie goes to the later.
             let wins = self.winners[group].0 == 0
@@ -277,6 +330,9 @@ impl<T: ArrowPrimitiveType + std::fmt::Debug> Extremes for ExtremeByGroups<T> {
         if won {
             self.values.push(Arc::clone(value));
             self.keys.push(Arc::clone(key));
+            if self.values.len() > RETAINED_ARRAYS {
+                self.compact()?;
+            }
         }
         Ok(())
     }
@@ -284,11 +340,7 @@ impl<T: ArrowPrimitiveType + std::fmt::Debug> Extremes for ExtremeByGroups<T> {
     fn take(&mut self, n: usize) -> DfResult<[ArrayRef; 2]> {
         let winners: Vec<_> = self.winners.drain(..n).collect();
         self.best.drain(..n);
-        let gather = |arrays: &[ArrayRef]| {
-            let arrays: Vec<&dyn Array> = arrays.iter().map(AsRef::as_ref).collect();
-            interleave(&arrays, &winners)
-        };
-        let taken = [gather(&self.values)?, gather(&self.keys)?];
+        let taken = self.gather(&winners)?;
         if self.winners.is_empty() {
             self.values.truncate(1);
             self.keys.truncate(1);

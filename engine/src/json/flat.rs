@@ -126,6 +126,12 @@ impl FlatDecoder {
             .iter()
             .map(|field| new_column(field.data_type(), capacity))
             .collect::<Option<Vec<_>>>()?;
+        // Two columns of one name: arrow-json sends both fields to the first.
+        let names: std::collections::HashSet<_> =
+            schema.fields().iter().map(|f| f.name()).collect();
+        if names.len() != schema.fields().len() {
+            return None;
+        }
         // A name that needs an escape in JSON is never matched as written (see `key`).
         if schema.fields().iter().any(|f| {
             f.name()

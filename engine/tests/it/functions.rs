@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Int32Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use arrow::array::{Float64Array, Int32Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
@@ -115,4 +115,109 @@ async fn keys_of_other_types_are_ordered_by_first_and_last_value() {
         plan.contains("min_by") && !plan.contains("first_value"),
         "{plan}"
     );
+}
+
+#[tokio::test]
+async fn float_keys_compare_as_in_spark() {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("v", DataType::Utf8, false),
+        Field::new("k", DataType::Float64, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![
+            Arc::new(StringArray::from(vec![
+                "zero",
+                "negative zero",
+                "nan",
+                "inf",
+            ])),
+            Arc::new(Float64Array::from(vec![
+                0.0,
+                -0.0,
+                -f64::NAN,
+                f64::INFINITY,
+            ])),
+        ],
+    )
+    .expect("batch");
+    let ctx = SessionContext::new();
+    register_spark_aggregates(&ctx).expect("registered");
+    let table = MemTable::try_new(schema, vec![vec![batch]]).expect("table");
+    ctx.register_table("t", Arc::new(table)).expect("table");
+    // -0.0 ties with 0.0 (the later row wins); any NaN is the largest value.
+    assert_eq!(
+        run(&ctx, "SELECT min_by(v, k) AS mn, max_by(v, k) AS mx FROM t").await,
+        "\
++---------------+-----+
+| mn            | mx  |
++---------------+-----+
+| negative zero | nan |
++---------------+-----+"
+    );
+}
+
+#[tokio::test]
+async fn many_input_batches_keep_the_right_winners() {
+    // 50 batches of 100 rows over 7 groups: the accumulator compacts the columns it keeps.
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("g", DataType::Int32, false),
+        Field::new("v", DataType::Utf8, false),
+        Field::new("k", DataType::Int32, false),
+    ]));
+    let batches: Vec<RecordBatch> = (0..50)
+        .map(|b| {
+            let rows = 0..100;
+            RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![
+                    Arc::new(Int32Array::from_iter_values(rows.clone().map(|r| r % 7))),
+                    Arc::new(StringArray::from_iter_values(
+                        rows.clone().map(|r| format!("b{b}r{r}")),
+                    )),
+                    // Keys rise with the batch and, within it, fall and rise again.
+                    Arc::new(Int32Array::from_iter_values(
+                        rows.map(|r| b * 1000 + (r - 50i32).abs()),
+                    )),
+                ],
+            )
+            .expect("batch")
+        })
+        .collect();
+    let ctx = SessionContext::new();
+    register_spark_aggregates(&ctx).expect("registered");
+    let table = MemTable::try_new(schema, vec![batches]).expect("table");
+    ctx.register_table("t", Arc::new(table)).expect("table");
+    let grouped = run(
+        &ctx,
+        "SELECT g, min_by(v, k) AS mn, max_by(v, k) AS mx FROM t GROUP BY g ORDER BY g",
+    )
+    .await;
+    // Group g's smallest key is in batch 0, its largest in batch 49, at the rows of residue
+    // g nearest to / farthest from 50; of two rows at the same distance, the later wins.
+    let cells: Vec<Vec<String>> = grouped
+        .lines()
+        .filter(|line| line.starts_with("| ") && !line.starts_with("| g "))
+        .map(|line| line.split('|').map(|c| c.trim().to_string()).collect())
+        .collect();
+    for g in 0..7 {
+        let rows = || (0..100).filter(move |r| r % 7 == g);
+        let nearest = rows()
+            .min_by_key(|r| ((r - 50i32).abs(), -r))
+            .expect("a row");
+        let farthest = rows()
+            .max_by_key(|r| ((r - 50i32).abs(), *r))
+            .expect("a row");
+        assert_eq!(
+            cells[g as usize][1..4],
+            [
+                g.to_string(),
+                format!("b0r{nearest}"),
+                format!("b49r{farthest}")
+            ],
+            "{grouped}"
+        );
+    }
+    let overall = run(&ctx, "SELECT min_by(v, k) AS mn, max_by(v, k) AS mx FROM t").await;
+    assert!(overall.contains("| b0r50 | b49r0 |"), "{overall}");
 }

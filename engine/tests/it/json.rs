@@ -413,6 +413,17 @@ mod flat_path {
         let (decoded, flat) = sluice(&nested, br#"{"l":[1,2]}"#);
         assert!(!flat, "a list column takes arrow-json's path");
         assert_eq!(decoded, arrow_json(&nested, br#"{"l":[1,2]}"#));
+        // Two columns of one name: arrow-json fills the first with the last value.
+        let twice = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Int64, true),
+            Field::new("a", DataType::Int64, true),
+        ]));
+        let (decoded, flat) = sluice(&twice, br#"{"a":1,"a":2}"#);
+        assert!(
+            !flat,
+            "a schema naming a column twice takes arrow-json's path"
+        );
+        assert_eq!(decoded, arrow_json(&twice, br#"{"a":1,"a":2}"#));
     }
 
     #[test]
