@@ -184,6 +184,20 @@ fn small_capture() -> Vec<CapturedFrame> {
     })
 }
 
+/// A replay server on a free port sending `frames` as fast as the client reads them.
+async fn fast_server(frames: Vec<CapturedFrame>) -> ReplayServer {
+    ReplayServer::start(
+        frames,
+        "127.0.0.1:0".parse().unwrap(),
+        ReplayOptions {
+            pacing: Pacing::Max,
+            ..ReplayOptions::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
 fn fast_client(url: String) -> WebSocketClient {
     WebSocketClient::spawn(ClientOptions {
         idle_timeout: Duration::from_millis(700),
@@ -309,16 +323,7 @@ async fn the_engine_reads_the_stream_through_the_binance_source() {
             text: "not json".into(),
         },
     );
-    let server = ReplayServer::start(
-        with_garbage,
-        "127.0.0.1:0".parse().unwrap(),
-        ReplayOptions {
-            pacing: Pacing::Max,
-            ..ReplayOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let server = fast_server(with_garbage).await;
     let source = BinanceSource::new(
         "ticks",
         ClientOptions::new(server.url("!miniTicker@arr")),
@@ -363,16 +368,7 @@ async fn the_engine_reads_the_stream_through_the_binance_source() {
 async fn queries_over_one_stream_share_its_connection() {
     let frames = small_capture();
     let expected = expected_messages(&frames).len();
-    let server = ReplayServer::start(
-        frames,
-        "127.0.0.1:0".parse().unwrap(),
-        ReplayOptions {
-            pacing: Pacing::Max,
-            ..ReplayOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let server = fast_server(frames).await;
     let options = ClientOptions::new(server.url("!miniTicker@arr"));
     let mut queries = Vec::new();
     // Both sources subscribe before either connects: both get every frame.
@@ -504,16 +500,7 @@ async fn every_ticker_reaches_the_broker_once_keyed_by_symbol() {
         .into_iter()
         .chain(expected_messages(&frames[6..]))
         .collect::<Vec<_>>();
-    let server = ReplayServer::start(
-        frames,
-        "127.0.0.1:0".parse().unwrap(),
-        ReplayOptions {
-            pacing: Pacing::Max,
-            ..ReplayOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let server = fast_server(frames).await;
     let producer = producer::start(producer_options(
         server.url("!miniTicker@arr"),
         &bootstrap,
@@ -546,16 +533,7 @@ async fn a_broker_outage_holds_the_producer_back_then_everything_is_delivered_on
 
     let frames = small_capture();
     let expected = expected_messages(&frames);
-    let server = ReplayServer::start(
-        frames,
-        "127.0.0.1:0".parse().unwrap(),
-        ReplayOptions {
-            pacing: Pacing::Max,
-            ..ReplayOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let server = fast_server(frames).await;
     let mut options = producer_options(server.url("!miniTicker@arr"), &address, &topic);
     options.max_in_flight = 50;
     let producer = producer::start(options).unwrap();
