@@ -1032,11 +1032,10 @@ impl MicroBatchExecution {
                 .await?;
         }
         if let Some(aggregate) = self.plan.aggregate() {
-            let previous = entry.batch_id.checked_sub(1);
-            if !aggregate.state_changed()
-                && previous.is_some()
-                && self.aggregate_state_version == previous
-            {
+            let stored_previous = self
+                .aggregate_state_version
+                .is_some_and(|version| version + 1 == entry.batch_id);
+            if !aggregate.state_changed() && stored_previous {
                 self.checkpoint
                     .carry_state(AGGREGATE_OPERATOR, entry.batch_id)
                     .await?;
