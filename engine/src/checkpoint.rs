@@ -1,5 +1,5 @@
 //! The checkpoint: a write-ahead offset log, a commit log and the query's identity, stored in
-//! any object store, laid out as Spark's (`../shared/spec/spark-semantics.md` §1).
+//! any object store, laid out as Spark's (`docs/semantics.md` §1.5).
 //!
 //! ```text
 //! <checkpoint>/metadata          {"id":"<query uuid>"}, stable across restarts
@@ -24,8 +24,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, SluiceError};
+use crate::location::Location;
 use crate::offset::Offset;
-use crate::storage::Location;
 
 /// Version line heading offset and commit entries.
 const VERSION: &str = "v1";

@@ -2,7 +2,7 @@
 //!
 //! A stream processing runtime on Apache Arrow and Apache DataFusion with the semantics of
 //! Spark Structured Streaming's micro-batch execution: replayable [`Source`]s read between
-//! offsets, a write-ahead offset log and a commit log in a [`Checkpoint`], DataFusion SQL
+//! offsets, a write-ahead offset log and a commit log in a checkpoint, DataFusion SQL
 //! planned once and run on every micro-batch, and idempotent [`Sink`]s, which together give
 //! exactly-once output across crashes and restarts.
 //!
@@ -40,38 +40,63 @@
 //! # Ok::<_, sluice_engine::SluiceError>(()) }).unwrap();
 //! ```
 //!
-//! Modules by concept: [`source`] and [`sink`] (the traits at the seams and the built-in
-//! connectors), [`json`] (JSON → Arrow with Spark's malformed-record modes), [`plan`] (SQL
-//! planned once), [`checkpoint`] (offset and commit logs, recovery), [`query`] (the loop and the
-//! query handle), [`trigger`], [`progress`].
+//! Modules by concept, in the order a micro-batch meets them: [`source`] and [`sink`] (the
+//! traits at the seams and the built-in connectors), [`json`] (JSON → Arrow with Spark's
+//! malformed-record modes), the query (builder, recovery, the micro-batch loop in Spark's
+//! phases, progress reports, handle), the plan (SQL planned once, run on every batch), the
+//! stateful operators (aggregation and deduplication, one [`StatefulOperator`] contract for
+//! their checkpointed state), the watermark rules, the checkpoint (offset and commit logs), and
+//! [`progress`] (the reports' types). What Sluice does batch by batch, and where it differs
+//! from Spark, is written down in the repository's `docs/semantics.md`.
 
-pub mod aggregate;
-pub mod checkpoint;
-pub mod dedup;
-pub mod error;
-pub mod functions;
 pub mod json;
-pub mod offset;
-pub mod output_mode;
-pub mod plan;
 pub mod progress;
-pub mod query;
 pub mod sink;
 pub mod source;
-pub mod state;
-pub mod storage;
-pub mod trigger;
-pub mod watermark;
-pub mod window;
 
-pub use checkpoint::Checkpoint;
+mod checkpoint;
+mod error;
+mod functions;
+mod location;
+mod offset;
+mod operator;
+mod output_mode;
+mod plan;
+mod query;
+mod slot;
+mod trigger;
+mod watermark;
+mod window;
+
 pub use error::{Result, SluiceError};
+pub use functions::register_spark_aggregates;
 pub use json::{JsonDecoder, JsonOptions, MalformedStats, ParseMode};
 pub use offset::Offset;
+pub use operator::StatefulOperator;
 pub use output_mode::OutputMode;
-pub use progress::StreamingQueryProgress;
+pub use plan::streaming_session;
+pub use progress::{StateOperatorProgress, StreamingQueryProgress};
 pub use query::{MicroBatchExecution, QueryStatus, StreamingQuery, StreamingQueryBuilder};
 pub use sink::{ConsoleSink, FileFormat, FileSink, MemorySink, Sink, SinkContext};
-pub use source::{FileSource, MemorySource, ReadLimit, Source, SourceBatch};
+pub use source::{ComputedColumns, FileSource, MemorySource, ReadLimit, Source, SourceBatch};
 pub use trigger::Trigger;
 pub use watermark::WatermarkPolicy;
+pub use window::parse_duration;
+
+/// Engine internals exposed for the workspace's own integration tests and benchmarks: the
+/// pure rules (recovery decision, retention, entry format, watermark tracking, window
+/// arithmetic, output-mode checks) tested without disks or brokers, and the checkpoint type.
+///
+/// Not a stable API: anything here may change in any release. Applications use the items at
+/// the crate root.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::checkpoint::{
+        Checkpoint, CommitEntry, OffsetEntry, Recovery, SourceRange, decode_entry, encode_entry,
+        ids_to_purge, plan_recovery,
+    };
+    pub use crate::location::Location;
+    pub use crate::output_mode::{QueryShape, check_output_mode};
+    pub use crate::watermark::{BatchWatermarks, EventTimeStats, WatermarkTracker};
+    pub use crate::window::WindowSpec;
+}

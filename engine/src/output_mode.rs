@@ -1,5 +1,5 @@
 //! Output modes and Spark's rules for which queries support which mode
-//! (`../shared/spec/spark-semantics.md` §4, Spark's `UnsupportedOperationChecker`), checked when
+//! (`docs/semantics.md` §4, Spark's `UnsupportedOperationChecker`), checked when
 //! a query starts, never at run time.
 
 use std::fmt;

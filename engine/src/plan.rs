@@ -10,35 +10,35 @@
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::common::JoinType;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
-use datafusion::physical_expr::LexOrdering;
 use datafusion::physical_plan::execution_plan::reset_plan_states;
 use datafusion::physical_plan::joins::{
     CrossJoinExec, HashJoinExec, NestedLoopJoinExec, SortMergeJoinExec,
 };
 use datafusion::physical_plan::sorts::sort::SortExec;
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
+use datafusion::physical_plan::streaming::StreamingTableExec;
 use datafusion::physical_plan::{ExecutionPlan, collect, displayable};
 use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
 use datafusion::scalar::ScalarValue;
 
-use crate::aggregate::{BatchWatermarks, StatefulAggregate};
 use crate::error::{Result, SluiceError};
 use crate::functions::register_spark_aggregates;
+use crate::operator::StatefulOperator;
+use crate::operator::aggregate::StatefulAggregate;
+use crate::operator::dedup::Deduplicator;
 use crate::output_mode::OutputMode;
-use crate::progress::StateOperatorProgress;
+use crate::slot::BatchSlot;
+use crate::watermark::BatchWatermarks;
 use crate::window::{expand_sliding_windows, window_functions};
 
 /// A DataFusion session configured for micro-batches: one partition, so that rows keep their
@@ -48,60 +48,6 @@ pub fn streaming_session() -> SessionContext {
         .with_target_partitions(1)
         .with_information_schema(true);
     SessionContext::new_with_config(config)
-}
-
-/// Rows handed to a plan leaf before each execution: the current micro-batch of a source, or
-/// an intermediate result of a stateful operator.
-#[derive(Debug)]
-pub(crate) struct BatchSlot {
-    schema: SchemaRef,
-    batches: Mutex<Vec<RecordBatch>>,
-}
-
-impl BatchSlot {
-    /// An empty slot for rows of `schema`.
-    pub(crate) fn new(schema: SchemaRef) -> Arc<Self> {
-        Arc::new(Self {
-            schema,
-            batches: Mutex::new(Vec::new()),
-        })
-    }
-
-    /// Replaces the slot's rows.
-    pub(crate) fn set(&self, batches: Vec<RecordBatch>) {
-        *self.batches.lock().unwrap_or_else(PoisonError::into_inner) = batches;
-    }
-
-    /// A plan leaf reading the slot's rows at each execution.
-    pub(crate) fn exec(self: &Arc<Self>) -> Result<Arc<dyn ExecutionPlan>> {
-        let partition: Arc<dyn PartitionStream> = Arc::clone(self) as _;
-        Ok(Arc::new(StreamingTableExec::try_new(
-            self.schema.clone(),
-            vec![partition],
-            None,
-            Vec::<LexOrdering>::new(),
-            false,
-            None,
-        )?))
-    }
-}
-
-impl PartitionStream for BatchSlot {
-    fn schema(&self) -> &SchemaRef {
-        &self.schema
-    }
-
-    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let batches = self
-            .batches
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        Box::pin(RecordBatchStreamAdapter::new(
-            self.schema.clone(),
-            futures::stream::iter(batches.into_iter().map(Ok)),
-        ))
-    }
 }
 
 /// `now()` and `current_timestamp`, returning the micro-batch's timestamp.
@@ -160,27 +106,34 @@ impl ScalarUDFImpl for BatchTimestamp {
     }
 }
 
-/// A streaming query planned once over its source tables.
-pub struct StreamPlan {
+/// A streaming query planned once over its source tables, with its stateful operators: the
+/// sources' deduplications, applied to their rows before the SQL, and the aggregation kept
+/// across batches.
+pub(crate) struct StreamPlan {
     ctx: SessionContext,
     slots: BTreeMap<String, Arc<BatchSlot>>,
     plan: Arc<dyn ExecutionPlan>,
     batch_timestamp_ms: Arc<AtomicI64>,
+    /// Deduplications by source, in the order the sources were registered.
+    dedups: Vec<(String, Deduplicator)>,
     /// The aggregation kept across batches, unless the query runs per batch.
     aggregate: Option<StatefulAggregate>,
 }
 
 impl StreamPlan {
-    /// Registers one table per source (name → schema) in `ctx` and plans `sql` over them.
+    /// Registers one table per source (name → schema) in `ctx` and plans `sql` over them, for
+    /// output mode `mode`; `dedups` deduplicate sources' rows before the SQL sees them.
     ///
     /// Only queries are accepted: DDL, DML and other statements are rejected with an error.
     /// With `per_batch`, the SQL runs on each micro-batch alone (Spark's `foreachBatch`);
     /// otherwise an aggregation keeps its state across batches.
-    pub async fn new(
+    pub(crate) async fn new(
         ctx: SessionContext,
         sources: &[(String, SchemaRef)],
         sql: &str,
         per_batch: bool,
+        mode: OutputMode,
+        dedups: Vec<(String, Deduplicator)>,
     ) -> Result<Self> {
         let mut slots = BTreeMap::new();
         for (name, schema) in sources {
@@ -221,41 +174,58 @@ impl StreamPlan {
         let aggregate = if per_batch {
             None
         } else {
-            StatefulAggregate::split(&plan)?
+            StatefulAggregate::split(&plan, mode)?
         };
         Ok(Self {
             ctx,
             slots,
             plan,
             batch_timestamp_ms,
+            dedups,
             aggregate,
         })
     }
 
     /// The schema of the query's output.
-    pub fn schema(&self) -> SchemaRef {
+    pub(crate) fn schema(&self) -> SchemaRef {
         self.plan.schema()
     }
 
     /// The physical plan, indented.
-    pub fn display(&self) -> String {
+    pub(crate) fn display(&self) -> String {
         displayable(self.plan.as_ref()).indent(true).to_string()
     }
 
     /// The aggregation kept across batches, if any.
-    pub fn aggregate(&self) -> Option<&StatefulAggregate> {
+    pub(crate) fn aggregate(&self) -> Option<&StatefulAggregate> {
         self.aggregate.as_ref()
     }
 
-    /// The aggregation kept across batches, if any, for restoring its state.
-    pub fn aggregate_mut(&mut self) -> Option<&mut StatefulAggregate> {
-        self.aggregate.as_mut()
+    /// The stateful operators, in the order they process a batch's rows: the deduplications,
+    /// then the aggregation.
+    pub(crate) fn operators(&self) -> Vec<&dyn StatefulOperator> {
+        let dedups = self.dedups.iter().map(|(_, d)| d as &dyn StatefulOperator);
+        let aggregate = self.aggregate.iter().map(|a| a as &dyn StatefulOperator);
+        dedups.chain(aggregate).collect()
+    }
+
+    /// The stateful operators, mutably (to restore their state), in the same order.
+    pub(crate) fn operators_mut(&mut self) -> Vec<&mut dyn StatefulOperator> {
+        let dedups = self
+            .dedups
+            .iter_mut()
+            .map(|(_, d)| d as &mut dyn StatefulOperator);
+        let aggregate = self
+            .aggregate
+            .iter_mut()
+            .map(|a| a as &mut dyn StatefulOperator);
+        dedups.chain(aggregate).collect()
     }
 
     /// Checks the query's joins against Spark's rules for streams: a stream may join a static
     /// table (inner, or outer keeping the stream's side); joining two streams is not supported
     /// yet. Not checked for per-batch queries, whose SQL sees each batch as a static table.
-    pub fn check_joins(&self) -> Result<()> {
+    pub(crate) fn check_joins(&self) -> Result<()> {
         let mut problem = None;
         self.plan.apply(|node| {
             if let Some(message) = join_problem(node.as_ref()) {
@@ -268,7 +238,7 @@ impl StreamPlan {
     }
 
     /// Whether the query sorts its output (above a stateful aggregation, if there is one).
-    pub fn sorts(&self) -> bool {
+    pub(crate) fn sorts(&self) -> bool {
         if let Some(aggregate) = &self.aggregate {
             return aggregate.sorts();
         }
@@ -280,15 +250,18 @@ impl StreamPlan {
         sorts
     }
 
-    /// Runs the plan over one micro-batch: `inputs` maps source names to their rows. Returns
-    /// the output rows and, for a stateful query, its operator's progress.
-    pub async fn execute(
+    /// Runs the plan over one micro-batch: `inputs` maps source names to their rows, and the
+    /// stateful operators judge lateness and evict with `watermarks`. Returns the output rows.
+    pub(crate) async fn execute(
         &mut self,
         mut inputs: BTreeMap<String, Vec<RecordBatch>>,
         batch_timestamp_ms: i64,
-        mode: OutputMode,
         watermarks: Option<BatchWatermarks>,
-    ) -> Result<(Vec<RecordBatch>, Option<StateOperatorProgress>)> {
+    ) -> Result<Vec<RecordBatch>> {
+        for (source, dedup) in &mut self.dedups {
+            let rows = inputs.remove(source.as_str()).unwrap_or_default();
+            inputs.insert(source.clone(), dedup.apply(rows, watermarks)?);
+        }
         for (name, slot) in &self.slots {
             slot.set(inputs.remove(name).unwrap_or_default());
         }
@@ -296,15 +269,9 @@ impl StreamPlan {
             .store(batch_timestamp_ms, Ordering::Relaxed);
         let context = self.ctx.task_ctx();
         let result = match &mut self.aggregate {
-            Some(aggregate) => aggregate
-                .run(context, mode, watermarks)
-                .await
-                .map(|(rows, progress)| (rows, Some(progress))),
+            Some(aggregate) => aggregate.run(context, watermarks).await,
             None => match reset_plan_states(self.plan.clone()) {
-                Ok(plan) => collect(plan, context)
-                    .await
-                    .map(|rows| (rows, None))
-                    .map_err(SluiceError::from),
+                Ok(plan) => collect(plan, context).await.map_err(SluiceError::from),
                 Err(e) => Err(e.into()),
             },
         };

@@ -1,5 +1,5 @@
 //! Progress reports: one [`StreamingQueryProgress`] per trigger, with Spark's field names
-//! (`../shared/spec/spark-semantics.md` §9), so tools reading Spark's progress JSON read ours.
+//! (`docs/semantics.md` §9), so tools reading Spark's progress JSON read ours.
 
 use std::collections::BTreeMap;
 

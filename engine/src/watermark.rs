@@ -1,9 +1,21 @@
-//! Event-time watermarks (`../shared/spec/spark-semantics.md` §2), as plain functions.
+//! Event-time watermarks (`docs/semantics.md` §2): every watermark rule of the engine, as plain
+//! functions and values.
 //!
-//! A source declares a watermark on one of its timestamp columns with a delay. After each
-//! batch, that source's candidate is `max event time − delay`; the query's watermark is the
-//! minimum (default) or maximum of the sources' candidates, never moves backwards, starts at
-//! 0, and is in milliseconds. A source that has produced no data yet counts as 0.
+//! - **The query's watermark.** A source declares a watermark on one of its timestamp columns
+//!   with a delay. After each batch, that source's candidate is `max event time − delay`; the
+//!   query's watermark is the minimum (default) or maximum of the sources' candidates, never
+//!   moves backwards, starts at 0, and is in milliseconds. A source that has produced no data
+//!   yet counts as 0 ([`WatermarkTracker`]).
+//! - **The per-batch pair.** Batch N runs with two watermarks ([`BatchWatermarks`]): input is
+//!   judged late against the watermark batch N−1 ran with, and state is emitted or evicted with
+//!   the watermark logged for batch N. Stateful operators receive this one value.
+//! - **Late and expired, per operator kind.** A window (aggregation) is late when it ended at
+//!   or before the late-judging watermark and closed when it ended at or before the evicting
+//!   one; a row (deduplication) is late when its event time is at or before the late-judging
+//!   watermark, and a deduplication key expires at or before the evicting one.
+//! - **No-data batches.** When no source has new data but the watermark moved past the one the
+//!   last batch ran with, a batch still runs if a stateful operator may emit or evict on it
+//!   (Spark's no-data batch; [`WatermarkTracker::runs_no_data_batch`]).
 
 use std::collections::BTreeMap;
 
@@ -103,13 +115,49 @@ pub fn check_event_time_column(
     }
 }
 
-/// Tracks the query's watermark across batches.
+/// The watermarks one stateful batch runs with, in ms since the epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchWatermarks {
+    /// The watermark the previous batch ran with: input at or before it is late.
+    pub late: i64,
+    /// The batch's own watermark (logged in `offsets/N`): state at or before it is final,
+    /// emitted (append) or evicted.
+    pub eviction: i64,
+}
+
+impl BatchWatermarks {
+    /// Whether a window ending at `end_us` (µs, exclusive) is late input: it closed at or
+    /// before the late-judging watermark, so its rows are dropped and counted.
+    pub fn window_is_late(&self, end_us: i64) -> bool {
+        end_us <= self.late.saturating_mul(1000)
+    }
+
+    /// Whether a window ending at `end_us` (µs, exclusive) is closed by this batch: final, so
+    /// emitted in append mode and evicted from the state.
+    pub fn window_is_closed(&self, end_us: i64) -> bool {
+        end_us <= self.eviction.saturating_mul(1000)
+    }
+
+    /// Whether a row whose event time is `event_ms` is late input for a deduplication.
+    pub fn row_is_late(&self, event_ms: i64) -> bool {
+        event_ms <= self.late
+    }
+
+    /// Whether a deduplication key that expires at `expires_ms` is evicted by this batch.
+    pub fn key_expired(&self, expires_ms: i64) -> bool {
+        expires_ms <= self.eviction
+    }
+}
+
+/// Tracks the query's watermark across batches, and the watermark the last batch ran with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WatermarkTracker {
     policy: WatermarkPolicy,
     delays: BTreeMap<String, i64>,
     candidates: BTreeMap<String, i64>,
     current: i64,
+    /// The watermark the last batch ran with (`batchWatermarkMs` of its offsets entry).
+    last_batch: i64,
 }
 
 impl WatermarkTracker {
@@ -122,7 +170,16 @@ impl WatermarkTracker {
             delays,
             candidates,
             current,
+            last_batch: 0,
         }
+    }
+
+    /// Restores the tracker of a restarted query: the next batch runs with `next` (from the
+    /// last commit, or the re-run batch's offsets entry) and the last batch ran with
+    /// `last_batch`.
+    pub fn restore(&mut self, next: i64, last_batch: i64) {
+        self.reset(next);
+        self.last_batch = last_batch;
     }
 
     /// Restarts from a checkpointed watermark: every source starts from it.
@@ -153,6 +210,30 @@ impl WatermarkTracker {
         {
             *candidate = (*candidate).max(stats.max - delay);
         }
+    }
+
+    /// The pair a batch logged with watermark `batch_ms` runs with; `None` when no source
+    /// declares a watermark.
+    pub fn batch_watermarks(&self, batch_ms: i64) -> Option<BatchWatermarks> {
+        self.is_enabled().then_some(BatchWatermarks {
+            late: self.last_batch,
+            eviction: batch_ms,
+        })
+    }
+
+    /// Whether a trigger that found no new data still runs a batch: the watermark moved past
+    /// the one the last batch ran with, and a stateful operator may emit or evict on it
+    /// (`operators_wait_on_watermark`).
+    pub fn runs_no_data_batch(&self, operators_wait_on_watermark: bool) -> bool {
+        operators_wait_on_watermark && self.is_enabled() && self.current > self.last_batch
+    }
+
+    /// Ends a batch that ran with watermark `batch_ms`: it becomes the late-judging watermark
+    /// of the next batch, and the watermark advances with the batch's event times. Returns the
+    /// watermark the next batch runs with.
+    pub fn finish_batch(&mut self, batch_ms: i64) -> i64 {
+        self.last_batch = batch_ms;
+        self.advance()
     }
 
     /// Moves the watermark after a batch and returns it.

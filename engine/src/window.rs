@@ -1,7 +1,7 @@
 //! Event-time windows: Spark's `window`, sliding windows and `window_time`.
 //!
 //! The arithmetic ([`WindowSpec`]) is a plain function of a timestamp, in microseconds as in
-//! Spark (`../shared/spec/spark-semantics.md` §5): windows are half-open `[start, end)`,
+//! Spark (`docs/semantics.md` §5): windows are half-open `[start, end)`,
 //! aligned to the epoch plus `startTime`, and a row belongs to the ⌈size/slide⌉ windows that
 //! contain it. The SQL functions:
 //!
@@ -13,7 +13,7 @@
 //!   dropped by the aggregation.
 //! - `session_window(ts, '30 seconds')`: a session of activity: each row opens
 //!   `[ts, ts + gap)` and, per group key, sessions that overlap merge (the stateful
-//!   aggregation merges them across batches, see [`crate::aggregate`]).
+//!   aggregation merges them across batches, see the aggregation operator).
 //! - `window_time(w)`: `w.end - 1 microsecond`, the event time of a window's result.
 //!
 //! Durations are Spark interval strings (`'10 minutes'`, `'1 hour 30 minutes'`, units from

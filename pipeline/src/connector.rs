@@ -16,7 +16,7 @@ use sluice_connectors::kafka::{
     DEFAULT_BOOTSTRAP, KafkaSink, KafkaSource, StartingOffsets, Subscription, TopicPartition,
 };
 use sluice_connectors::relational::{DEFAULT_DATABASE_URL, RelationalSink};
-use sluice_engine::source::ComputedColumns;
+use sluice_engine::ComputedColumns;
 use sluice_engine::{
     ConsoleSink, FileFormat, FileSink, FileSource, JsonOptions, MemorySink, MemorySource,
     OutputMode, ParseMode, Sink, SluiceError, Source,

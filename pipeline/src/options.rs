@@ -276,7 +276,7 @@ pub fn parse_bool(value: &str) -> Result<bool, String> {
 
 /// A Spark-style interval (`'10 seconds'`, `'1 minute'`, `'500 milliseconds'`).
 pub fn parse_interval(value: &str) -> Result<Duration, String> {
-    let micros = sluice_engine::window::parse_duration(value)?;
+    let micros = sluice_engine::parse_duration(value)?;
     u64::try_from(micros)
         .map(Duration::from_micros)
         .map_err(|_| format!("'{value}' is negative"))

@@ -473,7 +473,7 @@ impl Parser<'_> {
             }
             _ => amount,
         };
-        let micros = sluice_engine::window::parse_duration(&text)
+        let micros = sluice_engine::parse_duration(&text)
             .map_err(|e| Located::new(at, format!("watermark delay: {e}")))?;
         if micros < 0 {
             return Err(Located::new(at, "the watermark delay cannot be negative"));

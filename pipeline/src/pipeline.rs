@@ -227,7 +227,7 @@ impl Pipeline {
             }
         }
 
-        let session = sluice_engine::plan::streaming_session();
+        let session = sluice_engine::streaming_session();
         let state = session.state();
         let dialect = state.config().options().sql_parser.dialect;
         let mut queries: Vec<QueryDecl> = Vec::new();

@@ -9,7 +9,7 @@ use parquet::arrow::ArrowWriter;
 
 use super::{Sink, SinkContext};
 use crate::error::{Result, SluiceError};
-use crate::storage::Location;
+use crate::location::Location;
 
 /// The format of the files written by a [`FileSink`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

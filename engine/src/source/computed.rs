@@ -27,7 +27,7 @@ use crate::offset::Offset;
 ///
 /// let schema = Arc::new(Schema::new(vec![Field::new("timestamp", DataType::Int64, true)]));
 /// let ticks = MemorySource::new("ticks", schema);
-/// let session = sluice_engine::plan::streaming_session();
+/// let session = sluice_engine::streaming_session();
 /// let computed = ComputedColumns::new(
 ///     Box::new(ticks),
 ///     &session,

@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 use super::{ReadLimit, Source, SourceBatch};
 use crate::error::{Result, SluiceError};
 use crate::json::{JsonDecoder, JsonOptions};
+use crate::location::Location;
 use crate::offset::Offset;
-use crate::storage::Location;
 
 /// The file source's offset: the last file admitted and the files of the batch ending here.
 #[derive(Debug, Default, Serialize, Deserialize)]

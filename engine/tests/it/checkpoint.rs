@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 use sluice_engine::Offset;
-use sluice_engine::checkpoint::{
+use sluice_engine::internals::{
     Checkpoint, CommitEntry, OffsetEntry, Recovery, SourceRange, decode_entry, encode_entry,
     ids_to_purge, plan_recovery,
 };
@@ -164,7 +164,7 @@ async fn checkpoint_files_on_disk() {
 
 #[test]
 fn locations_resolve_to_their_stores() {
-    use sluice_engine::storage::Location;
+    use sluice_engine::internals::Location;
     let memory = Location::parse("memory:///ckpt").unwrap();
     assert_eq!(memory.prefix.as_ref(), "ckpt");
     let s3 = Location::parse("s3://bucket/checkpoints/q1").unwrap();

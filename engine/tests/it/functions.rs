@@ -6,7 +6,7 @@ use arrow::array::{Float64Array, Int32Array, RecordBatch, StringArray, Timestamp
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
-use sluice_engine::functions::register_spark_aggregates;
+use sluice_engine::register_spark_aggregates;
 
 use crate::common::render;
 

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use sluice_engine::window::parse_duration;
+use sluice_engine::parse_duration;
 use sluice_engine::{
     JsonDecoder, JsonOptions, MemorySink, MemorySource, MicroBatchExecution, OutputMode,
     StreamingQueryBuilder,

@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use sluice_engine::output_mode::{QueryShape, check_output_mode};
-use sluice_engine::watermark::{EventTimeStats, WatermarkTracker};
-use sluice_engine::window::{WindowSpec, parse_duration};
+use sluice_engine::internals::WindowSpec;
+use sluice_engine::internals::{BatchWatermarks, EventTimeStats, WatermarkTracker};
+use sluice_engine::internals::{QueryShape, check_output_mode};
+use sluice_engine::parse_duration;
 use sluice_engine::{OutputMode, WatermarkPolicy};
 
 const MINUTE: i64 = 60_000_000;
@@ -136,6 +137,70 @@ fn restarted_tracker_resumes_from_the_checkpointed_watermark() {
     assert_eq!(tracker.advance(), 5_000);
     tracker.observe("a", &stats(6_000));
     assert_eq!(tracker.advance(), 5_990);
+}
+
+#[test]
+fn a_batch_judges_lateness_with_the_previous_watermark_and_evicts_with_its_own() {
+    let mut tracker = WatermarkTracker::new(
+        WatermarkPolicy::Min,
+        BTreeMap::from([("a".to_string(), 10_000)]),
+        0,
+    );
+    // Batch 0 runs with watermark 0; its rows move the watermark to 50 s.
+    assert_eq!(
+        tracker.batch_watermarks(0),
+        Some(BatchWatermarks {
+            late: 0,
+            eviction: 0
+        })
+    );
+    tracker.observe("a", &stats(60_000));
+    assert_eq!(tracker.finish_batch(0), 50_000);
+    // Batch 1 is logged with 50 s: input is late against batch 0's watermark (0), state is
+    // evicted with its own.
+    let batch = tracker.batch_watermarks(50_000).unwrap();
+    assert_eq!(
+        batch,
+        BatchWatermarks {
+            late: 0,
+            eviction: 50_000
+        }
+    );
+    // Windows end exclusively, in µs; event times and expiries are in ms; both boundaries
+    // are inclusive ("at or before").
+    assert!(batch.window_is_late(0) && !batch.window_is_late(1));
+    assert!(batch.window_is_closed(50_000_000) && !batch.window_is_closed(50_000_001));
+    assert!(batch.row_is_late(0) && !batch.row_is_late(1));
+    assert!(batch.key_expired(50_000) && !batch.key_expired(50_001));
+}
+
+#[test]
+fn a_no_data_batch_runs_only_when_the_watermark_moved_for_a_waiting_operator() {
+    let mut tracker = WatermarkTracker::new(
+        WatermarkPolicy::Min,
+        BTreeMap::from([("a".to_string(), 0)]),
+        0,
+    );
+    assert!(!tracker.runs_no_data_batch(true), "nothing moved yet");
+    tracker.observe("a", &stats(1_000));
+    tracker.finish_batch(0);
+    assert!(
+        tracker.runs_no_data_batch(true),
+        "1 s is past the 0 batch 0 ran with"
+    );
+    assert!(
+        !tracker.runs_no_data_batch(false),
+        "no operator waits on it"
+    );
+    tracker.finish_batch(1_000);
+    assert!(
+        !tracker.runs_no_data_batch(true),
+        "the last batch ran with it"
+    );
+
+    let none = WatermarkTracker::new(WatermarkPolicy::Min, BTreeMap::new(), 0);
+    assert!(!none.runs_no_data_batch(true), "no watermark declared");
+    assert_eq!(none.batch_watermarks(0), None);
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! How stateful operators persist their state: one Arrow IPC file per operator and batch,
-//! written to the checkpoint before the batch's commit (see [`crate::checkpoint`]).
+//! written to the checkpoint before the batch's commit (see `crate::checkpoint`).
 //!
 //! Arrow IPC keeps every Arrow type, and duplicate column names (DataFusion's `first_value`
 //! and `last_value` states have them), which Parquet would not.
@@ -13,7 +13,7 @@ use arrow::ipc::writer::FileWriter;
 use crate::error::{Result, SluiceError};
 
 /// Encodes an operator's state rows (of `schema`) as an Arrow IPC file.
-pub fn encode(schema: &SchemaRef, state: Option<&RecordBatch>) -> Result<Vec<u8>> {
+pub(crate) fn encode(schema: &SchemaRef, state: Option<&RecordBatch>) -> Result<Vec<u8>> {
     let mut bytes = Vec::new();
     let mut writer = FileWriter::try_new(&mut bytes, schema)?;
     if let Some(state) = state {
@@ -26,7 +26,7 @@ pub fn encode(schema: &SchemaRef, state: Option<&RecordBatch>) -> Result<Vec<u8>
 
 /// Decodes state written by [`encode`], checking it has the operator's `schema`; `location`
 /// and `changed` (what a different schema means) name the problem in errors.
-pub fn decode(
+pub(crate) fn decode(
     bytes: &[u8],
     schema: &SchemaRef,
     location: &str,

@@ -1,5 +1,6 @@
-//! Stateful streaming aggregation: DataFusion's own aggregate, split into its partial and
-//! final phases, with the partial states of every group kept across micro-batches.
+//! Stateful streaming aggregation (`docs/semantics.md` §3): DataFusion's own aggregate, split
+//! into its partial and final phases, with the partial states of every group kept across
+//! micro-batches.
 //!
 //! The query is planned once. Its single `AggregateExec` is taken apart:
 //!
@@ -36,12 +37,18 @@ use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::{ExecutionPlan, collect};
 
+use super::StatefulOperator;
+use super::codec;
 use crate::error::{Result, SluiceError};
 use crate::output_mode::OutputMode;
-use crate::plan::BatchSlot;
 use crate::progress::StateOperatorProgress;
-use crate::state;
+use crate::slot::BatchSlot;
+use crate::watermark::BatchWatermarks;
 use crate::window::{SESSION_WINDOW, is_window_type};
+
+/// Name of the aggregation's state directory in the checkpoint (`state/0/<batch>.arrow`), as
+/// Spark names its first stateful operator.
+const STATE_NAME: &str = "0";
 
 /// The column of `leaf` that column `index` of `plan` passes through unchanged: through
 /// projections of plain columns and operators that keep their input's schema (filters, sorts,
@@ -70,17 +77,10 @@ fn trace_to_leaf(
         .flatten()
 }
 
-/// The watermarks a stateful batch runs with, in ms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BatchWatermarks {
-    /// Input whose window ended at or before this is late (the previous batch's watermark).
-    pub late: i64,
-    /// State whose window ended at or before this is emitted (append) or evicted.
-    pub eviction: i64,
-}
-
 /// A query's aggregation, split into phases, with its state.
-pub struct StatefulAggregate {
+pub(crate) struct StatefulAggregate {
+    /// What the sink receives each batch.
+    mode: OutputMode,
     partial: Arc<dyn ExecutionPlan>,
     reduce: Arc<dyn ExecutionPlan>,
     reduce_input: Arc<BatchSlot>,
@@ -102,11 +102,13 @@ pub struct StatefulAggregate {
     state: Option<RecordBatch>,
     /// Whether the last batch changed the state (rows merged in or evicted).
     changed: bool,
+    /// The last batch's progress row.
+    progress: StateOperatorProgress,
 }
 
 impl StatefulAggregate {
-    /// Splits `plan` at its aggregation; `None` if it has none.
-    pub fn split(plan: &Arc<dyn ExecutionPlan>) -> Result<Option<Self>> {
+    /// Splits `plan` at its aggregation, to run in output mode `mode`; `None` if it has none.
+    pub(crate) fn split(plan: &Arc<dyn ExecutionPlan>, mode: OutputMode) -> Result<Option<Self>> {
         let mut aggregates = Vec::new();
         plan.apply(|node| {
             if let Some(aggregate) = node.downcast_ref::<AggregateExec>() {
@@ -211,6 +213,7 @@ impl StatefulAggregate {
         let window = session
             .or_else(|| (0..keys).find(|&i| is_window_type(state_schema.field(i).data_type())));
         Ok(Some(Self {
+            mode,
             partial,
             reduce,
             reduce_input,
@@ -226,21 +229,22 @@ impl StatefulAggregate {
             sorts,
             state: None,
             changed: true,
+            progress: StateOperatorProgress::default(),
         }))
     }
 
     /// Whether the aggregation groups by an event-time window.
-    pub fn has_window_key(&self) -> bool {
+    pub(crate) fn has_window_key(&self) -> bool {
         self.window.is_some()
     }
 
     /// Whether the aggregation groups by a session window.
-    pub fn has_session_window(&self) -> bool {
+    pub(crate) fn has_session_window(&self) -> bool {
         self.session
     }
 
     /// Whether the plan above the aggregation sorts.
-    pub fn sorts(&self) -> bool {
+    pub(crate) fn sorts(&self) -> bool {
         self.sorts
     }
 
@@ -249,7 +253,7 @@ impl StatefulAggregate {
     ///
     /// This is the key of an update-mode sink: one output row per group and window. `None`
     /// when a key is computed on, or dropped by, the plan above the aggregation.
-    pub fn output_key_columns(&self) -> Option<Vec<String>> {
+    pub(crate) fn output_key_columns(&self) -> Option<Vec<String>> {
         let schema = self.upper.schema();
         (0..self.keys)
             .map(|key| {
@@ -263,7 +267,7 @@ impl StatefulAggregate {
     }
 
     /// The operator, its group keys and its window key, for `explain`.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let keys: Vec<&str> = self.state_schema.fields()[..self.keys]
             .iter()
             .map(|f| f.name().as_str())
@@ -279,13 +283,13 @@ impl StatefulAggregate {
     }
 
     /// Runs one batch: the source slots must hold the batch's rows. Returns the rows for the
-    /// sink and the operator's progress.
-    pub async fn run(
+    /// sink.
+    pub(crate) async fn run(
         &mut self,
         context: Arc<TaskContext>,
-        mode: OutputMode,
         watermarks: Option<BatchWatermarks>,
-    ) -> Result<(Vec<RecordBatch>, StateOperatorProgress)> {
+    ) -> Result<Vec<RecordBatch>> {
+        let mode = self.mode;
         let started = std::time::Instant::now();
         let fresh = concat_batches(
             &self.state_schema,
@@ -296,9 +300,7 @@ impl StatefulAggregate {
             .await?,
         )?;
         // Complete mode keeps every row, however late: its result table is never final.
-        let late = watermarks
-            .filter(|_| mode != OutputMode::Complete)
-            .map(|w| w.late);
+        let late = watermarks.filter(|_| mode != OutputMode::Complete);
         let (fresh, dropped) = self.drop_late(fresh, late)?;
         let updated = fresh.num_rows();
 
@@ -326,16 +328,15 @@ impl StatefulAggregate {
             }
         };
 
-        let eviction = watermarks.map(|w| w.eviction);
         let (emit, keep, removed) = match mode {
             OutputMode::Complete => (merged.clone(), merged, 0),
             OutputMode::Update => {
                 let emit = self.rows_with_keys_of(&merged, &fresh)?;
-                let (closed, open) = self.split_closed(merged, eviction)?;
+                let (closed, open) = self.split_closed(merged, watermarks)?;
                 (emit, open, closed.num_rows())
             }
             OutputMode::Append => {
-                let (closed, open) = self.split_closed(merged, eviction)?;
+                let (closed, open) = self.split_closed(merged, watermarks)?;
                 let removed = closed.num_rows();
                 (closed, open, removed)
             }
@@ -358,7 +359,7 @@ impl StatefulAggregate {
             self.upper_input.set(Vec::new());
             out?
         };
-        let progress = StateOperatorProgress {
+        self.progress = StateOperatorProgress {
             operator_name: "stateStoreSave".into(),
             num_rows_total: self.state.as_ref().map_or(0, |s| s.num_rows() as u64),
             num_rows_updated: updated as u64,
@@ -370,7 +371,7 @@ impl StatefulAggregate {
                 .map_or(0, |s| s.get_array_memory_size() as u64),
             commit_time_ms: started.elapsed().as_millis() as u64,
         };
-        Ok((output, progress))
+        Ok(output)
     }
 
     /// The window ends (µs) of each state row, if grouped by a window.
@@ -387,16 +388,20 @@ impl StatefulAggregate {
         })
     }
 
-    /// Drops rows without a window (null event time) and, with a watermark, rows whose window
-    /// ended at or before it; returns the rest and how many were late.
-    fn drop_late(&self, batch: RecordBatch, late_ms: Option<i64>) -> Result<(RecordBatch, usize)> {
+    /// Drops rows without a window (null event time) and, with watermarks, rows whose window
+    /// is late; returns the rest and how many were late.
+    fn drop_late(
+        &self,
+        batch: RecordBatch,
+        watermarks: Option<BatchWatermarks>,
+    ) -> Result<(RecordBatch, usize)> {
         let Some(ends) = self.window_ends(&batch) else {
             return Ok((batch, 0));
         };
         let has_window = BooleanArray::from_iter((0..ends.len()).map(|i| Some(ends.is_valid(i))));
-        let keep = match late_ms {
-            Some(late) => {
-                let on_time = BooleanArray::from_unary(ends, |end| end > late.saturating_mul(1000));
+        let keep = match watermarks {
+            Some(watermarks) => {
+                let on_time = BooleanArray::from_unary(ends, |end| !watermarks.window_is_late(end));
                 and(&has_window, &on_time)?
             }
             None => has_window.clone(),
@@ -405,17 +410,16 @@ impl StatefulAggregate {
         Ok((filter_record_batch(&batch, &keep)?, late))
     }
 
-    /// Splits state rows into those whose window ended at or before `eviction_ms` and the rest.
+    /// Splits state rows into those whose window the batch closes and the rest.
     fn split_closed(
         &self,
         batch: RecordBatch,
-        eviction_ms: Option<i64>,
+        watermarks: Option<BatchWatermarks>,
     ) -> Result<(RecordBatch, RecordBatch)> {
-        let (Some(ends), Some(eviction)) = (self.window_ends(&batch), eviction_ms) else {
+        let (Some(ends), Some(watermarks)) = (self.window_ends(&batch), watermarks) else {
             return Ok((batch.slice(0, 0), batch));
         };
-        let limit = eviction.saturating_mul(1000);
-        let closed = BooleanArray::from_unary(ends, |end| end <= limit);
+        let closed = BooleanArray::from_unary(ends, |end| watermarks.window_is_closed(end));
         let open = arrow::compute::not(&closed)?;
         Ok((
             filter_record_batch(&batch, &closed)?,
@@ -499,23 +503,36 @@ impl StatefulAggregate {
         let mask = BooleanArray::from_iter(rows.iter().map(|row| Some(updated.contains(&row))));
         Ok(filter_record_batch(state, &mask)?)
     }
+}
 
-    /// Whether the last batch changed the state; when it did not, the checkpoint can carry
-    /// the previous version over instead of writing the same bytes again.
-    pub fn state_changed(&self) -> bool {
+impl StatefulOperator for StatefulAggregate {
+    fn state_name(&self) -> &str {
+        STATE_NAME
+    }
+
+    /// The group keys and partial aggregate states, as Arrow IPC.
+    fn encode_state(&self) -> Result<Vec<u8>> {
+        codec::encode(&self.state_schema, self.state.as_ref())
+    }
+
+    fn restore_state(&mut self, bytes: &[u8], location: &str) -> Result<()> {
+        let changed = "the state was written by a different query (its schema differs)";
+        let restored = codec::decode(bytes, &self.state_schema, location, changed)?;
+        self.state = (restored.num_rows() > 0).then_some(restored);
+        Ok(())
+    }
+
+    fn state_changed(&self) -> bool {
         self.changed
     }
 
-    /// The state as Arrow IPC bytes, for the checkpoint.
-    pub fn encode_state(&self) -> Result<Vec<u8>> {
-        state::encode(&self.state_schema, self.state.as_ref())
+    fn progress(&self) -> StateOperatorProgress {
+        self.progress.clone()
     }
 
-    /// Restores the state from bytes written by [`Self::encode_state`].
-    pub fn restore_state(&mut self, bytes: &[u8], location: &str) -> Result<()> {
-        let changed = "the state was written by a different query (its schema differs)";
-        let restored = state::decode(bytes, &self.state_schema, location, changed)?;
-        self.state = (restored.num_rows() > 0).then_some(restored);
-        Ok(())
+    /// Append and update modes emit or evict the windows a watermark closes; complete mode
+    /// keeps every group forever.
+    fn waits_on_watermark(&self) -> bool {
+        self.mode != OutputMode::Complete
     }
 }

@@ -1,5 +1,5 @@
 //! Streaming deduplication of a source's rows (Spark's `dropDuplicates` and
-//! `dropDuplicatesWithinWatermark`, `../shared/spec/spark-semantics.md` §6).
+//! `dropDuplicatesWithinWatermark`, `docs/semantics.md` §6).
 //!
 //! Declared per source on the query builder, it runs on the source's rows before the SQL: the
 //! first row of each key is kept, later ones are dropped, across batches. The keys seen are
@@ -20,14 +20,15 @@ use arrow::compute::filter_record_batch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMillisecondType};
 use arrow::row::{RowConverter, SortField};
 
+use super::StatefulOperator;
+use super::codec;
 use crate::error::{Result, SluiceError};
 use crate::progress::StateOperatorProgress;
-use crate::state;
-use crate::watermark::WatermarkSpec;
+use crate::watermark::{BatchWatermarks, WatermarkSpec};
 
 /// Which Spark deduplication a source applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DedupMode {
+pub(crate) enum DedupMode {
     /// `dropDuplicates(keys)`.
     DropDuplicates,
     /// `dropDuplicatesWithinWatermark(keys)`.
@@ -35,7 +36,9 @@ pub enum DedupMode {
 }
 
 /// The deduplication state of one source.
-pub struct Deduplicator {
+pub(crate) struct Deduplicator {
+    /// The state directory in the checkpoint, `dedup-<source>`.
+    state_name: String,
     mode: DedupMode,
     keys: Vec<usize>,
     converter: RowConverter,
@@ -47,11 +50,16 @@ pub struct Deduplicator {
     /// (`i64::MAX`: never).
     seen: HashMap<Vec<u8>, i64>,
     state_schema: SchemaRef,
+    /// Whether the last batch added or evicted a key.
+    changed: bool,
+    /// The last batch's progress row.
+    progress: StateOperatorProgress,
 }
 
 impl Deduplicator {
-    /// Deduplicates rows of `schema` on `columns`; `watermark` is the source's, if declared.
-    pub fn new(
+    /// Deduplicates rows of source `source` (of `schema`) on `columns`; `watermark` is the
+    /// source's, if declared.
+    pub(crate) fn new(
         source: &str,
         schema: &Schema,
         columns: &[String],
@@ -96,6 +104,7 @@ impl Deduplicator {
         let mut state_fields = fields;
         state_fields.push(Field::new("__expires_ms", DataType::Int64, false));
         Ok(Self {
+            state_name: format!("dedup-{source}"),
             mode,
             keys,
             converter,
@@ -103,6 +112,8 @@ impl Deduplicator {
             event_time_is_key,
             seen: HashMap::new(),
             state_schema: Arc::new(Schema::new(state_fields)),
+            changed: true,
+            progress: StateOperatorProgress::default(),
         })
     }
 
@@ -111,14 +122,14 @@ impl Deduplicator {
         self.mode == DedupMode::WithinWatermark || self.event_time_is_key
     }
 
-    /// Keeps the first row of each new key; `late_ms` / `eviction_ms` are the previous and the
-    /// current batch's watermarks.
-    pub fn apply(
+    /// Keeps the first row of each new key, judging lateness and evicting keys with the batch's
+    /// `watermarks` (`None` when the query declares none).
+    pub(crate) fn apply(
         &mut self,
         batches: Vec<RecordBatch>,
-        late_ms: i64,
-        eviction_ms: i64,
-    ) -> Result<(Vec<RecordBatch>, StateOperatorProgress)> {
+        watermarks: Option<BatchWatermarks>,
+    ) -> Result<Vec<RecordBatch>> {
+        let watermarks = watermarks.filter(|_| self.uses_watermark());
         let started = std::time::Instant::now();
         let (mut updated, mut dropped) = (0u64, 0u64);
         let mut out = Vec::with_capacity(batches.len());
@@ -142,7 +153,9 @@ impl Deduplicator {
             let mut keep = Vec::with_capacity(batch.num_rows());
             for (row, key) in rows.iter().enumerate() {
                 let time = times.and_then(|t| t.is_valid(row).then(|| t.value(row)));
-                if self.uses_watermark() && time.is_some_and(|t| t <= late_ms) {
+                if let (Some(watermarks), Some(time)) = (watermarks, time)
+                    && watermarks.row_is_late(time)
+                {
                     dropped += 1;
                     keep.push(false);
                     continue;
@@ -165,23 +178,32 @@ impl Deduplicator {
             out.push(filter_record_batch(&batch, &BooleanArray::from(keep))?);
         }
         let before = self.seen.len();
-        if self.uses_watermark() {
-            self.seen.retain(|_, expires| *expires > eviction_ms);
+        if let Some(watermarks) = watermarks {
+            self.seen
+                .retain(|_, expires| !watermarks.key_expired(*expires));
         }
-        let progress = StateOperatorProgress {
+        let removed = (before - self.seen.len()) as u64;
+        self.changed = updated > 0 || removed > 0;
+        self.progress = StateOperatorProgress {
             operator_name: "dedupe".into(),
             num_rows_total: self.seen.len() as u64,
             num_rows_updated: updated,
-            num_rows_removed: (before - self.seen.len()) as u64,
+            num_rows_removed: removed,
             num_rows_dropped_by_watermark: dropped,
             memory_used_bytes: self.seen.keys().map(|k| k.len() as u64 + 8).sum(),
             commit_time_ms: started.elapsed().as_millis() as u64,
         };
-        Ok((out, progress))
+        Ok(out)
+    }
+}
+
+impl StatefulOperator for Deduplicator {
+    fn state_name(&self) -> &str {
+        &self.state_name
     }
 
-    /// The state as Arrow IPC bytes: the key columns and each key's expiry.
-    pub fn encode_state(&self) -> Result<Vec<u8>> {
+    /// The key columns and each key's expiry, as Arrow IPC.
+    fn encode_state(&self) -> Result<Vec<u8>> {
         let mut entries: Vec<(&Vec<u8>, i64)> = self.seen.iter().map(|(k, v)| (k, *v)).collect();
         entries.sort_unstable();
         let parser = self.converter.parser();
@@ -192,12 +214,11 @@ impl Deduplicator {
             entries.iter().map(|(_, v)| *v),
         )));
         let batch = RecordBatch::try_new(self.state_schema.clone(), columns)?;
-        state::encode(&self.state_schema, Some(&batch))
+        codec::encode(&self.state_schema, Some(&batch))
     }
 
-    /// Restores the state written by [`Self::encode_state`].
-    pub fn restore_state(&mut self, bytes: &[u8], location: &str) -> Result<()> {
-        let batch = state::decode(
+    fn restore_state(&mut self, bytes: &[u8], location: &str) -> Result<()> {
+        let batch = codec::decode(
             bytes,
             &self.state_schema,
             location,
@@ -215,5 +236,18 @@ impl Deduplicator {
             .map(|(row, key)| (key.as_ref().to_vec(), expiry.value(row)))
             .collect();
         Ok(())
+    }
+
+    fn state_changed(&self) -> bool {
+        self.changed
+    }
+
+    fn progress(&self) -> StateOperatorProgress {
+        self.progress.clone()
+    }
+
+    /// Every deduplication runs the watermark's no-data batches, as Spark's does.
+    fn waits_on_watermark(&self) -> bool {
+        true
     }
 }

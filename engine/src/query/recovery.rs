@@ -1,0 +1,150 @@
+//! Where a starting query resumes, from its checkpoint (Spark's
+//! `MicroBatchExecution.populateStartOffsets`, `docs/semantics.md` §1).
+//!
+//! [`recover`] turns the decision of [`plan_recovery`](crate::checkpoint::plan_recovery) (new,
+//! resume after the last commit, or re-run the uncommitted batch) into start offsets, the next
+//! batch id, the watermarks and the batch to re-run; [`restore_state`] loads every stateful
+//! operator's state as of a committed batch. Both run once, before the first trigger, and only
+//! read the checkpoint (a new query also records where each source starts).
+
+use std::collections::BTreeMap;
+
+use crate::checkpoint::{Checkpoint, OffsetEntry, Recovery};
+use crate::error::{Result, SluiceError};
+use crate::offset::Offset;
+use crate::operator::StatefulOperator;
+use crate::source::Source;
+use crate::watermark::WatermarkTracker;
+
+/// Where the loop starts.
+pub(super) struct Start {
+    /// Each source's committed end offset: where the next batch starts reading.
+    pub(super) committed: BTreeMap<String, Offset>,
+    /// The id of the next new batch.
+    pub(super) next_batch_id: u64,
+    /// A logged but uncommitted batch to run again before anything else.
+    pub(super) pending: Option<OffsetEntry>,
+    /// The committed batch whose state the operators must restore, if any.
+    pub(super) state_version: Option<u64>,
+}
+
+/// Computes where the query starts after `recovery`, checking the checkpoint was written for
+/// these sources, telling the sources what is committed and setting the `tracker`'s
+/// watermarks. `label` names the query in logs.
+pub(super) async fn recover(
+    recovery: Recovery,
+    checkpoint: &Checkpoint,
+    sources: &mut [(String, Box<dyn Source>)],
+    tracker: &mut WatermarkTracker,
+    label: &str,
+) -> Result<Start> {
+    let mut committed = BTreeMap::new();
+    match recovery {
+        Recovery::New => {
+            for (name, source) in sources.iter_mut() {
+                let start = match checkpoint.source_start(name).await? {
+                    Some(offset) => offset,
+                    None => {
+                        let offset = source.initial_offset().await?;
+                        checkpoint.write_source_start(name, &offset).await?;
+                        offset
+                    }
+                };
+                committed.insert(name.clone(), start);
+            }
+            Ok(Start {
+                committed,
+                next_batch_id: 0,
+                pending: None,
+                state_version: None,
+            })
+        }
+        Recovery::Resume { last, commit } => {
+            check_sources(&last, sources, checkpoint.display())?;
+            for (name, source) in sources.iter_mut() {
+                let end = last.sources[name.as_str()].end.clone();
+                source.commit(&end).await?;
+                committed.insert(name.clone(), end);
+            }
+            tracker.restore(commit.next_batch_watermark_ms, last.batch_watermark_ms);
+            tracing::info!(query = %label, batch = last.batch_id, "resuming after the last committed batch");
+            Ok(Start {
+                committed,
+                next_batch_id: last.batch_id + 1,
+                pending: None,
+                state_version: Some(last.batch_id),
+            })
+        }
+        Recovery::Rerun(entry) => {
+            check_sources(&entry, sources, checkpoint.display())?;
+            for (name, range) in &entry.sources {
+                committed.insert(name.clone(), range.start.clone());
+            }
+            let previous = entry.batch_id.checked_sub(1);
+            let previous_watermark = match previous {
+                Some(previous) => {
+                    let logged = checkpoint.offsets(previous).await?.ok_or_else(|| {
+                        SluiceError::checkpoint(
+                            checkpoint.display(),
+                            format!("offsets/{previous} is missing"),
+                        )
+                    })?;
+                    logged.batch_watermark_ms
+                }
+                None => 0,
+            };
+            tracker.restore(entry.batch_watermark_ms, previous_watermark);
+            tracing::info!(query = %label, batch = entry.batch_id, "re-running the uncommitted batch with its logged offsets");
+            Ok(Start {
+                committed,
+                next_batch_id: entry.batch_id,
+                pending: Some(entry),
+                state_version: previous,
+            })
+        }
+    }
+}
+
+/// Checks that `entry` (from the checkpoint at `checkpoint`) was written for `sources`.
+fn check_sources(
+    entry: &OffsetEntry,
+    sources: &[(String, Box<dyn Source>)],
+    checkpoint: &str,
+) -> Result<()> {
+    let logged: Vec<&String> = entry.sources.keys().collect();
+    let mut ours: Vec<&String> = sources.iter().map(|(n, _)| n).collect();
+    ours.sort();
+    if logged != ours {
+        return Err(SluiceError::checkpoint(
+            checkpoint,
+            format!(
+                "was written for sources {logged:?} but the query reads {ours:?}; \
+                 use a new checkpoint location to change a query's sources"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Loads each of `operators`' state as of committed batch `version`.
+pub(super) async fn restore_state(
+    checkpoint: &Checkpoint,
+    operators: Vec<&mut dyn StatefulOperator>,
+    version: u64,
+) -> Result<()> {
+    for operator in operators {
+        match checkpoint
+            .read_state(operator.state_name(), version)
+            .await?
+        {
+            (Some(bytes), location) => operator.restore_state(&bytes, &location)?,
+            (None, location) => {
+                return Err(SluiceError::checkpoint(
+                    location,
+                    "missing: the checkpoint has no state for its last committed batch",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
