@@ -152,7 +152,6 @@
 //! symbol), and not even that for the default period, computed at startup; afterwards they are
 //! recomputed in the background after each commit.
 
-
 mod api;
 mod cache;
 mod data;

@@ -54,7 +54,6 @@
 //! assert!(error.to_string().starts_with("job.sql:1:55: unknown option 'colour'"));
 //! ```
 
-
 pub mod connector;
 pub mod error;
 pub mod options;

@@ -100,8 +100,6 @@ pub(crate) struct StatefulAggregate {
     /// Whether the plan above the aggregation sorts.
     sorts: bool,
     state: Option<RecordBatch>,
-    /// Whether the last batch changed the state (rows merged in or evicted).
-    changed: bool,
     /// The last batch's progress row.
     progress: StateOperatorProgress,
 }
@@ -228,7 +226,6 @@ impl StatefulAggregate {
             session: session.is_some(),
             sorts,
             state: None,
-            changed: true,
             progress: StateOperatorProgress::default(),
         }))
     }
@@ -342,7 +339,6 @@ impl StatefulAggregate {
             }
         };
         self.state = (keep.num_rows() > 0).then_some(keep);
-        self.changed = updated > 0 || removed > 0;
 
         let output = if emit.num_rows() == 0 {
             Vec::new()
@@ -522,12 +518,8 @@ impl StatefulOperator for StatefulAggregate {
         Ok(())
     }
 
-    fn state_changed(&self) -> bool {
-        self.changed
-    }
-
-    fn progress(&self) -> StateOperatorProgress {
-        self.progress.clone()
+    fn progress(&self) -> &StateOperatorProgress {
+        &self.progress
     }
 
     /// Append and update modes emit or evict the windows a watermark closes; complete mode

@@ -50,8 +50,6 @@ pub(crate) struct Deduplicator {
     /// (`i64::MAX`: never).
     seen: HashMap<Vec<u8>, i64>,
     state_schema: SchemaRef,
-    /// Whether the last batch added or evicted a key.
-    changed: bool,
     /// The last batch's progress row.
     progress: StateOperatorProgress,
 }
@@ -112,7 +110,6 @@ impl Deduplicator {
             event_time_is_key,
             seen: HashMap::new(),
             state_schema: Arc::new(Schema::new(state_fields)),
-            changed: true,
             progress: StateOperatorProgress::default(),
         })
     }
@@ -183,7 +180,6 @@ impl Deduplicator {
                 .retain(|_, expires| !watermarks.key_expired(*expires));
         }
         let removed = (before - self.seen.len()) as u64;
-        self.changed = updated > 0 || removed > 0;
         self.progress = StateOperatorProgress {
             operator_name: "dedupe".into(),
             num_rows_total: self.seen.len() as u64,
@@ -238,12 +234,8 @@ impl StatefulOperator for Deduplicator {
         Ok(())
     }
 
-    fn state_changed(&self) -> bool {
-        self.changed
-    }
-
-    fn progress(&self) -> StateOperatorProgress {
-        self.progress.clone()
+    fn progress(&self) -> &StateOperatorProgress {
+        &self.progress
     }
 
     /// Every deduplication runs the watermark's no-data batches, as Spark's does.

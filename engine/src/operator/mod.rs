@@ -76,11 +76,15 @@ pub trait StatefulOperator: Send + Sync {
     /// in errors.
     fn restore_state(&mut self, bytes: &[u8], location: &str) -> Result<()>;
 
-    /// Whether the last batch changed the state.
-    fn state_changed(&self) -> bool;
-
     /// The operator's progress row for the last batch.
-    fn progress(&self) -> StateOperatorProgress;
+    fn progress(&self) -> &StateOperatorProgress;
+
+    /// Whether the last batch changed the state: by default, whether its progress row counts
+    /// updated or removed rows.
+    fn state_changed(&self) -> bool {
+        let progress = self.progress();
+        progress.num_rows_updated > 0 || progress.num_rows_removed > 0
+    }
 
     /// Whether a watermark that moved without new data may make the operator emit or evict.
     fn waits_on_watermark(&self) -> bool;

@@ -12,8 +12,9 @@ use futures::FutureExt;
 use tokio::sync::watch;
 
 use super::execution::MicroBatchExecution;
-use super::handle::StreamingQuery;
+use super::handle::{Shared, StreamingQuery};
 use super::recovery::{recover, restore_state};
+use super::report::Reporter;
 use crate::checkpoint::{Checkpoint, plan_recovery};
 use crate::error::{Result, SluiceError};
 use crate::operator::dedup::{DedupMode, Deduplicator};
@@ -401,18 +402,43 @@ impl StreamingQueryBuilder {
             .into_iter()
             .map(|(source, spec)| (source, spec.column))
             .collect();
-        Ok(MicroBatchExecution::new(
+        // The operators' state in the checkpoint now equals the restored one.
+        let state_versions = start
+            .state_version
+            .map(|version| {
+                plan.operators()
+                    .iter()
+                    .map(|operator| (operator.state_name().to_string(), version))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let run_id = uuid::Uuid::new_v4().to_string();
+        let shared = Arc::new(Shared::new());
+        Ok(MicroBatchExecution {
+            label,
+            reporter: Reporter::new(
+                id.clone(),
+                run_id.clone(),
+                self.name.clone(),
+                shared.clone(),
+            ),
             id,
-            self.name,
+            run_id,
+            name: self.name,
             sources,
             sink,
             plan,
             checkpoint,
-            self.trigger,
-            tracker,
+            trigger: self.trigger,
+            committed: start.committed,
+            next_batch_id: start.next_batch_id,
             event_time_columns,
-            start,
-        ))
+            tracker,
+            state_versions,
+            swept: false,
+            pending: start.pending,
+            shared,
+        })
     }
 
     /// Plans the query, recovers from the checkpoint and starts the micro-batch loop on the
@@ -420,12 +446,12 @@ impl StreamingQueryBuilder {
     pub async fn start(self) -> Result<StreamingQuery> {
         let mut execution = self.build().await?;
         let (stop, stop_rx) = watch::channel(false);
-        let shared = execution.shared();
+        let shared = Arc::clone(&execution.shared);
         shared.update(|s| s.active = true);
         let query = StreamingQuery::new(
-            execution.id().to_string(),
-            execution.run_id().to_string(),
-            execution.name().map(str::to_string),
+            execution.id.clone(),
+            execution.run_id.clone(),
+            execution.name.clone(),
             Arc::clone(&shared),
             stop,
         );
@@ -439,7 +465,7 @@ impl StreamingQueryBuilder {
                 Err(_) => Some("the micro-batch loop panicked".to_string()),
             };
             if let Some(error) = &error {
-                tracing::error!(query = %execution.label(), %error, "streaming query failed");
+                tracing::error!(query = %execution.label, %error, "streaming query failed");
             }
             shared.update(|s| {
                 s.active = false;

@@ -24,7 +24,6 @@ use arrow::array::RecordBatch;
 use tokio::sync::watch;
 
 use super::handle::Shared;
-use super::recovery::Start;
 use super::report::{Offsets, Reporter, TriggerRun};
 use crate::checkpoint::{Checkpoint, CommitEntry, OffsetEntry, SourceRange};
 use crate::error::{Result, SluiceError};
@@ -43,104 +42,37 @@ use crate::watermark::{EventTimeStats, WatermarkTracker, batch_stats};
 /// it over to be driven by the caller.
 pub struct MicroBatchExecution {
     /// The name, or the id, for logs and errors.
-    label: String,
-    id: String,
-    run_id: String,
-    name: Option<String>,
-    sources: Vec<(String, Box<dyn Source>)>,
-    sink: Box<dyn Sink>,
+    pub(super) label: String,
+    pub(super) id: String,
+    pub(super) run_id: String,
+    pub(super) name: Option<String>,
+    pub(super) sources: Vec<(String, Box<dyn Source>)>,
+    pub(super) sink: Box<dyn Sink>,
     /// The SQL and its stateful operators.
-    plan: StreamPlan,
-    checkpoint: Checkpoint,
-    trigger: Trigger,
+    pub(super) plan: StreamPlan,
+    pub(super) checkpoint: Checkpoint,
+    pub(super) trigger: Trigger,
     /// End offsets of the last committed batch: where the next batch starts.
-    committed: BTreeMap<String, Offset>,
-    next_batch_id: u64,
+    pub(super) committed: BTreeMap<String, Offset>,
+    pub(super) next_batch_id: u64,
     /// The event-time column of each source that declares a watermark.
-    event_time_columns: BTreeMap<String, String>,
+    pub(super) event_time_columns: BTreeMap<String, String>,
     /// The query's watermarks: the next batch's, and the one the last batch ran with.
-    tracker: WatermarkTracker,
+    pub(super) tracker: WatermarkTracker,
     /// Per stateful operator, the batch whose checkpointed state equals the one in memory.
-    state_versions: BTreeMap<String, u64>,
+    pub(super) state_versions: BTreeMap<String, u64>,
     /// Whether this run already swept the checkpoint of entries beyond retention.
-    swept: bool,
+    pub(super) swept: bool,
     /// A logged but uncommitted batch to run again before anything else.
-    pending: Option<OffsetEntry>,
-    shared: Arc<Shared>,
-    reporter: Reporter,
+    pub(super) pending: Option<OffsetEntry>,
+    pub(super) shared: Arc<Shared>,
+    pub(super) reporter: Reporter,
 }
 
 impl MicroBatchExecution {
-    /// A loop over `plan` that starts where recovery said (`start`).
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn new(
-        id: String,
-        name: Option<String>,
-        sources: Vec<(String, Box<dyn Source>)>,
-        sink: Box<dyn Sink>,
-        plan: StreamPlan,
-        checkpoint: Checkpoint,
-        trigger: Trigger,
-        tracker: WatermarkTracker,
-        event_time_columns: BTreeMap<String, String>,
-        start: Start,
-    ) -> Self {
-        let run_id = uuid::Uuid::new_v4().to_string();
-        let shared = Arc::new(Shared::new());
-        let state_versions = start
-            .state_version
-            .map(|version| {
-                plan.operators()
-                    .iter()
-                    .map(|operator| (operator.state_name().to_string(), version))
-                    .collect()
-            })
-            .unwrap_or_default();
-        Self {
-            label: name.clone().unwrap_or_else(|| id.clone()),
-            reporter: Reporter::new(id.clone(), run_id.clone(), name.clone(), shared.clone()),
-            id,
-            run_id,
-            name,
-            sources,
-            sink,
-            plan,
-            checkpoint,
-            trigger,
-            committed: start.committed,
-            next_batch_id: start.next_batch_id,
-            event_time_columns,
-            tracker,
-            state_versions,
-            swept: false,
-            pending: start.pending,
-            shared,
-        }
-    }
-
     /// The query id, stable across restarts from the same checkpoint.
     pub fn id(&self) -> &str {
         &self.id
-    }
-
-    /// This run's id.
-    pub(super) fn run_id(&self) -> &str {
-        &self.run_id
-    }
-
-    /// The query name, if any.
-    pub(super) fn name(&self) -> Option<&str> {
-        self.name.as_deref()
-    }
-
-    /// The name, or the id, for logs.
-    pub(super) fn label(&self) -> &str {
-        &self.label
-    }
-
-    /// The state shared with the query's handles.
-    pub(super) fn shared(&self) -> Arc<Shared> {
-        Arc::clone(&self.shared)
     }
 
     /// The schema of the query's output.
@@ -387,7 +319,7 @@ impl MicroBatchExecution {
                     .await?;
             }
             self.state_versions.insert(name.to_string(), entry.batch_id);
-            run.state.push(operator.progress());
+            run.state.push(operator.progress().clone());
         }
         let next_watermark = self.tracker.finish_batch(entry.batch_watermark_ms);
         self.checkpoint
