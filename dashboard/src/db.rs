@@ -78,19 +78,6 @@ impl Val {
     }
 }
 
-/// Whether an error means the database cannot be reached (rather than a failed query).
-pub fn is_unavailable(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Tls(_) => true,
-        // SQLITE_CANTOPEN: the file does not exist (yet).
-        sqlx::Error::Database(db) => db.code().as_deref() == Some("14"),
-        _ => false,
-    }
-}
-
 /// Whether an error means a table does not exist.
 pub fn is_missing_table(error: &sqlx::Error) -> bool {
     match error {
