@@ -13,7 +13,7 @@ use axum::routing::get;
 use futures::Stream;
 use serde_json::{Value, json};
 
-use crate::cache::Kind;
+use crate::endpoints::{Endpoint, cached_json};
 use crate::error::ApiError;
 use crate::params::Params;
 use crate::state::AppState;
@@ -28,7 +28,7 @@ type Shared = State<Arc<AppState>>;
 type Pairs = Result<Query<Vec<(String, String)>>, QueryRejection>;
 
 /// The dashboard's routes over `state` (see the crate documentation for the endpoints).
-pub fn router(state: Arc<AppState>) -> Router {
+pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route(
             "/",
@@ -95,60 +95,6 @@ fn json_response(value: &Value) -> Response {
 fn params(pairs: Pairs) -> Result<Params, ApiError> {
     let Query(pairs) = pairs.map_err(|_| ApiError::BadRequest("malformed query string".into()))?;
     Params::from_pairs(&pairs)
-}
-
-/// The cached data endpoints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Endpoint {
-    Overview,
-    Candles,
-    Top,
-    Anomalies,
-    Details,
-}
-
-impl Endpoint {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Overview => "overview",
-            Self::Candles => "candles",
-            Self::Top => "top",
-            Self::Anomalies => "anomalies",
-            Self::Details => "details",
-        }
-    }
-
-    async fn compute(self, state: &Arc<AppState>, params: &Params) -> Result<Value, ApiError> {
-        match self {
-            Self::Overview => state.overview_json(params).await,
-            Self::Candles => state.candles_json(params).await,
-            Self::Top => state.top_json(params).await,
-            Self::Anomalies => state.anomalies_json(params).await,
-            Self::Details => state.details_json(params).await,
-        }
-    }
-}
-
-/// The (cached) body of a data endpoint.
-pub(crate) async fn cached_json(
-    state: &Arc<AppState>,
-    endpoint: Endpoint,
-    mut params: Params,
-) -> Result<Arc<Value>, ApiError> {
-    if matches!(endpoint, Endpoint::Top | Endpoint::Anomalies) {
-        // They are about every symbol: one entry whatever the page's selection.
-        params.symbols.clear();
-    }
-    let key = format!("{}|{}", endpoint.name(), params.key());
-    let shared = state.clone();
-    let compute = move || {
-        let (state, params) = (shared.clone(), params.clone());
-        async move { endpoint.compute(&state, &params).await }
-    };
-    state
-        .cache
-        .get_or_compute(&key, Kind::Data, state.config.data_ttl, compute)
-        .await
 }
 
 async fn cached(

@@ -19,7 +19,7 @@ pub const SQLITE_TIMESTAMP_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.6f";
 
 /// A connection pool on one of the supported databases.
 #[derive(Clone, Debug)]
-pub enum Db {
+pub(crate) enum Db {
     /// PostgreSQL.
     Postgres(PgPool),
     /// SQLite (a file written by the sink in WAL mode).
@@ -28,7 +28,7 @@ pub enum Db {
 
 /// A value bound to a query parameter.
 #[derive(Clone, Debug)]
-pub enum Arg {
+pub(crate) enum Arg {
     /// Text (symbols, table names).
     Text(String),
     /// A 64-bit integer (limits).
@@ -39,7 +39,7 @@ pub enum Arg {
 
 /// A value read from a result column.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Val {
+pub(crate) enum Val {
     /// SQL `NULL` (or a type the dashboard does not read).
     Null,
     /// An integer.
@@ -52,7 +52,7 @@ pub enum Val {
 
 impl Val {
     /// The value as a float (integers converted), `None` for null or text.
-    pub fn f64(&self) -> Option<f64> {
+    pub(crate) fn f64(&self) -> Option<f64> {
         match self {
             Self::Int(i) => Some(*i as f64),
             Self::Real(r) => Some(*r),
@@ -61,7 +61,7 @@ impl Val {
     }
 
     /// The value as an integer (floats rounded), `None` for null or text.
-    pub fn i64(&self) -> Option<i64> {
+    pub(crate) fn i64(&self) -> Option<i64> {
         match self {
             Self::Int(i) => Some(*i),
             Self::Real(r) if r.is_finite() => Some(r.round() as i64),
@@ -70,7 +70,7 @@ impl Val {
     }
 
     /// The value as text, `None` unless it is text.
-    pub fn text(&self) -> Option<&str> {
+    pub(crate) fn text(&self) -> Option<&str> {
         match self {
             Self::Text(t) => Some(t),
             _ => None,
@@ -78,21 +78,8 @@ impl Val {
     }
 }
 
-/// Whether an error means the database cannot be reached (rather than a failed query).
-pub fn is_unavailable(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Tls(_) => true,
-        // SQLITE_CANTOPEN: the file does not exist (yet).
-        sqlx::Error::Database(db) => db.code().as_deref() == Some("14"),
-        _ => false,
-    }
-}
-
 /// Whether an error means a table does not exist.
-pub fn is_missing_table(error: &sqlx::Error) -> bool {
+pub(crate) fn is_missing_table(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Database(db) => {
             db.code().as_deref() == Some("42P01") || db.message().contains("no such table")
@@ -104,7 +91,7 @@ pub fn is_missing_table(error: &sqlx::Error) -> bool {
 impl Db {
     /// A lazy pool on `url` (`postgres://…`, `postgresql://…` or `sqlite://…`): connections are
     /// opened on first use, so the server starts before the database or its file exists.
-    pub fn connect_lazy(url: &str) -> Result<Self, DashboardError> {
+    pub(crate) fn connect_lazy(url: &str) -> Result<Self, DashboardError> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url)
                 .map_err(DashboardError::DatabaseUrl)?
@@ -140,7 +127,7 @@ impl Db {
     }
 
     /// `"postgres"` or `"sqlite"`.
-    pub fn backend(&self) -> &'static str {
+    pub(crate) fn backend(&self) -> &'static str {
         match self {
             Self::Postgres(_) => "postgres",
             Self::Sqlite(_) => "sqlite",
@@ -148,7 +135,7 @@ impl Db {
     }
 
     /// SQL for the Unix time in milliseconds (an integer) of a timestamp expression.
-    pub fn epoch_ms(&self, expr: &str) -> String {
+    pub(crate) fn epoch_ms(&self, expr: &str) -> String {
         match self {
             Self::Postgres(_) => format!("(extract(epoch from {expr}) * 1000)::int8"),
             Self::Sqlite(_) => {
@@ -158,7 +145,7 @@ impl Db {
     }
 
     /// SQL for the minute a timestamp expression falls in (a grouping key).
-    pub fn minute(&self, expr: &str) -> String {
+    pub(crate) fn minute(&self, expr: &str) -> String {
         match self {
             Self::Postgres(_) => format!("date_trunc('minute', {expr})"),
             Self::Sqlite(_) => format!("substr({expr}, 1, 16)"),
@@ -166,7 +153,7 @@ impl Db {
     }
 
     /// Whether a table (or view) named by a validated name exists.
-    pub async fn table_exists(&self, name: &str) -> Result<bool, sqlx::Error> {
+    pub(crate) async fn table_exists(&self, name: &str) -> Result<bool, sqlx::Error> {
         match self {
             Self::Postgres(pool) => {
                 sqlx::query_scalar::<_, bool>("SELECT to_regclass($1) IS NOT NULL")
@@ -194,7 +181,11 @@ impl Db {
     }
 
     /// Runs a query written with `$n` parameters and returns its rows as [`Val`]s.
-    pub async fn fetch(&self, sql: &str, args: &[Arg]) -> Result<Vec<Vec<Val>>, sqlx::Error> {
+    pub(crate) async fn fetch(
+        &self,
+        sql: &str,
+        args: &[Arg],
+    ) -> Result<Vec<Vec<Val>>, sqlx::Error> {
         match self {
             Self::Postgres(pool) => {
                 let mut query = sqlx::query(AssertSqlSafe(sql.to_owned()));
@@ -224,7 +215,7 @@ impl Db {
     }
 
     /// Closes the pool.
-    pub async fn close(&self) {
+    pub(crate) async fn close(&self) {
         match self {
             Self::Postgres(pool) => pool.close().await,
             Self::Sqlite(pool) => pool.close().await,

@@ -52,7 +52,7 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
-        if crate::db::is_unavailable(&error) {
+        if is_unavailable(&error) {
             tracing::warn!(%error, "dashboard: database unavailable");
             Self::Unavailable
         } else {
@@ -66,5 +66,18 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": self.to_string() });
         (self.status(), Json(body)).into_response()
+    }
+}
+
+/// Whether an error means the database cannot be reached (rather than a failed query).
+fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_) => true,
+        // SQLITE_CANTOPEN: the file does not exist (yet).
+        sqlx::Error::Database(db) => db.code().as_deref() == Some("14"),
+        _ => false,
     }
 }

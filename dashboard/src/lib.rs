@@ -154,11 +154,13 @@
 
 mod api;
 mod cache;
-mod data;
 mod db;
+mod endpoints;
 mod error;
+mod indicators;
 mod live;
 mod params;
+mod queries;
 mod state;
 
 use std::future::Future;
@@ -166,14 +168,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use api::router;
+use api::router;
 pub use cache::{Cache, CacheStats, KEEP_WARM, Kind as CacheKind};
-pub use data::{Stats, default_symbols, moving_average, quantile};
 pub use db::SQLITE_TIMESTAMP_FORMAT;
 pub use error::{ApiError, DashboardError};
-pub use live::{CHANNEL, COMMITS_TABLE};
-pub use params::{DEFAULT_LIMIT, MAX_LIMIT, MAX_SYMBOLS, Params, Period, is_valid_table_name};
-pub use state::{AppState, Live};
+use state::AppState;
 
 /// How the dashboard connects and serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -236,11 +235,6 @@ impl Dashboard {
     /// The address bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
-    }
-
-    /// The shared state (cache, live status).
-    pub fn state(&self) -> Arc<AppState> {
-        self.state.clone()
     }
 
     /// Serves until `shutdown` completes, then closes the event streams and the pool.

@@ -10,16 +10,16 @@ use serde_json::Value;
 use sqlx::postgres::{PgListener, PgPool};
 use tokio::sync::mpsc;
 
-use crate::api::{Endpoint, cached_json};
 use crate::cache::refreshing;
 use crate::db::{Db, Val, is_missing_table};
+use crate::endpoints::{Endpoint, cached_json};
 use crate::params::Params;
 use crate::state::{AppState, Live};
 
 /// The channel the sink notifies after each committed batch (PostgreSQL).
-pub const CHANNEL: &str = "sluice_batches";
+pub(crate) const CHANNEL: &str = "sluice_batches";
 /// The table the sink updates in every committed batch's transaction.
-pub const COMMITS_TABLE: &str = "sluice_commits";
+pub(crate) const COMMITS_TABLE: &str = "sluice_commits";
 
 /// Longest wait for the refresh after a commit before the pages are told about it anyway.
 const REFRESH_WAIT: Duration = Duration::from_secs(10);

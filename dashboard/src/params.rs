@@ -8,17 +8,19 @@ use chrono::{DateTime, TimeDelta, Utc};
 use crate::error::ApiError;
 
 /// Default number of rows an endpoint returns.
-pub const DEFAULT_LIMIT: u32 = 1_000;
+pub(crate) const DEFAULT_LIMIT: u32 = 1_000;
 /// Largest accepted `limit`.
-pub const MAX_LIMIT: u32 = 10_000;
+pub(crate) const MAX_LIMIT: u32 = 10_000;
 /// Most symbols accepted in one request.
-pub const MAX_SYMBOLS: usize = 50;
+pub(crate) const MAX_SYMBOLS: usize = 50;
 /// Longest accepted symbol.
 const MAX_SYMBOL_LEN: usize = 32;
+/// Symbols shown when the request names none and they are present.
+const DEFAULT_SYMBOLS: [&str; 2] = ["BTCUSDT", "ETHUSDT"];
 
 /// The period filter: how far back from the newest snapshot in the table rows are taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Period {
+pub(crate) enum Period {
     /// The last hour.
     Hour,
     /// The last 24 hours.
@@ -33,7 +35,7 @@ pub enum Period {
 
 impl Period {
     /// Parses `1h`, `24h`, `7d`, `30d` or `all` (case-insensitive).
-    pub fn parse(text: &str) -> Option<Self> {
+    pub(crate) fn parse(text: &str) -> Option<Self> {
         match text.to_ascii_lowercase().as_str() {
             "1h" => Some(Self::Hour),
             "24h" => Some(Self::Day),
@@ -45,7 +47,7 @@ impl Period {
     }
 
     /// The canonical name (`1h`, `24h`, `7d`, `30d`, `all`).
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Hour => "1h",
             Self::Day => "24h",
@@ -56,7 +58,7 @@ impl Period {
     }
 
     /// The period's length; `None` for [`Period::All`].
-    pub fn duration(self) -> Option<TimeDelta> {
+    pub(crate) fn duration(self) -> Option<TimeDelta> {
         match self {
             Self::Hour => Some(TimeDelta::hours(1)),
             Self::Day => Some(TimeDelta::hours(24)),
@@ -67,7 +69,7 @@ impl Period {
     }
 
     /// The first instant of the period ending at `end` (the Unix epoch for [`Period::All`]).
-    pub fn start(self, end: DateTime<Utc>) -> DateTime<Utc> {
+    pub(crate) fn start(self, end: DateTime<Utc>) -> DateTime<Utc> {
         match self.duration() {
             Some(length) => end - length,
             None => DateTime::UNIX_EPOCH,
@@ -83,7 +85,7 @@ impl fmt::Display for Period {
 
 /// Whether `name` is a valid table name: `name` or `schema.name`, each part an ASCII SQL
 /// identifier (`[A-Za-z_][A-Za-z0-9_]*`, at most 63 bytes).
-pub fn is_valid_table_name(name: &str) -> bool {
+pub(crate) fn is_valid_table_name(name: &str) -> bool {
     let parts: Vec<&str> = name.split('.').collect();
     parts.len() <= 2
         && parts.iter().all(|part| {
@@ -97,7 +99,7 @@ pub fn is_valid_table_name(name: &str) -> bool {
 }
 
 /// Quotes a table name validated by [`is_valid_table_name`] (`"schema"."name"`).
-pub fn quote_table_name(name: &str) -> String {
+pub(crate) fn quote_table_name(name: &str) -> String {
     name.split('.')
         .map(|part| format!("\"{part}\""))
         .collect::<Vec<_>>()
@@ -105,7 +107,7 @@ pub fn quote_table_name(name: &str) -> String {
 }
 
 /// Whether `symbol` looks like a market symbol: 1 to 32 characters from `A-Z a-z 0-9 _ - .`.
-pub fn is_valid_symbol(symbol: &str) -> bool {
+pub(crate) fn is_valid_symbol(symbol: &str) -> bool {
     !symbol.is_empty()
         && symbol.len() <= MAX_SYMBOL_LEN
         && symbol
@@ -113,15 +115,30 @@ pub fn is_valid_symbol(symbol: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
+/// The symbols a request naming none is about, among the `symbols` present: BTCUSDT and
+/// ETHUSDT when present, else the first two symbols.
+pub(crate) fn default_symbols(symbols: &[String]) -> Vec<String> {
+    let present: Vec<String> = DEFAULT_SYMBOLS
+        .iter()
+        .filter(|d| symbols.iter().any(|s| s == *d))
+        .map(|d| (*d).to_owned())
+        .collect();
+    if present.is_empty() {
+        symbols.iter().take(2).cloned().collect()
+    } else {
+        present
+    }
+}
+
 /// The parameters of a data request, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Params {
+pub(crate) struct Params {
     /// `symbols=A,B` (or repeated `symbols=`/`symbol=`): empty when not given.
-    pub symbols: Vec<String>,
+    pub(crate) symbols: Vec<String>,
     /// `period=` (default `24h`).
-    pub period: Period,
+    pub(crate) period: Period,
     /// `limit=` (default [`DEFAULT_LIMIT`], 1 to [`MAX_LIMIT`]).
-    pub limit: u32,
+    pub(crate) limit: u32,
 }
 
 impl Default for Params {
@@ -137,7 +154,7 @@ impl Default for Params {
 
 impl Params {
     /// Validates the query-string pairs of a request. Unknown keys are ignored.
-    pub fn from_pairs(pairs: &[(String, String)]) -> Result<Self, ApiError> {
+    pub(crate) fn from_pairs(pairs: &[(String, String)]) -> Result<Self, ApiError> {
         let Params {
             mut symbols,
             mut period,
@@ -192,7 +209,7 @@ impl Params {
     }
 
     /// A stable cache key for these parameters.
-    pub fn key(&self) -> String {
+    pub(crate) fn key(&self) -> String {
         format!("{}|{}|{}", self.symbols.join(","), self.period, self.limit)
     }
 }
@@ -246,5 +263,19 @@ mod tests {
         }
         let d = Params::from_pairs(&[]).unwrap();
         assert_eq!((d.period, d.limit), (Period::Day, DEFAULT_LIMIT));
+    }
+
+    #[test]
+    fn defaults() {
+        let s = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            default_symbols(&s(&["AAA", "ETHUSDT", "ZZZ"])),
+            s(&["ETHUSDT"])
+        );
+        assert_eq!(
+            default_symbols(&s(&["AAA", "BBB", "C"])),
+            s(&["AAA", "BBB"])
+        );
+        assert_eq!(default_symbols(&[]), Vec::<String>::new());
     }
 }

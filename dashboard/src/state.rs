@@ -1,5 +1,6 @@
 //! The state shared by every request: configuration, pool, cache and live status.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -7,29 +8,29 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::DashboardConfig;
-use crate::cache::Cache;
+use crate::cache::{Cache, Kind};
 use crate::db::Db;
-use crate::error::DashboardError;
+use crate::error::{ApiError, DashboardError};
 use crate::params::{is_valid_table_name, quote_table_name};
 
 /// What the live watcher last saw of the sink's commits (sent to browsers over SSE).
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
-pub struct Live {
+pub(crate) struct Live {
     /// Increases by one each time a new commit is observed.
-    pub seq: u64,
+    pub(crate) seq: u64,
     /// `max(committed_at)` of `sluice_commits` (ms since the Unix epoch), if any.
-    pub last_commit_ms: Option<i64>,
+    pub(crate) last_commit_ms: Option<i64>,
     /// When the server observed the latest commit (ms since the Unix epoch).
-    pub observed_ms: Option<i64>,
+    pub(crate) observed_ms: Option<i64>,
     /// The payload of the latest `sluice_batches` notification (PostgreSQL only).
-    pub batch: Option<Value>,
+    pub(crate) batch: Option<Value>,
     /// Whether the last poll reached the database.
-    pub connected: bool,
+    pub(crate) connected: bool,
 }
 
-/// The state behind [`crate::router`]: build it with [`AppState::new`].
+/// The state behind the HTTP routes and the live watcher: build it with [`AppState::new`].
 #[derive(Debug)]
-pub struct AppState {
+pub(crate) struct AppState {
     pub(crate) config: DashboardConfig,
     pub(crate) db: Db,
     /// Quoted ticker table name, for SQL.
@@ -48,7 +49,7 @@ pub struct AppState {
 impl AppState {
     /// Validates the configuration and creates a lazy connection pool (nothing is connected
     /// yet: the database or its file may appear later).
-    pub fn new(config: DashboardConfig) -> Result<Arc<Self>, DashboardError> {
+    pub(crate) fn new(config: DashboardConfig) -> Result<Arc<Self>, DashboardError> {
         for (what, name) in [
             ("ticker_table", &config.ticker_table),
             ("candles_table", &config.candles_table),
@@ -76,18 +77,30 @@ impl AppState {
         }))
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &DashboardConfig {
-        &self.config
-    }
-
-    /// The shared cache.
-    pub fn cache(&self) -> &Cache {
-        &self.cache
-    }
-
     /// The latest live status.
-    pub fn live(&self) -> Live {
+    pub(crate) fn live(&self) -> Live {
         self.live.borrow().clone()
+    }
+
+    /// The cached value of `key`, computed by `compute` over this state: the cache keeps the
+    /// recipe to recompute it after commits. The TTL is the configured one for its `kind`.
+    pub(crate) async fn cached<F, Fut>(
+        self: &Arc<Self>,
+        key: &str,
+        kind: Kind,
+        compute: F,
+    ) -> Result<Arc<Value>, ApiError>
+    where
+        F: Fn(Arc<Self>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, ApiError>> + Send + 'static,
+    {
+        let ttl = match kind {
+            Kind::Data => self.config.data_ttl,
+            Kind::Symbols => self.config.symbols_ttl,
+        };
+        let state = self.clone();
+        self.cache
+            .get_or_compute(key, kind, ttl, move || compute(state.clone()))
+            .await
     }
 }
