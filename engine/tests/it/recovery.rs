@@ -232,6 +232,10 @@ async fn stateful_execution(
     dirs: &Dirs,
     sink: impl Sink,
 ) -> sluice_engine::Result<MicroBatchExecution> {
+    stateful_builder(dirs, sink)?.build().await
+}
+
+fn stateful_builder(dirs: &Dirs, sink: impl Sink) -> sluice_engine::Result<StreamingQueryBuilder> {
     let mut schema = ticker_schema().as_ref().clone();
     let mut fields: Vec<_> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
     if let Some(ts) = fields.iter_mut().find(|f| f.name() == "timestamp") {
@@ -250,7 +254,7 @@ async fn stateful_execution(
         JsonOptions::default(),
     )?
     .with_max_files_per_trigger(1);
-    StreamingQueryBuilder::new()
+    Ok(StreamingQueryBuilder::new()
         .source("ticks", source)
         .sql(
             "SELECT window(\"timestamp\", '1 minute') AS w, symbol, count(*) AS n, max(close_price) AS high \
@@ -259,9 +263,7 @@ async fn stateful_execution(
         .output_mode(sluice_engine::OutputMode::Update)
         .watermark("ticks", "timestamp", std::time::Duration::from_secs(30))
         .sink(sink)
-        .checkpoint_location(&dirs.checkpoint)
-        .build()
-        .await
+        .checkpoint_location(&dirs.checkpoint))
 }
 
 /// Files whose events are 40 s apart, so that windows close as the watermark moves.
@@ -351,5 +353,81 @@ async fn a_state_the_batch_left_unchanged_is_carried_over_not_rewritten() {
     assert_eq!(
         carried,
         unchanged.into_iter().filter(|&b| b > 0).collect::<Vec<_>>()
+    );
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn every_stateful_operator_is_checkpointed_by_the_loop_and_carried_over_when_unchanged() {
+    use std::os::unix::fs::MetadataExt;
+
+    let dirs = stateful_dirs();
+    // The same tickers again: every key is a duplicate, and keys without event time are kept
+    // forever, so that batch leaves the deduplication's state as it was.
+    let again = std::fs::read_to_string(Path::new(&dirs.input).join("f04.jsonl")).unwrap();
+    std::fs::write(Path::new(&dirs.input).join("f05.jsonl"), again).unwrap();
+    let mut execution = stateful_builder(&dirs, file_sink(&dirs))
+        .unwrap()
+        .drop_duplicates("ticks", ["symbol", "close_price"])
+        .build()
+        .await
+        .unwrap();
+    let mut unchanged = Vec::new();
+    while execution.run_trigger().await.unwrap() {
+        let progress = execution.recent_progress().pop().unwrap();
+        let names: Vec<&str> = progress
+            .state_operators
+            .iter()
+            .map(|s| s.operator_name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            ["dedupe", "stateStoreSave"],
+            "the operators, in order"
+        );
+        let dedup = &progress.state_operators[0];
+        if dedup.num_rows_updated == 0 && dedup.num_rows_removed == 0 {
+            unchanged.push(progress.batch_id);
+        }
+    }
+    let batches = execution.next_batch_id();
+    let inode = |operator: &str, version: u64| {
+        let path = Path::new(&dirs.checkpoint).join(format!("state/{operator}/{version}.arrow"));
+        std::fs::metadata(path).unwrap().ino()
+    };
+    for version in 0..batches {
+        inode("0", version);
+    }
+    let carried: Vec<u64> = (1..batches)
+        .filter(|&version| inode("dedup-ticks", version) == inode("dedup-ticks", version - 1))
+        .collect();
+    assert!(
+        carried.contains(&5),
+        "the all-duplicates batch: {carried:?}"
+    );
+    assert_eq!(
+        carried,
+        unchanged.into_iter().filter(|&b| b > 0).collect::<Vec<_>>()
+    );
+
+    // A restart restores both operators: the duplicates stay dropped.
+    drop(execution);
+    let mut restarted = stateful_builder(&dirs, file_sink(&dirs))
+        .unwrap()
+        .drop_duplicates("ticks", ["symbol", "close_price"])
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(restarted.next_batch_id(), batches);
+    std::fs::write(
+        Path::new(&dirs.input).join("f06.jsonl"),
+        std::fs::read_to_string(Path::new(&dirs.input).join("f04.jsonl")).unwrap(),
+    )
+    .unwrap();
+    assert!(restarted.run_trigger().await.unwrap());
+    let progress = restarted.recent_progress().pop().unwrap();
+    assert_eq!(
+        progress.state_operators[0].num_rows_updated, 0,
+        "{progress:?}"
     );
 }
