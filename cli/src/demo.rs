@@ -2,7 +2,7 @@
 //! Binance stream) → the files of `queries/`, compiled in → SQLite → the dashboard.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -21,7 +21,8 @@ const SAMPLE: &str = concat!(
     "/../examples/data/binance-miniticker-10min.jsonl.gz"
 );
 
-/// The queries the demo runs: the very files production runs, compiled in.
+/// The queries the demo runs: the very files production runs, compiled in, named by their
+/// path from the repository's root.
 const DEMO_QUERIES: [(&str, &str); 4] = [
     (
         "queries/projet_bdcc.sql",
@@ -40,6 +41,28 @@ const DEMO_QUERIES: [(&str, &str); 4] = [
         include_str!("../../queries/market_sessions.sql"),
     ),
 ];
+
+/// The files that [`DEMO_QUERIES`] include, compiled in alike, named by the path their
+/// `INCLUDE`s resolve to.
+const DEMO_INCLUDES: [(&str, &str); 1] = [(
+    "queries/include/ticks.sql",
+    include_str!("../../queries/include/ticks.sql"),
+)];
+
+/// Reads a file the demo's queries include from [`DEMO_INCLUDES`], not from disk: the demo
+/// runs from any directory.
+fn read_bundled(path: &Path) -> std::io::Result<String> {
+    DEMO_INCLUDES
+        .iter()
+        .find(|(name, _)| Path::new(name) == path)
+        .map(|(_, text)| text.to_string())
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{} is not bundled with the demo", path.display()),
+            )
+        })
+}
 
 /// Options of `sluice demo`.
 #[derive(Args)]
@@ -113,7 +136,7 @@ pub async fn demo(args: Demo) -> anyhow::Result<()> {
     })?;
     let mut queries = Vec::new();
     for (file, text) in DEMO_QUERIES {
-        let pipeline = Pipeline::parse(file, text, &variables)?;
+        let pipeline = Pipeline::parse_with(file, text, &variables, &read_bundled)?;
         match pipeline.start().await {
             Ok(started) => queries.extend(started),
             Err(e) => {
