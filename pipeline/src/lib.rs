@@ -35,7 +35,7 @@
 //!   `watermark_policy`, `retained_batches` for the `INSERT`s after it.
 //! - `${VAR}` and `${VAR:-default}` are replaced from [`Variables`] (see [`vars`]).
 //! - `INCLUDE 'file.sql'` reads another file's statements as if they were written in its
-//!   place (see [`include`]): the path is relative to the including file's directory, and an
+//!   place (see [`mod@include`]): the path is relative to the including file's directory, and an
 //!   error in an included file names that file, its line and column, and the `INCLUDE`s that
 //!   led there.
 //!
