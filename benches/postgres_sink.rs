@@ -26,31 +26,12 @@ use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sluice::connectors::relational::RelationalSink;
 use sluice::engine::{OutputMode, Sink, SinkContext};
+use sluice_testkit::projet_bdcc_schema;
 
 const APPEND_ROWS: usize = 1_000_000;
 const SYMBOLS: usize = 400;
 const MINUTES: usize = 500;
 const BATCH_ROWS: usize = 8_192;
-
-fn projet_bdcc_schema() -> SchemaRef {
-    let float = |name: &str| Field::new(name, DataType::Float64, true);
-    Arc::new(Schema::new(vec![
-        Field::new("symbol", DataType::Utf8, true),
-        float("close_price"),
-        float("open_price"),
-        float("high_price"),
-        float("low_price"),
-        float("volume"),
-        float("quote_volume"),
-        Field::new(
-            "timestamp_ts",
-            DataType::Timestamp(TimeUnit::Millisecond, None),
-            true,
-        ),
-        float("spread"),
-        float("mid_price"),
-    ]))
-}
 
 /// Deterministic prices: a xorshift walk per row.
 fn price(i: usize) -> f64 {

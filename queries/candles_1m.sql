@@ -19,26 +19,7 @@
 SET trigger = '1 second';
 SET checkpoint = '${CHECKPOINT_DIR:-data/checkpoints}';
 
-CREATE TABLE ticks (
-    symbol       VARCHAR,
-    close_price  DOUBLE,
-    open_price   DOUBLE,
-    high_price   DOUBLE,
-    low_price    DOUBLE,
-    volume       DOUBLE,
-    quote_volume DOUBLE,
-    "timestamp"  BIGINT,
-    ts AS to_timestamp_millis("timestamp"),
-    WATERMARK FOR ts AS ts - INTERVAL '10' SECOND
-) WITH (
-    connector = '${TICKS_CONNECTOR:-kafka}',
-    format = 'json',
-    'kafka.topic' = '${TICKS_TOPIC:-projet-bdcc}',
-    'kafka.starting_offsets' = 'earliest',
-    'kafka.max_offsets_per_trigger' = '${TICKS_MAX_PER_TRIGGER:-200000}',
-    'binance.url' = '${BINANCE_WS_URL:-wss://stream.binance.com:9443/ws/!miniTicker@arr}',
-    'file.path' = '${TICKS_PATH:-data/ticks}'
-);
+INCLUDE 'include/ticks.sql';
 
 CREATE TABLE candles_1m WITH (
     connector = '${SINK_CONNECTOR:-postgres}',

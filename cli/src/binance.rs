@@ -264,7 +264,7 @@ pub async fn replay(args: Replay) -> anyhow::Result<()> {
         .min(1.0);
         let line = format!(
             "{} · {sent} frames sent · {clients} connections",
-            crate::progress_bar(done, 30)
+            crate::progress::progress_bar(done, 30)
         );
         if terminal {
             eprint!("\r{line}  ");

@@ -16,7 +16,11 @@
 //! 2 invalid arguments or an invalid pipeline file (the message names the line and column).
 
 mod binance;
-mod pipeline;
+mod dashboard;
+mod demo;
+mod progress;
+mod run;
+mod supervise;
 
 use clap::{Parser, Subcommand};
 
@@ -32,13 +36,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run pipeline files until Ctrl-C (or, with --available-now, until the data is processed).
-    Run(pipeline::Run),
+    Run(run::Run),
     /// Show the streaming plan of pipeline files without running them.
-    Explain(pipeline::Explain),
+    Explain(run::Explain),
     /// The whole pipeline offline: bundled sample replay → queries/ → SQLite → dashboard.
-    Demo(pipeline::Demo),
+    Demo(demo::Demo),
     /// Serve the market dashboard over the pipelines' database.
-    Dashboard(pipeline::DashboardArgs),
+    Dashboard(dashboard::DashboardArgs),
     /// Produce a live stream to Kafka.
     #[command(subcommand)]
     Produce(binance::Produce),
@@ -64,10 +68,10 @@ async fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(command) => pipeline::run(command).await,
-        Command::Explain(command) => pipeline::explain(command).await,
-        Command::Demo(command) => pipeline::demo(command).await,
-        Command::Dashboard(command) => pipeline::dashboard(command).await,
+        Command::Run(command) => run::run(command).await,
+        Command::Explain(command) => run::explain(command).await,
+        Command::Demo(command) => demo::demo(command).await,
+        Command::Dashboard(command) => dashboard::dashboard(command).await,
         Command::Produce(command) => binance::produce(command).await,
         Command::Capture(command) => binance::capture(command).await,
         Command::Replay(command) => binance::replay(command).await,
@@ -133,16 +137,4 @@ pub fn resident_memory() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
-}
-
-/// `[=========>          ]  45%`
-pub fn progress_bar(fraction: f64, width: usize) -> String {
-    let filled = ((fraction.clamp(0.0, 1.0) * width as f64) as usize).min(width);
-    let head = if filled < width { ">" } else { "" };
-    format!(
-        "[{}{head}{}] {:>3.0}%",
-        "=".repeat(filled),
-        " ".repeat(width - filled - head.len()),
-        fraction.clamp(0.0, 1.0) * 100.0
-    )
 }

@@ -34,6 +34,10 @@
 //! - `SET key = value` sets `trigger`, `checkpoint`, `query_name`, `foreach_batch`,
 //!   `watermark_policy`, `retained_batches` for the `INSERT`s after it.
 //! - `${VAR}` and `${VAR:-default}` are replaced from [`Variables`] (see [`vars`]).
+//! - `INCLUDE 'file.sql'` reads another file's statements as if they were written in its
+//!   place (see [`mod@include`]): the path is relative to the including file's directory, and an
+//!   error in an included file names that file, its line and column, and the `INCLUDE`s that
+//!   led there.
 //!
 //! Everything is validated when the file loads ([`Pipeline::load`]): an unknown option, a
 //! value of the wrong type, an unknown setting, an unset variable, an unsupported output mode
@@ -56,10 +60,12 @@
 
 pub mod connector;
 pub mod error;
+pub mod include;
 pub mod options;
 pub mod parse;
 pub mod pipeline;
+pub mod types;
 pub mod vars;
 
-pub use error::{PipelineError, Position, Result};
+pub use error::{PipelineError, Position, Result, Site};
 pub use pipeline::{DEFAULT_CHECKPOINT_DIR, Pipeline, Variables};

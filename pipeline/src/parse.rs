@@ -1,18 +1,21 @@
-//! The pipeline file's statements, parsed without any I/O: `SET`, `CREATE TABLE … WITH (…)`
-//! and `INSERT INTO … <query>`.
+//! The pipeline file's statements, parsed without any I/O: `SET`, `CREATE TABLE … WITH (…)`,
+//! `INSERT INTO … <query>` and `INCLUDE 'file.sql'` (which the `include` module resolves).
 //!
 //! The text is tokenized with DataFusion's SQL tokenizer (so quoting, comments and literals
-//! follow DataFusion's rules); the three statement forms are parsed here, and the query of an
+//! follow DataFusion's rules); the statement forms are parsed here, and the query of an
 //! `INSERT` is kept as text for DataFusion to plan, padded so that DataFusion's own error
 //! positions are the file's.
+//!
+//! Positions are in the line numbering of the whole pipeline: a file whose first line is the
+//! pipeline's line `line_offset + 1` (an included file) has its lines shifted by
+//! `line_offset`; the file given has offset 0, so its positions are its own.
 
-use std::sync::Arc;
-
-use arrow::datatypes::{DataType, TimeUnit};
+use arrow::datatypes::DataType;
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
 
 use crate::error::{Located, Position};
+use crate::types::sql_type;
 use crate::vars::Substituted;
 
 /// A value with the position it was written at.
@@ -21,6 +24,24 @@ pub struct Spanned<T> {
     /// The value.
     pub value: T,
     /// Where it starts in the original file.
+    pub position: Position,
+}
+
+/// What a pipeline file holds: statements, and `INCLUDE`s of other files' statements.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    /// A statement written in the file.
+    Statement(Statement),
+    /// `INCLUDE 'file.sql'`: the statements of another file, as if written here.
+    Include(IncludeDecl),
+}
+
+/// An `INCLUDE 'file.sql'`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncludeDecl {
+    /// The path as written (relative paths are relative to the including file's directory).
+    pub path: String,
+    /// Where the `INCLUDE` starts.
     pub position: Position,
 }
 
@@ -96,18 +117,24 @@ pub struct InsertDecl {
     pub query_position: Position,
 }
 
-/// Parses the statements of a substituted pipeline file.
-pub fn parse(file: &Substituted) -> Result<Vec<Statement>, Located> {
+/// Parses the statements of a substituted pipeline file whose line 1 is the pipeline's line
+/// `line_offset + 1` (0 for the file given).
+pub fn parse(file: &Substituted, line_offset: usize) -> Result<Vec<Item>, Located> {
     let dialect = GenericDialect {};
     let tokens = Tokenizer::new(&dialect, &file.text)
         .tokenize_with_location()
-        .map_err(|e| Located::new(file.original(position(e.location)), e.message))?;
+        .map_err(|e| {
+            Located::new(
+                file.original(position(e.location)).down(line_offset),
+                e.message,
+            )
+        })?;
     let tokens: Vec<TokenWithSpan> = tokens
         .into_iter()
         .filter(|t| !matches!(t.token, Token::Whitespace(_) | Token::EOF))
         .collect();
     let lines = LineIndex::new(&file.text);
-    let mut statements = Vec::new();
+    let mut items = Vec::new();
     for statement in tokens.split(|t| t.token == Token::SemiColon) {
         if statement.is_empty() {
             continue;
@@ -116,11 +143,12 @@ pub fn parse(file: &Substituted) -> Result<Vec<Statement>, Located> {
             tokens: statement,
             next: 0,
             file,
+            line_offset,
             lines: &lines,
         };
-        statements.push(parser.statement()?);
+        items.push(parser.item()?);
     }
-    Ok(statements)
+    Ok(items)
 }
 
 fn position(location: Location) -> Position {
@@ -161,6 +189,8 @@ struct Parser<'t> {
     tokens: &'t [TokenWithSpan],
     next: usize,
     file: &'t Substituted,
+    /// Lines of the pipeline before the file's first (see the module's documentation).
+    line_offset: usize,
     lines: &'t LineIndex<'t>,
 }
 
@@ -169,16 +199,24 @@ impl Parser<'_> {
         self.tokens.get(self.next).map(|t| &t.token)
     }
 
+    /// Position (in the original file, in the pipeline's numbering) of `location` in the
+    /// substituted text.
+    fn original(&self, location: Location) -> Position {
+        self.file
+            .original(position(location))
+            .down(self.line_offset)
+    }
+
     /// Position (in the original file) of the next token, or just after the statement.
     fn here(&self) -> Position {
         let location = match self.tokens.get(self.next) {
             Some(t) => t.span.start,
             None => match self.tokens.last() {
                 Some(t) => t.span.end,
-                None => return Position { line: 1, column: 1 },
+                None => return Position { line: 1, column: 1 }.down(self.line_offset),
             },
         };
-        self.file.original(position(location))
+        self.original(location)
     }
 
     fn error<T>(&self, message: impl Into<String>) -> Result<T, Located> {
@@ -258,18 +296,20 @@ impl Parser<'_> {
         &self.lines.text[from..to.max(from)]
     }
 
-    fn statement(&mut self) -> Result<Statement, Located> {
+    /// The statement (or `INCLUDE`) of this parser's tokens.
+    fn item(&mut self) -> Result<Item, Located> {
         if self.is_keyword("SET") {
             self.next += 1;
             let key = self.option_key()?;
             self.expect(Token::Eq)?;
             let value = self.value()?;
             self.end()?;
-            Ok(Statement::Set { key, value })
+            Ok(Item::Statement(Statement::Set { key, value }))
         } else if self.is_keyword("CREATE") {
             self.next += 1;
             self.keyword("TABLE")?;
-            self.create_table().map(Statement::CreateTable)
+            self.create_table()
+                .map(|table| Item::Statement(Statement::CreateTable(table)))
         } else if self.is_keyword("INSERT") {
             self.next += 1;
             self.keyword("INTO")?;
@@ -279,17 +319,32 @@ impl Parser<'_> {
             };
             let start_location = position(first.span.start);
             let text = self.text(self.next, self.tokens.len());
-            let query_position = self.file.original(start_location);
+            let query_position = self.original(first.span.start);
             let query = format!(
                 "{}{}{text}",
                 "\n".repeat(start_location.line - 1),
                 " ".repeat(start_location.column - 1)
             );
-            Ok(Statement::Insert(InsertDecl {
+            Ok(Item::Statement(Statement::Insert(InsertDecl {
                 target,
                 query,
                 query_position,
-            }))
+            })))
+        } else if self.is_keyword("INCLUDE") {
+            let position = self.here();
+            self.next += 1;
+            let path = match self.peek() {
+                Some(Token::SingleQuotedString(path)) if !path.is_empty() => path.clone(),
+                _ => {
+                    return self.error(format!(
+                        "expected the included file's path as a string ('file.sql'), found {}",
+                        self.describe()
+                    ));
+                }
+            };
+            self.next += 1;
+            self.end()?;
+            Ok(Item::Include(IncludeDecl { path, position }))
         } else {
             self.error(format!(
                 "expected SET, CREATE TABLE or INSERT INTO, found {}",
@@ -344,7 +399,8 @@ impl Parser<'_> {
                     key.position,
                     format!(
                         "option '{}' is given twice (first at {})",
-                        key.value, first.position
+                        key.value,
+                        first.position.up(self.line_offset)
                     ),
                 ));
             }
@@ -538,78 +594,4 @@ impl Parser<'_> {
         };
         Ok(Spanned { value, position })
     }
-}
-
-/// The Arrow type of a SQL column type, uppercased, words separated by one space and nothing
-/// around punctuation (`TIMESTAMP(3)`, `DOUBLE PRECISION`).
-///
-/// Unquoted names follow DataFusion: `VARCHAR`/`TEXT`/`STRING` → `Utf8`, `BIGINT` → `Int64`,
-/// `DOUBLE` → `Float64`, `TIMESTAMP(p)` → timestamp with `p` = 0, 3, 6 (default) or 9
-/// fractional digits, `… WITH TIME ZONE` / `TIMESTAMPTZ` in UTC.
-pub fn sql_type(text: &str) -> Result<DataType, String> {
-    if text.contains("NOT NULL") || text.ends_with(" NULL") {
-        return Err("NULL / NOT NULL constraints are not supported on source columns: every column is nullable (filter with WHERE … IS NOT NULL)".into());
-    }
-    let (base, args) = match text.split_once('(') {
-        Some((base, rest)) => {
-            let (args, tail) = rest
-                .split_once(')')
-                .ok_or_else(|| format!("unbalanced parentheses in type '{text}'"))?;
-            (format!("{}{}", base.trim(), tail), Some(args.to_string()))
-        }
-        None => (text.to_string(), None),
-    };
-    let number = |s: &str| {
-        s.trim()
-            .parse::<u8>()
-            .map_err(|_| format!("'{s}' in type '{text}' is not a small number"))
-    };
-    let utc = || Some(Arc::<str>::from("UTC"));
-    let timestamp = |zone: Option<Arc<str>>| -> Result<DataType, String> {
-        let unit = match args.as_deref().map(number).transpose()? {
-            None | Some(6) => TimeUnit::Microsecond,
-            Some(0) => TimeUnit::Second,
-            Some(3) => TimeUnit::Millisecond,
-            Some(9) => TimeUnit::Nanosecond,
-            Some(p) => {
-                return Err(format!(
-                    "TIMESTAMP({p}): the precision must be 0, 3, 6 or 9"
-                ));
-            }
-        };
-        Ok(DataType::Timestamp(unit, zone))
-    };
-    Ok(match base.as_str() {
-        "VARCHAR" | "TEXT" | "STRING" | "CHAR" | "CHARACTER VARYING" => DataType::Utf8,
-        "BOOLEAN" | "BOOL" => DataType::Boolean,
-        "TINYINT" => DataType::Int8,
-        "SMALLINT" => DataType::Int16,
-        "INT" | "INTEGER" => DataType::Int32,
-        "BIGINT" => DataType::Int64,
-        "FLOAT" | "REAL" => DataType::Float32,
-        "DOUBLE" | "DOUBLE PRECISION" => DataType::Float64,
-        "DATE" => DataType::Date32,
-        "TIMESTAMP" | "TIMESTAMP WITHOUT TIME ZONE" => timestamp(None)?,
-        "TIMESTAMPTZ" | "TIMESTAMP WITH TIME ZONE" => timestamp(utc())?,
-        "DECIMAL" | "NUMERIC" => {
-            let args = args
-                .ok_or_else(|| format!("{base} needs a precision and scale, e.g. {base}(18,8)"))?;
-            let (precision, scale) = args
-                .split_once(',')
-                .ok_or_else(|| format!("{base}({args}): expected {base}(precision,scale)"))?;
-            let (precision, scale) = (number(precision)?, number(scale)?);
-            if !(1..=38).contains(&precision) || scale > precision {
-                return Err(format!(
-                    "{base}({precision},{scale}): precision 1–38 and scale ≤ precision"
-                ));
-            }
-            DataType::Decimal128(precision, scale as i8)
-        }
-        "" => return Err("a type is missing (e.g. VARCHAR, BIGINT, DOUBLE, TIMESTAMP(3))".into()),
-        other => {
-            return Err(format!(
-                "unknown type '{other}' (VARCHAR, BOOLEAN, TINYINT, SMALLINT, INT, BIGINT, FLOAT, DOUBLE, DECIMAL(p,s), DATE, TIMESTAMP(p), TIMESTAMP WITH TIME ZONE)"
-            ));
-        }
-    })
 }

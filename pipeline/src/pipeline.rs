@@ -9,10 +9,10 @@ use sluice_engine::{
 };
 
 use crate::connector::{SinkConfig, SourceConfig};
-use crate::error::{Located, PipelineError, Position, Result, located};
+use crate::error::{Located, PipelineError, Position, Result};
+use crate::include::{ReadFile, SourceMap, load, read_from_disk};
 use crate::options::{parse_bool, parse_interval};
-use crate::parse::{Spanned, Statement, TableDecl, parse};
-use crate::vars::substitute;
+use crate::parse::{Spanned, Statement, TableDecl};
 
 /// Where checkpoints go when the file does not `SET checkpoint`: `<dir>/<query name>`.
 pub const DEFAULT_CHECKPOINT_DIR: &str = "data/checkpoints";
@@ -145,6 +145,7 @@ impl Settings {
 #[derive(Clone)]
 struct QueryDecl {
     name: String,
+    /// Where its sink is named, in the pipeline's numbering (see [`SourceMap`]).
     position: Position,
     sql: String,
     sources: Vec<String>,
@@ -155,13 +156,14 @@ struct QueryDecl {
 /// A pipeline file, parsed and validated: every option of every table, every setting, and
 /// which tables each query reads. Nothing has connected yet.
 pub struct Pipeline {
-    file: String,
+    /// The file given and the files it includes.
+    files: SourceMap,
     sources: BTreeMap<String, SourceConfig>,
     queries: Vec<QueryDecl>,
 }
 
 impl Pipeline {
-    /// Reads and validates the file at `path`.
+    /// Reads and validates the file at `path` (and the files it includes).
     pub fn load(path: impl AsRef<Path>, variables: &Variables) -> Result<Self> {
         let path = path.as_ref();
         let file = path.display().to_string();
@@ -172,12 +174,23 @@ impl Pipeline {
         Self::parse(&file, &text, variables)
     }
 
-    /// Validates pipeline `text`; `file` names it in errors.
+    /// Validates pipeline `text`; `file` names it in errors, and the files it includes are
+    /// read from disk, relative to `file`'s directory.
     pub fn parse(file: &str, text: &str, variables: &Variables) -> Result<Self> {
-        let at = located(file);
+        Self::parse_with(file, text, variables, &read_from_disk)
+    }
+
+    /// As [`Pipeline::parse`], with the included files read by `read` (given the path
+    /// joined to the including file's directory), e.g. from files compiled into the program.
+    pub fn parse_with(
+        file: &str,
+        text: &str,
+        variables: &Variables,
+        read: ReadFile<'_>,
+    ) -> Result<Self> {
         let lookup = |name: &str| variables.get(name);
-        let substituted = substitute(text, &lookup).map_err(&at)?;
-        let statements = parse(&substituted).map_err(&at)?;
+        let (statements, files) = load(file, text, &lookup, read)?;
+        let at = |error: Located| files.error(error);
 
         let mut tables: BTreeMap<String, TableDecl> = BTreeMap::new();
         let mut inserts = Vec::new();
@@ -191,7 +204,8 @@ impl Pipeline {
                             table.name.position,
                             format!(
                                 "table {} is already declared at {}",
-                                table.name.value, first.name.position
+                                table.name.value,
+                                files.mention(first.name.position, table.name.position)
                             ),
                         )));
                     }
@@ -282,7 +296,7 @@ impl Pipeline {
                     target.position,
                     format!(
                         "two queries are named '{name}' (the other at {}): SET query_name before each INSERT",
-                        other.position
+                        files.mention(other.position, target.position)
                     ),
                 )));
             }
@@ -305,7 +319,7 @@ impl Pipeline {
             )));
         }
         Ok(Self {
-            file: file.to_string(),
+            files,
             sources,
             queries,
         })
@@ -348,13 +362,9 @@ impl Pipeline {
         }
     }
 
+    /// The error `error` of `query`, at its `INSERT`.
     fn error(&self, query: &QueryDecl, error: sluice_engine::SluiceError) -> PipelineError {
-        PipelineError::Query {
-            file: self.file.clone(),
-            position: query.position,
-            query: query.name.clone(),
-            error: Box::new(error),
-        }
+        self.files.query_error(query.position, &query.name, error)
     }
 
     fn builder(&self, query: &QueryDecl) -> Result<StreamingQueryBuilder> {
@@ -406,8 +416,11 @@ impl Pipeline {
                 |d| format!("{d}/{}", query.name),
             );
             out.push_str(&format!(
-                "== query {} ({}:{}) ==\nsink: {} (connector '{}')\ncheckpoint: {checkpoint}\n{plan}\n",
-                query.name, self.file, query.position, query.sink.name, query.sink.connector
+                "== query {} ({}) ==\nsink: {} (connector '{}')\ncheckpoint: {checkpoint}\n{plan}\n",
+                query.name,
+                self.files.site(query.position),
+                query.sink.name,
+                query.sink.connector
             ));
         }
         Ok(out)

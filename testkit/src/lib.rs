@@ -5,8 +5,25 @@
 //!   under `CI=true` it fails the test, so CI never passes by skipping.
 //! - [`candles`]: the reference computation of 1-minute candles, written plainly, that the
 //!   pipeline's `candles_1m` output is compared with.
+//!
+//! With the `engine` feature (the crates whose tests run queries; not the dashboard's):
+//!
+//! - `CrashingSink`: a sink wrapper that fails one batch before or after writing it, as a
+//!   killed process would, for the recovery tests;
+//! - `projet_bdcc_schema`: the columns of the seed job's table, for tests and benchmarks that
+//!   write it without running the query.
 
 use std::collections::BTreeMap;
+
+#[cfg(feature = "engine")]
+mod crashing_sink;
+#[cfg(feature = "engine")]
+mod projet_bdcc;
+
+#[cfg(feature = "engine")]
+pub use crashing_sink::{Crash, CrashingSink};
+#[cfg(feature = "engine")]
+pub use projet_bdcc::projet_bdcc_schema;
 
 /// Whether this is a CI run (`CI=true`), where service-backed tests must run, never skip.
 pub fn in_ci() -> bool {

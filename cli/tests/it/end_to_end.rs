@@ -21,7 +21,7 @@ use sqlx::Row;
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 /// A child process killed when the test ends, whatever happens.
-struct Process(Child);
+pub struct Process(pub Child);
 
 impl Drop for Process {
     fn drop(&mut self) {
@@ -32,7 +32,7 @@ impl Drop for Process {
 
 impl Process {
     /// SIGTERM, then wait: the graceful stop the CLI promises.
-    fn terminate(mut self) -> std::process::ExitStatus {
+    pub fn terminate(mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill")
             .args(["-TERM", &self.0.id().to_string()])
             .status();

@@ -1,6 +1,8 @@
 //! Tests of the `sluice` binary: the whole pipeline end to end on a real broker and a real
-//! PostgreSQL, pipeline-file errors and exit codes, and the docker-compose file.
+//! PostgreSQL, the offline demo, pipeline-file errors and exit codes, and the docker-compose
+//! file.
 
 mod compose;
+mod demo;
 mod end_to_end;
 mod errors;

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::{Float64Array, RecordBatch, StringArray, TimestampMillisecondArray};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -40,25 +39,7 @@ pub fn unique_table(prefix: &str) -> String {
 }
 
 /// The `projet_bdcc` table's shape (as the seed query outputs it).
-pub fn projet_bdcc_schema() -> SchemaRef {
-    let float = |name: &str| Field::new(name, DataType::Float64, true);
-    Arc::new(Schema::new(vec![
-        Field::new("symbol", DataType::Utf8, true),
-        float("close_price"),
-        float("open_price"),
-        float("high_price"),
-        float("low_price"),
-        float("volume"),
-        float("quote_volume"),
-        Field::new(
-            "timestamp_ts",
-            DataType::Timestamp(TimeUnit::Millisecond, None),
-            true,
-        ),
-        float("spread"),
-        float("mid_price"),
-    ]))
-}
+pub use sluice_testkit::projet_bdcc_schema;
 
 /// `projet_bdcc` rows: one per (symbol, close, timestamp in ms).
 pub fn projet_bdcc_batch(rows: &[(&str, f64, i64)]) -> RecordBatch {

@@ -6,11 +6,9 @@ use std::time::Duration;
 
 use arrow::array::{Float64Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use async_trait::async_trait;
 use sluice_connectors::relational::RelationalSink;
-use sluice_engine::{
-    MemorySource, OutputMode, Sink, SinkContext, SluiceError, StreamingQueryBuilder,
-};
+use sluice_engine::{MemorySource, OutputMode, Sink, SinkContext, StreamingQueryBuilder};
+use sluice_testkit::{Crash, CrashingSink};
 
 use crate::common::{databases, projet_bdcc_batch, projet_bdcc_schema, rows, unique_table};
 
@@ -100,49 +98,13 @@ async fn append_creates_the_table_and_stores_each_batch_once() {
     }
 }
 
-/// A sink that dies at one point of one batch, as a killed process would.
-struct Crashing {
-    inner: RelationalSink,
-    batch: u64,
-    after_write: bool,
-}
-
-#[async_trait]
-impl Sink for Crashing {
-    fn description(&self) -> String {
-        self.inner.description()
-    }
-
-    async fn open(&mut self, context: &SinkContext) -> sluice_engine::Result<()> {
-        self.inner.open(context).await
-    }
-
-    async fn add_batch(
-        &mut self,
-        batch_id: u64,
-        batches: &[RecordBatch],
-    ) -> sluice_engine::Result<()> {
-        if batch_id == self.batch {
-            if self.after_write {
-                self.inner.add_batch(batch_id, batches).await?;
-            }
-            return Err(SluiceError::Sink {
-                sink: "crashing".into(),
-                batch_id,
-                message: "simulated crash".into(),
-            });
-        }
-        self.inner.add_batch(batch_id, batches).await
-    }
-}
-
 #[tokio::test]
 async fn a_crash_before_or_after_the_database_commit_leaves_exactly_one_copy() {
     for (url, _dir) in databases() {
         let table = unique_table("crash");
         let checkpoint = tempfile::tempdir().unwrap();
         let source = MemorySource::new("ticks", projet_bdcc_schema());
-        let run = |sink: Box<dyn FnOnce() -> Crashing>| {
+        let run = |sink: Box<dyn FnOnce() -> CrashingSink<RelationalSink>>| {
             let source = source.clone();
             let checkpoint = checkpoint.path().to_str().unwrap().to_string();
             async move {
@@ -165,28 +127,26 @@ async fn a_crash_before_or_after_the_database_commit_leaves_exactly_one_copy() {
                 outcome
             }
         };
-        let sink = |batch: u64, after_write: bool| {
+        let sink = |batch: u64, crash: Crash| {
             let url = url.clone();
             let table = table.clone();
-            Box::new(move || Crashing {
-                inner: RelationalSink::new(&url, &table).unwrap(),
-                batch,
-                after_write,
-            }) as Box<dyn FnOnce() -> Crashing>
+            Box::new(move || {
+                CrashingSink::new(RelationalSink::new(&url, &table).unwrap(), batch, crash)
+            }) as Box<dyn FnOnce() -> CrashingSink<RelationalSink>>
         };
 
         source
             .add_batch(projet_bdcc_batch(&[("A", 1.0, 1_000), ("B", 2.0, 1_000)]))
             .unwrap();
-        run(sink(u64::MAX, false)).await.unwrap();
+        run(sink(u64::MAX, Crash::BeforeSink)).await.unwrap();
         // Batch 1 crashes before the sink's transaction commits, batch 2 right after it.
-        for (batch, after_write) in [(1, false), (2, true)] {
+        for (batch, crash) in [(1, Crash::BeforeSink), (2, Crash::AfterSink)] {
             source
                 .add_batch(projet_bdcc_batch(&[("C", batch as f64, 2_000)]))
                 .unwrap();
-            let error = run(sink(batch, after_write)).await.unwrap_err().to_string();
+            let error = run(sink(batch, crash)).await.unwrap_err().to_string();
             assert!(error.contains("simulated crash"), "{error}");
-            run(sink(u64::MAX, false)).await.unwrap();
+            run(sink(u64::MAX, Crash::BeforeSink)).await.unwrap();
         }
         assert_eq!(count(&url, &table).await, 4, "{url}");
     }

@@ -5,59 +5,12 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use arrow::array::RecordBatch;
-use async_trait::async_trait;
 use sluice_engine::{
-    FileFormat, FileSink, FileSource, JsonOptions, MicroBatchExecution, Sink, SinkContext,
-    SluiceError, StreamingQueryBuilder,
+    FileFormat, FileSink, FileSource, JsonOptions, MicroBatchExecution, Sink, StreamingQueryBuilder,
 };
+use sluice_testkit::{Crash, CrashingSink};
 
 use crate::common::{ticker, ticker_schema, write_lines};
-
-/// Where the simulated crash happens within batch `batch`.
-#[derive(Clone, Copy, Debug)]
-enum Crash {
-    /// After `offsets/N` is written, before the sink has the batch.
-    BeforeSink,
-    /// After the sink wrote the batch, before `commits/N`.
-    AfterSink,
-}
-
-/// A file sink that dies at one point of one batch, as a killed process would.
-struct CrashingSink {
-    inner: FileSink,
-    batch: u64,
-    crash: Crash,
-}
-
-#[async_trait]
-impl Sink for CrashingSink {
-    fn description(&self) -> String {
-        self.inner.description()
-    }
-
-    async fn open(&mut self, context: &SinkContext) -> sluice_engine::Result<()> {
-        self.inner.open(context).await
-    }
-
-    async fn add_batch(
-        &mut self,
-        batch_id: u64,
-        batches: &[RecordBatch],
-    ) -> sluice_engine::Result<()> {
-        if batch_id == self.batch {
-            if let Crash::AfterSink = self.crash {
-                self.inner.add_batch(batch_id, batches).await?;
-            }
-            return Err(SluiceError::Sink {
-                sink: "crashing".into(),
-                batch_id,
-                message: "simulated crash".into(),
-            });
-        }
-        self.inner.add_batch(batch_id, batches).await
-    }
-}
 
 struct Dirs {
     _root: tempfile::TempDir,
@@ -140,11 +93,7 @@ async fn uninterrupted() -> BTreeMap<String, String> {
 
 async fn crash_and_restart(crash: Crash) -> (BTreeMap<String, String>, Dirs) {
     let dirs = dirs();
-    let sink = CrashingSink {
-        inner: file_sink(&dirs),
-        batch: 2,
-        crash,
-    };
+    let sink = CrashingSink::new(file_sink(&dirs), 2, crash);
     let mut doomed = execution(&dirs, sink).await.unwrap();
     assert!(doomed.run_trigger().await.unwrap());
     assert!(doomed.run_trigger().await.unwrap());
@@ -281,11 +230,7 @@ fn stateful_dirs() -> Dirs {
 async fn stateful_run(crash: Option<(u64, Crash)>) -> (BTreeMap<String, String>, u64) {
     let dirs = stateful_dirs();
     let (batch, kind) = crash.unwrap_or((u64::MAX, Crash::BeforeSink));
-    let sink = CrashingSink {
-        inner: file_sink(&dirs),
-        batch,
-        crash: kind,
-    };
+    let sink = CrashingSink::new(file_sink(&dirs), batch, kind);
     let mut execution = stateful_execution(&dirs, sink).await.unwrap();
     let crashed = loop {
         match execution.run_trigger().await {

@@ -1,7 +1,13 @@
 //! The files in `queries/` load and plan as production runs them (defaults: Kafka in,
-//! PostgreSQL out) and as the demo runs them (Binance in, SQLite out).
+//! PostgreSQL out) and as the demo runs them (Binance in, SQLite out); the seed job writes the
+//! `projet_bdcc` table that the tests and benchmarks write without it.
 
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
+use sluice_engine::{MemorySink, MemorySource, StreamingQueryBuilder, Trigger};
 use sluice_pipeline::{Pipeline, Variables};
+use sluice_testkit::projet_bdcc_schema;
 
 const QUERIES: [&str; 4] = [
     "projet_bdcc",
@@ -74,4 +80,41 @@ async fn the_watermark_delay_is_ten_seconds() {
         plan.contains("10s") || plan.contains("10000 ms") || plan.contains("10 s"),
         "{plan}"
     );
+}
+
+#[tokio::test]
+async fn projet_bdcc_writes_the_table_the_tests_and_benchmarks_describe() {
+    let pipeline = Pipeline::load(path("projet_bdcc"), &Variables::none()).unwrap();
+    let schema = sluice_connectors::ticker::schema();
+    let float = || Arc::new(Float64Array::from(vec![1.5])) as ArrayRef;
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from(vec!["BTCUSDT"])),
+            float(),
+            float(),
+            float(),
+            float(),
+            float(),
+            float(),
+            Arc::new(Int64Array::from(vec![1_764_331_200_000])),
+        ],
+    )
+    .unwrap();
+    let source = MemorySource::new("ticks", schema);
+    source.add_batch(batch).unwrap();
+    let sink = MemorySink::new();
+    let query = StreamingQueryBuilder::new()
+        .source("ticks", source)
+        .sql(pipeline.query_sql("projet_bdcc").unwrap())
+        .foreach_batch()
+        .sink(sink.clone())
+        .trigger(Trigger::AvailableNow)
+        .start()
+        .await
+        .unwrap();
+    query.await_termination().await.unwrap();
+    let rows = sink.all_rows();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].schema(), projet_bdcc_schema());
 }

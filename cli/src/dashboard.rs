@@ -1,0 +1,46 @@
+//! `sluice dashboard`: the market dashboard over the pipelines' database.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use sluice_dashboard::{Dashboard, DashboardConfig};
+
+use crate::{parse_duration, shutdown_signal};
+
+/// Options of `sluice dashboard`.
+#[derive(Args)]
+pub struct DashboardArgs {
+    /// The database the pipelines write (postgres://… or sqlite://…).
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/sluice.db")]
+    database_url: String,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8501")]
+    listen: SocketAddr,
+    /// How often SQLite is polled for new batches (and SSE keep-alives are sent).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    refresh: Duration,
+}
+
+impl DashboardArgs {
+    /// The dashboard's configuration from the options.
+    fn config(&self) -> DashboardConfig {
+        DashboardConfig {
+            database_url: self.database_url.clone(),
+            listen: self.listen,
+            refresh: self.refresh,
+            ..DashboardConfig::default()
+        }
+    }
+}
+
+/// Serves the dashboard until Ctrl-C.
+pub async fn dashboard(args: DashboardArgs) -> anyhow::Result<()> {
+    let dashboard = Dashboard::bind(args.config())
+        .await
+        .context("starting the dashboard")?;
+    eprintln!("dashboard on http://{}", dashboard.local_addr());
+    dashboard.serve(shutdown_signal()).await?;
+    Ok(())
+}

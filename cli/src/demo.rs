@@ -1,0 +1,177 @@
+//! `sluice demo`: the whole pipeline offline — the bundled sample replayed (or the live
+//! Binance stream) → the files of `queries/`, compiled in → SQLite → the dashboard.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use sluice_connectors::binance::capture::read_capture;
+use sluice_connectors::binance::replay::{Pacing, ReplayOptions, ReplayServer};
+use sluice_dashboard::{Dashboard, DashboardConfig};
+use sluice_pipeline::{Pipeline, Variables};
+
+use crate::progress::{Format, label};
+use crate::supervise::{stop_all, supervise};
+
+/// The bundled synthetic sample (see `examples/data/README.md`).
+const SAMPLE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../examples/data/binance-miniticker-10min.jsonl.gz"
+);
+
+/// The queries the demo runs: the very files production runs, compiled in, named by their
+/// path from the repository's root.
+const DEMO_QUERIES: [(&str, &str); 4] = [
+    (
+        "queries/projet_bdcc.sql",
+        include_str!("../../queries/projet_bdcc.sql"),
+    ),
+    (
+        "queries/candles_1m.sql",
+        include_str!("../../queries/candles_1m.sql"),
+    ),
+    (
+        "queries/volatility_5m.sql",
+        include_str!("../../queries/volatility_5m.sql"),
+    ),
+    (
+        "queries/market_sessions.sql",
+        include_str!("../../queries/market_sessions.sql"),
+    ),
+];
+
+/// The files that [`DEMO_QUERIES`] include, compiled in alike, named by the path their
+/// `INCLUDE`s resolve to.
+const DEMO_INCLUDES: [(&str, &str); 1] = [(
+    "queries/include/ticks.sql",
+    include_str!("../../queries/include/ticks.sql"),
+)];
+
+/// Reads a file the demo's queries include from [`DEMO_INCLUDES`], not from disk: the demo
+/// runs from any directory.
+fn read_bundled(path: &Path) -> std::io::Result<String> {
+    DEMO_INCLUDES
+        .iter()
+        .find(|(name, _)| Path::new(name) == path)
+        .map(|(_, text)| text.to_string())
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{} is not bundled with the demo", path.display()),
+            )
+        })
+}
+
+/// Options of `sluice demo`.
+#[derive(Args)]
+pub struct Demo {
+    /// Read the real Binance stream instead of replaying the bundled sample.
+    #[arg(long)]
+    live: bool,
+    /// Where the SQLite database and the checkpoints go.
+    #[arg(long, default_value = "data")]
+    data_dir: PathBuf,
+    /// The capture file to replay.
+    #[arg(long, default_value = SAMPLE)]
+    sample: PathBuf,
+    /// Replay speed (1 = real time).
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    /// The dashboard's address.
+    #[arg(long, default_value = "127.0.0.1:8501")]
+    listen: SocketAddr,
+    /// Print one progress line per batch of every query instead of a summary every 10 s.
+    #[arg(long)]
+    verbose: bool,
+}
+
+/// Replay (or Binance) → the four queries → SQLite → the dashboard, until Ctrl-C.
+pub async fn demo(args: Demo) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let data = args.data_dir.display().to_string();
+    let database_url = format!("sqlite://{data}/sluice.db");
+    let (stream_url, _replay) = if args.live {
+        (
+            sluice_connectors::binance::MINI_TICKER_URL.to_string(),
+            None,
+        )
+    } else {
+        let frames = read_capture(&args.sample)
+            .with_context(|| format!("reading the sample {}", args.sample.display()))?;
+        let server = ReplayServer::start(
+            frames,
+            "127.0.0.1:0".parse()?,
+            ReplayOptions {
+                pacing: Pacing::Live { speed: args.speed },
+                looped: true,
+                shift_to_now: true,
+                ..ReplayOptions::default()
+            },
+        )
+        .await
+        .context("starting the replay server")?;
+        (server.url("!miniTicker@arr"), Some(server))
+    };
+    let variables = Variables::none()
+        .set("TICKS_CONNECTOR", "binance")
+        .set("BINANCE_WS_URL", &stream_url)
+        .set("SINK_CONNECTOR", "sqlite")
+        .set("DATABASE_URL", &database_url)
+        .set("CHECKPOINT_DIR", format!("{data}/checkpoints"));
+    // The dashboard's port first: if it is taken, nothing has started yet.
+    let dashboard = Dashboard::bind(DashboardConfig {
+        database_url: database_url.clone(),
+        listen: args.listen,
+        ..DashboardConfig::default()
+    })
+    .await
+    .with_context(|| {
+        format!(
+            "starting the dashboard on {} (is the port taken? use --listen)",
+            args.listen
+        )
+    })?;
+    let mut queries = Vec::new();
+    for (file, text) in DEMO_QUERIES {
+        let pipeline = Pipeline::parse_with(file, text, &variables, &read_bundled)?;
+        match pipeline.start().await {
+            Ok(started) => queries.extend(started),
+            Err(e) => {
+                stop_all(&queries).await;
+                return Err(e.into());
+            }
+        }
+    }
+    let address = dashboard.local_addr();
+    let (stop_dashboard, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(dashboard.serve(async {
+        let _ = stopped.await;
+    }));
+
+    let source = if args.live {
+        format!("live Binance stream {stream_url}")
+    } else {
+        format!(
+            "replay of {} at {}× (looped, times shifted to now) on {stream_url}",
+            args.sample.display(),
+            args.speed
+        )
+    };
+    let names: Vec<String> = queries.iter().map(label).collect();
+    eprintln!(
+        "sluice demo\n  source      {source}\n  queries     {} (files in queries/)\n  database    {database_url}\n  checkpoints {data}/checkpoints/<query>\n  dashboard   http://{address}\nCtrl-C to stop; run again to continue from the checkpoints.",
+        names.join(", ")
+    );
+    let format = if args.verbose {
+        Format::Lines
+    } else {
+        Format::Summary(Duration::from_secs(10))
+    };
+    let result = supervise(&queries, format, false).await;
+    let _ = stop_dashboard.send(());
+    server.await.context("dashboard task")??;
+    result
+}
