@@ -11,7 +11,7 @@
 //! - [`generator`]: the seeded synthetic `!miniTicker@arr` sample (Binance is unreachable from
 //!   the machines this is built on; the bundled sample is generated, and says so).
 //! - [`producer`]: the Binance → Kafka producer daemon (`sluice produce binance`).
-//! - [`shared`]: one connection per stream URL shared by all the sources of a process.
+//! - `shared`: one connection per stream URL shared by all the sources of a process.
 //! - [`BinanceSource`]: the stream as an engine source (at-most-once across restarts).
 
 pub mod capture;
@@ -20,7 +20,7 @@ pub mod frame;
 pub mod generator;
 pub mod producer;
 pub mod replay;
-pub mod shared;
+mod shared;
 mod source;
 
 pub use source::BinanceSource;
