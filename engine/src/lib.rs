@@ -47,6 +47,7 @@
 
 pub mod aggregate;
 pub mod checkpoint;
+pub mod connector;
 pub mod dedup;
 pub mod error;
 pub mod functions;

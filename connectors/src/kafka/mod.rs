@@ -52,6 +52,7 @@
 //! - `source`: the source's options and the engine's calls; `fetch`: reading one batch's
 //!   offset ranges; `message_metadata`: the metadata columns; `partitions`: the subscription
 //!   and its partitions' offset bounds; `offsets`: offset arithmetic and the checkpoint's JSON.
+//! - `spec`: both as pipeline files declare them ([`KAFKA_SOURCE`], [`KAFKA_SINK`]).
 //! - `sink`: the sink; `broker`: the broker address and client configurations, shared by
 //!   the source, the sink and the Binance producer.
 
@@ -62,6 +63,7 @@ mod offsets;
 mod partitions;
 mod sink;
 mod source;
+mod spec;
 
 pub use broker::{BOOTSTRAP_ENV, DEFAULT_BOOTSTRAP, bootstrap_from_env};
 pub use offsets::{
@@ -71,3 +73,4 @@ pub use offsets::{
 pub use partitions::Subscription;
 pub use sink::KafkaSink;
 pub use source::KafkaSource;
+pub use spec::{KAFKA_SINK, KAFKA_SOURCE};

@@ -45,7 +45,8 @@
 //! [`RelationalSink`] (`sink`) drives a `Backend` (`backend`) — `postgres` or `sqlite`, picked
 //! by the URL (`connect`) — through [`table`] (the target table from the query's schema),
 //! `commits` (the commit table's statements in each dialect), `values` (typed column access),
-//! `retry` ([`RetryPolicy`]) and `error` ([`RelationalError`]).
+//! `retry` ([`RetryPolicy`]) and `error` ([`RelationalError`]); `spec` declares the sink to
+//! pipeline files ([`POSTGRES_SINK`], [`SQLITE_SINK`]).
 
 mod backend;
 mod commits;
@@ -54,6 +55,7 @@ mod error;
 mod postgres;
 mod retry;
 mod sink;
+mod spec;
 mod sqlite;
 pub mod table;
 mod values;
@@ -62,6 +64,7 @@ pub use self::commits::COMMITS_TABLE;
 pub use self::error::{RelationalError, redact_url};
 pub use self::retry::RetryPolicy;
 pub use self::sink::RelationalSink;
+pub use self::spec::{POSTGRES_SINK, SQLITE_SINK};
 pub use self::sqlite::TIMESTAMP_FORMAT as SQLITE_TIMESTAMP_FORMAT;
 
 /// The database used when none is configured: a SQLite file under `./data/`.

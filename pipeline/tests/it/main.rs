@@ -1,7 +1,10 @@
 //! Pipeline-file tests: variable substitution, parsing and validation errors with their
-//! positions, the `queries/` files, and pipelines run end to end on real connectors.
+//! positions, the `queries/` files, pipelines run end to end on real connectors, and the
+//! README's connector tables against the connector registry.
 
+mod connectors;
 mod errors;
 mod queries;
+mod readme;
 mod run;
 mod vars;
