@@ -42,13 +42,15 @@
 //!
 //! Modules by concept, in the order a micro-batch meets them: [`source`] and [`sink`] (the
 //! traits at the seams and the built-in connectors), [`json`] (JSON → Arrow with Spark's
-//! malformed-record modes), the query (builder, recovery, the micro-batch loop in Spark's
+//! malformed-record modes), [`connector`] (how a connector declares its options for pipeline
+//! files), the query (builder, recovery, the micro-batch loop in Spark's
 //! phases, progress reports, handle), the plan (SQL planned once, run on every batch), the
 //! stateful operators (aggregation and deduplication, one [`StatefulOperator`] contract for
 //! their checkpointed state), the watermark rules, the checkpoint (offset and commit logs), and
 //! [`progress`] (the reports' types). What Sluice does batch by batch, and where it differs
 //! from Spark, is written down in the repository's `docs/semantics.md`.
 
+pub mod connector;
 pub mod json;
 pub mod progress;
 pub mod sink;

@@ -1,4 +1,11 @@
-//! `WITH (…)` options: typed, checked against the connector's list, none left unused.
+//! `WITH (…)` options: checked against the connector registry, typed, defaults filled in, none
+//! left unused.
+//!
+//! Every connector a file may name is declared once, next to its code, as a
+//! [`ConnectorSpec`] (see [`sluice_engine::connector`]); [`registry`] lists them. This module
+//! checks a table's options against its connector's spec — unknown options, scoped options,
+//! required options, each value's type — and reports errors at their line and column; the
+//! connector then reads the typed [`Settings`].
 //!
 //! An option may be scoped to a connector with its name as a prefix (`'kafka.topic'`,
 //! `'binance.url'`): it applies when the table uses that connector and is otherwise set
@@ -8,94 +15,61 @@
 
 use std::time::Duration;
 
-use crate::error::{Located, Position};
+use sluice_engine::connector::{
+    ConnectorSpec, ErrorAt, OptionDefault, OptionError, OptionSpec, OptionType, OptionValue,
+    Settings,
+};
+
+use crate::error::Located;
 use crate::parse::Spanned;
 
-/// Whether a table is read or written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Read by queries.
-    Source,
-    /// Written by an `INSERT INTO`.
-    Sink,
+pub use sluice_engine::connector::Role;
+
+/// Every connector a pipeline file may name ([`sluice_connectors::CONNECTORS`]), in the
+/// order messages list them.
+pub fn registry() -> impl Iterator<Item = &'static ConnectorSpec> {
+    sluice_connectors::CONNECTORS.iter().copied()
 }
 
-impl Role {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Source => "source",
-            Self::Sink => "sink",
-        }
-    }
+/// The connector `name` (lowercase) of `role`.
+pub fn spec(name: &str, role: Role) -> Option<&'static ConnectorSpec> {
+    registry().find(|spec| spec.name == name && spec.role() == role)
 }
 
-/// Options of JSON-decoding sources.
-const JSON_SOURCE: &[&str] = &["format", "mode", "corrupt_record_column"];
-
-/// The options of each connector and role; an entry ending in `.` is a prefix.
-pub fn known_options(connector: &str, role: Role) -> Option<Vec<&'static str>> {
-    let specific: &[&str] = match (connector, role) {
-        ("kafka", Role::Source) => &[
-            "topic",
-            "topic_pattern",
-            "assign",
-            "bootstrap",
-            "starting_offsets",
-            "max_offsets_per_trigger",
-            "fail_on_data_loss",
-            "group_id",
-            "include_metadata",
-            "fetch_timeout",
-            "properties.",
-        ],
-        ("binance" | "websocket", Role::Source) => &["url", "idle_timeout"],
-        ("file", Role::Source) => &["path", "max_files_per_trigger"],
-        ("memory", Role::Source) => &["max_rows_per_trigger"],
-        ("postgres" | "sqlite", Role::Sink) => &[
-            "url",
-            "table",
-            "primary_key",
-            "index",
-            "create_table",
-            "notify",
-        ],
-        ("kafka", Role::Sink) => &["topic", "bootstrap", "key", "format", "properties."],
-        ("file", Role::Sink) => &["path", "format"],
-        ("console", Role::Sink) => &["num_rows", "truncate"],
-        ("memory", Role::Sink) => &[],
-        _ => return None,
-    };
-    let mut all = vec!["connector"];
-    all.extend_from_slice(specific);
-    match role {
-        Role::Source if !matches!(connector, "memory") => all.extend_from_slice(JSON_SOURCE),
-        Role::Source => {}
-        Role::Sink => all.push("output_mode"),
-    }
-    Some(all)
+/// The options of a connector as messages list them: `connector`, its own, then the common
+/// ones (a prefix ends with `.`).
+pub fn known_options(spec: &ConnectorSpec) -> Vec<String> {
+    std::iter::once("connector".to_string())
+        .chain(spec.all_options().map(OptionSpec::listed_name))
+        .collect()
 }
 
 /// Every connector name of a role, for messages.
-pub fn connectors(role: Role) -> &'static str {
-    match role {
-        Role::Source => "kafka, binance, websocket, file, memory",
-        Role::Sink => "postgres, sqlite, kafka, file, console, memory",
-    }
+pub fn connectors(role: Role) -> String {
+    registry()
+        .filter(|spec| spec.role() == role)
+        .map(|spec| spec.name)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
-fn is_known(known: &[&str], key: &str) -> bool {
-    known
-        .iter()
-        .any(|k| *k == key || (k.ends_with('.') && key.starts_with(k) && key.len() > k.len()))
+/// The message for an option `key` that connector `name` of `role`, if there is one (`spec`),
+/// does not have.
+fn unknown(key: &str, role: Role, name: &str, spec: Option<&ConnectorSpec>) -> String {
+    format!(
+        "unknown option '{key}' for {} connector '{name}' (its options: {})",
+        role.name(),
+        spec.map(known_options).unwrap_or_default().join(", ")
+    )
 }
 
 /// Options of one table being read by its connector.
 #[derive(Debug)]
 pub struct Options {
-    table: String,
-    connector: String,
-    role: Role,
-    entries: Vec<(Spanned<String>, Spanned<String>, bool)>,
+    table: Spanned<String>,
+    spec: &'static ConnectorSpec,
+    /// The options for this connector, scopes removed, `connector` left out.
+    entries: Vec<(Spanned<String>, Spanned<String>)>,
 }
 
 impl Options {
@@ -117,7 +91,7 @@ impl Options {
             ));
         };
         let name = connector.value.to_ascii_lowercase();
-        if known_options(&name, role).is_none() {
+        let Some(spec) = spec(&name, role) else {
             return Err(Located::new(
                 connector.position,
                 format!(
@@ -127,142 +101,164 @@ impl Options {
                     connectors(role)
                 ),
             ));
-        }
+        };
         let mut entries = Vec::new();
         for (key, value) in options {
             if key.value == "connector" {
                 continue;
             }
-            let scoped = key.value.split_once('.').filter(|(prefix, _)| {
-                known_options(prefix, Role::Source).is_some()
-                    || known_options(prefix, Role::Sink).is_some()
-            });
+            let scoped = key
+                .value
+                .split_once('.')
+                .filter(|(prefix, _)| registry().any(|spec| spec.name == *prefix));
             match scoped {
                 Some((prefix, rest)) if prefix == name => {
                     let key = Spanned {
                         value: rest.to_string(),
                         position: key.position,
                     };
-                    entries.push((key, value.clone(), false));
+                    entries.push((key, value.clone()));
                 }
                 Some((prefix, rest)) => {
-                    let known = known_options(prefix, role).unwrap_or_default();
-                    if !is_known(&known, rest) {
+                    // Checked against the connector of that name in this role, if any.
+                    let other = self::spec(prefix, role);
+                    let known = rest == "connector"
+                        || other.is_some_and(|o| o.all_options().any(|o| o.matches(rest)));
+                    if !known {
                         return Err(Located::new(
                             key.position,
-                            format!(
-                                "unknown option '{rest}' for {} connector '{prefix}' (its options: {})",
-                                role.name(),
-                                known.join(", ")
-                            ),
+                            unknown(rest, role, prefix, other),
                         ));
                     }
                 }
-                None => entries.push((key.clone(), value.clone(), false)),
+                None => entries.push((key.clone(), value.clone())),
             }
         }
         Ok(Self {
-            table: table.value.clone(),
-            connector: name,
-            role,
+            table: table.clone(),
+            spec,
             entries,
         })
     }
 
+    /// The connector's spec.
+    pub fn spec(&self) -> &'static ConnectorSpec {
+        self.spec
+    }
+
     /// The connector's name, lowercased.
     pub fn connector(&self) -> &str {
-        &self.connector
+        self.spec.name
     }
 
-    /// The raw value of `key`, marking it used.
-    pub fn string(&mut self, key: &str) -> Option<Spanned<String>> {
-        let entry = self.entries.iter_mut().find(|(k, _, _)| k.value == key)?;
-        entry.2 = true;
-        Some(entry.1.clone())
+    /// The options typed as the connector declares them — the given ones first, in order,
+    /// then the defaults of the others. Fails on an unknown option, a value of the wrong type,
+    /// or a missing required option.
+    pub fn settings(&self) -> Result<Settings, Located> {
+        let mut settings = Settings::new();
+        for (key, value) in &self.entries {
+            if key.value == "connector" {
+                // `'<connector>.connector'`: a known name, but not an option to read.
+                return Err(Located::new(
+                    key.position,
+                    format!("option '{}' does not apply here", key.value),
+                ));
+            }
+            let Some(option) = self.spec.all_options().find(|o| o.matches(&key.value)) else {
+                return Err(Located::new(
+                    key.position,
+                    unknown(
+                        &key.value,
+                        self.spec.role(),
+                        self.spec.name,
+                        Some(self.spec),
+                    ),
+                ));
+            };
+            let typed = typed(option.kind, &value.value).map_err(|e| {
+                Located::new(value.position, format!("option '{}': {e}", key.value))
+            })?;
+            settings.insert(key.value.clone(), typed);
+        }
+        for option in self.spec.all_options() {
+            if self
+                .entries
+                .iter()
+                .any(|(key, _)| option.matches(&key.value))
+            {
+                continue;
+            }
+            match option.default {
+                OptionDefault::Required => {
+                    return Err(Located::new(
+                        self.table.position,
+                        format!(
+                            "table {}: connector '{}' needs option '{}'",
+                            self.table.value, self.spec.name, option.name
+                        ),
+                    ));
+                }
+                OptionDefault::Value(text) => {
+                    let typed = typed(option.kind, text).map_err(|e| {
+                        Located::new(
+                            self.table.position,
+                            format!("option '{}': default '{text}': {e}", option.name),
+                        )
+                    })?;
+                    settings.insert(option.name, typed);
+                }
+                OptionDefault::Unset(_) => {}
+            }
+        }
+        Ok(settings)
     }
 
-    /// The value of a required option.
-    pub fn required(&mut self, key: &str, at: Position) -> Result<Spanned<String>, Located> {
-        self.string(key).ok_or_else(|| {
-            Located::new(
-                at,
-                format!(
-                    "table {}: connector '{}' needs option '{key}'",
-                    self.table, self.connector
-                ),
-            )
-        })
-    }
-
-    /// A value parsed by `parse`, whose error says what is expected.
-    pub fn parsed<T>(
-        &mut self,
-        key: &str,
-        parse: impl FnOnce(&str) -> Result<T, String>,
-    ) -> Result<Option<T>, Located> {
-        let Some(value) = self.string(key) else {
-            return Ok(None);
+    /// Places a connector's error: at the value of the option it names (the table's name
+    /// when the value is a default), or at the table's name.
+    pub fn locate(&self, error: OptionError) -> Located {
+        let position = match &error.at {
+            ErrorAt::Value(key) => self
+                .entries
+                .iter()
+                .find(|(k, _)| &k.value == key)
+                .map_or(self.table.position, |(_, value)| value.position),
+            ErrorAt::Table => self.table.position,
         };
-        parse(&value.value)
-            .map(Some)
-            .map_err(|e| Located::new(value.position, format!("option '{key}': {e}")))
+        Located::new(position, error.message)
     }
 
-    /// A non-negative integer.
-    pub fn u64(&mut self, key: &str) -> Result<Option<u64>, Located> {
-        self.parsed(key, |v| {
-            v.trim()
+    /// Fails on the first given option the connector did not read.
+    pub fn finish(&self, settings: &Settings) -> Result<(), Located> {
+        // `settings` holds the given options first, in order, then the defaults; a default
+        // left unread means the connector ignores an option it declares.
+        debug_assert!(
+            settings.unused().all(|index| index < self.entries.len()),
+            "connector '{}' does not read every option it declares",
+            self.spec.name
+        );
+        match settings.unused().find_map(|index| self.entries.get(index)) {
+            Some((key, _)) => Err(Located::new(
+                key.position,
+                format!("option '{}' does not apply here", key.value),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `text` read as `kind`.
+fn typed(kind: OptionType, text: &str) -> Result<OptionValue, String> {
+    Ok(match kind {
+        OptionType::Text | OptionType::Prefix => OptionValue::Text(text.to_string()),
+        OptionType::Count => OptionValue::Count(
+            text.trim()
                 .parse()
-                .map_err(|_| format!("expected a non-negative integer, got '{v}'"))
-        })
-    }
-
-    /// `true` or `false`.
-    pub fn bool(&mut self, key: &str) -> Result<Option<bool>, Located> {
-        self.parsed(key, parse_bool)
-    }
-
-    /// A duration such as `'10 seconds'` or `'1 minute'`.
-    pub fn duration(&mut self, key: &str) -> Result<Option<Duration>, Located> {
-        self.parsed(key, parse_interval)
-    }
-
-    /// A comma-separated list of column names.
-    pub fn list(&mut self, key: &str) -> Option<Vec<String>> {
-        self.string(key).map(|v| split_list(&v.value))
-    }
-
-    /// Every `prefix.*` option, with the prefix removed.
-    pub fn prefixed(&mut self, prefix: &str) -> Vec<(String, String)> {
-        self.entries
-            .iter_mut()
-            .filter_map(|(k, v, used)| {
-                let rest = k.value.strip_prefix(prefix)?;
-                *used = true;
-                Some((rest.to_string(), v.value.clone()))
-            })
-            .collect()
-    }
-
-    /// Fails on the first option no reader asked for.
-    pub fn finish(self) -> Result<(), Located> {
-        let Some((key, _, _)) = self.entries.iter().find(|(_, _, used)| !used) else {
-            return Ok(());
-        };
-        let known = known_options(&self.connector, self.role).unwrap_or_default();
-        let message = if is_known(&known, &key.value) {
-            format!("option '{}' does not apply here", key.value)
-        } else {
-            format!(
-                "unknown option '{}' for {} connector '{}' (its options: {})",
-                key.value,
-                self.role.name(),
-                self.connector,
-                known.join(", ")
-            )
-        };
-        Err(Located::new(key.position, message))
-    }
+                .map_err(|_| format!("expected a non-negative integer, got '{text}'"))?,
+        ),
+        OptionType::Bool => OptionValue::Bool(parse_bool(text)?),
+        OptionType::Duration => OptionValue::Duration(parse_interval(text)?),
+        OptionType::List => OptionValue::List(split_list(text)),
+    })
 }
 
 /// `true`/`false` (any case).

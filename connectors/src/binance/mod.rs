@@ -11,8 +11,9 @@
 //! - [`generator`]: the seeded synthetic `!miniTicker@arr` sample (Binance is unreachable from
 //!   the machines this is built on; the bundled sample is generated, and says so).
 //! - [`producer`]: the Binance → Kafka producer daemon (`sluice produce binance`).
-//! - [`shared`]: one connection per stream URL shared by all the sources of a process.
-//! - [`BinanceSource`]: the stream as an engine source (at-most-once across restarts).
+//! - `shared`: one connection per stream URL shared by all the sources of a process.
+//! - [`BinanceSource`]: the stream as an engine source (at-most-once across restarts),
+//!   declared to pipeline files as [`BINANCE_SOURCE`] and [`WEBSOCKET_SOURCE`] (`spec`).
 
 pub mod capture;
 pub mod client;
@@ -20,10 +21,12 @@ pub mod frame;
 pub mod generator;
 pub mod producer;
 pub mod replay;
-pub mod shared;
+mod shared;
 mod source;
+mod spec;
 
 pub use source::BinanceSource;
+pub use spec::{BINANCE_SOURCE, WEBSOCKET_SOURCE};
 
 /// Binance's all-market mini-ticker stream, the seed's input.
 pub const MINI_TICKER_URL: &str = "wss://stream.binance.com:9443/ws/!miniTicker@arr";

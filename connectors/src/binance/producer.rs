@@ -26,6 +26,7 @@ use tracing::{debug, warn};
 
 use super::client::{ClientMetrics, ClientOptions, ReceivedFrame, WebSocketClient};
 use super::frame::{Mode, decode_frame};
+use crate::kafka::broker::idempotent_producer;
 
 /// Producer settings.
 #[derive(Debug, Clone)]
@@ -116,19 +117,17 @@ type Delivery = Pin<Box<dyn Future<Output = (Instant, bool, String)> + Send>>;
 
 /// Starts producing; fails at once when the Kafka producer cannot be created.
 pub fn start(options: ProducerOptions) -> Result<ProducerHandle, String> {
-    let mut config = rdkafka::ClientConfig::new();
-    config
-        .set("bootstrap.servers", &options.bootstrap)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "20")
-        .set("compression.type", "lz4")
-        .set("queue.buffering.max.messages", "200000")
-        .set("message.timeout.ms", "300000");
-    for (key, value) in &options.properties {
-        config.set(key, value);
-    }
-    let producer: FutureProducer = config.create().map_err(|e| {
+    let producer = idempotent_producer(
+        &options.bootstrap,
+        &[
+            ("linger.ms", "20"),
+            ("compression.type", "lz4"),
+            ("queue.buffering.max.messages", "200000"),
+            ("message.timeout.ms", "300000"),
+        ],
+        &options.properties,
+    )
+    .map_err(|e| {
         format!(
             "cannot create a Kafka producer for {}: {e}",
             options.bootstrap

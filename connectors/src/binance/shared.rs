@@ -20,11 +20,11 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use super::client::{ClientOptions, ReceivedFrame, WebSocketClient};
 
 /// Frames kept for the slowest subscriber (about an hour of Binance's one frame a second).
-pub const MAX_BUFFERED_FRAMES: usize = 3600;
+pub(crate) const MAX_BUFFERED_FRAMES: usize = 3600;
 
 /// What a subscriber takes: the frames since its last call, and how many it missed.
 #[derive(Debug, Default)]
-pub struct Drained {
+pub(crate) struct Drained {
     /// New frames, in arrival order.
     pub frames: Vec<Arc<ReceivedFrame>>,
     /// Frames dropped before this subscriber took them (it fell too far behind).
@@ -73,7 +73,7 @@ impl Hub {
 }
 
 /// One reader's place in a shared connection; see the [module docs](self).
-pub struct Subscription {
+pub(crate) struct Subscription {
     stream: Arc<SharedStream>,
     id: u64,
 }
@@ -84,7 +84,7 @@ impl Subscription {
     /// from now on are this subscriber's; nothing connects until the first [`drain`].
     ///
     /// [`drain`]: Subscription::drain
-    pub fn new(options: &ClientOptions) -> Self {
+    pub(crate) fn new(options: &ClientOptions) -> Self {
         let mut streams = registry().lock().unwrap_or_else(PoisonError::into_inner);
         streams.retain(|_, stream| stream.strong_count() > 0);
         let stream = match streams.get(&options.url).and_then(Weak::upgrade) {
@@ -110,7 +110,7 @@ impl Subscription {
     }
 
     /// The frames received since the last call (connecting on the first call).
-    pub fn drain(&mut self) -> Drained {
+    pub(crate) fn drain(&mut self) -> Drained {
         let mut hub = self
             .stream
             .hub

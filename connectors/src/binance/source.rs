@@ -2,7 +2,7 @@
 //! pipeline runs without Kafka.
 //!
 //! Every source of the process reading the same URL shares one connection
-//! ([`super::shared`]): several queries over the stream read it once and see the same frames.
+//! (`super::shared`): several queries over the stream read it once and see the same frames.
 //!
 //! **At-most-once across restarts.** A live WebSocket cannot be replayed: messages are
 //! numbered as they arrive and kept in memory until their batch is committed, so a batch

@@ -46,72 +46,31 @@
 //! # Broker address
 //!
 //! Tests, benches and the CLI read it from `KAFKA_BOOTSTRAP` ([`bootstrap_from_env`]).
+//!
+//! # Modules
+//!
+//! - `source`: the source's options and the engine's calls; `fetch`: reading one batch's
+//!   offset ranges; `message_metadata`: the metadata columns; `partitions`: the subscription
+//!   and its partitions' offset bounds; `offsets`: offset arithmetic and the checkpoint's JSON.
+//! - `spec`: both as pipeline files declare them ([`KAFKA_SOURCE`], [`KAFKA_SINK`]).
+//! - `sink`: the sink; `broker`: the broker address and client configurations, shared by
+//!   the source, the sink and the Binance producer.
 
+pub(crate) mod broker;
+mod fetch;
+mod message_metadata;
 mod offsets;
+mod partitions;
 mod sink;
 mod source;
+mod spec;
 
+pub use broker::{BOOTSTRAP_ENV, DEFAULT_BOOTSTRAP, bootstrap_from_env};
 pub use offsets::{
     Bounds, DataLoss, EARLIEST, LATEST, PartitionOffsets, StartingOffsets, TopicPartition,
     data_loss, from_json, rate_limit, resolve_starting, to_json,
 };
+pub use partitions::Subscription;
 pub use sink::KafkaSink;
-pub use source::{KafkaSource, Subscription};
-
-use std::collections::BTreeMap;
-
-use rdkafka::ClientConfig;
-
-/// The environment variable holding the broker address (`host:port[,host:port]`).
-pub const BOOTSTRAP_ENV: &str = "KAFKA_BOOTSTRAP";
-
-/// The default broker address.
-pub const DEFAULT_BOOTSTRAP: &str = "localhost:9092";
-
-/// The broker address from `KAFKA_BOOTSTRAP`, or `localhost:9092`.
-pub fn bootstrap_from_env() -> String {
-    std::env::var(BOOTSTRAP_ENV)
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| DEFAULT_BOOTSTRAP.to_string())
-}
-
-/// librdkafka properties whose values are secrets, masked in descriptions and logs.
-const SECRET_PROPERTIES: [&str; 4] = [
-    "sasl.password",
-    "ssl.key.password",
-    "ssl.keystore.password",
-    "sasl.oauthbearer.client.secret",
-];
-
-/// A client configuration: our defaults, then the user's properties, which win.
-fn client_config(
-    bootstrap: &str,
-    defaults: &[(&str, &str)],
-    properties: &BTreeMap<String, String>,
-) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", bootstrap);
-    for (key, value) in defaults {
-        config.set(*key, *value);
-    }
-    for (key, value) in properties {
-        config.set(key, value);
-    }
-    config
-}
-
-/// The user's properties for display, secrets masked.
-fn describe_properties(properties: &BTreeMap<String, String>) -> String {
-    properties
-        .iter()
-        .map(|(key, value)| {
-            if SECRET_PROPERTIES.contains(&key.as_str()) {
-                format!("{key}=***")
-            } else {
-                format!("{key}={value}")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
+pub use source::KafkaSource;
+pub use spec::{KAFKA_SINK, KAFKA_SOURCE};

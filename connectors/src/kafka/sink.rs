@@ -12,7 +12,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use sluice_engine::{Result, Sink, SinkContext, SluiceError};
 
-use super::{client_config, describe_properties};
+use super::broker::{describe_properties, idempotent_producer};
 
 /// Deliveries awaited at most at once before the sink waits for the oldest.
 const MAX_IN_FLIGHT: usize = 100_000;
@@ -134,18 +134,15 @@ impl Sink for KafkaSink {
             }
             None => None,
         };
-        let producer: FutureProducer = client_config(
+        let producer = idempotent_producer(
             &self.bootstrap,
             &[
-                ("enable.idempotence", "true"),
-                ("acks", "all"),
                 ("linger.ms", "5"),
                 ("queue.buffering.max.messages", "1000000"),
                 ("message.timeout.ms", "120000"),
             ],
             &self.properties,
         )
-        .create()
         .map_err(|e| SluiceError::SinkOpen {
             sink: self.description(),
             message: format!("cannot create a Kafka producer: {e}"),

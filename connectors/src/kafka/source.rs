@@ -1,43 +1,28 @@
-//! The Kafka source: offsets from the checkpoint, messages fetched by `assign`, rows in Arrow.
+//! The Kafka source: its options, offsets from the checkpoint, and the engine's [`Source`]
+//! calls (the batch itself is read by [`super::fetch`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use arrow::array::{
-    ArrayRef, BinaryBuilder, Int32Builder, Int64Builder, ListBuilder, RecordBatch, StringBuilder,
-    StructBuilder, TimestampMillisecondBuilder, UInt32Array,
-};
-use arrow::compute::take;
-use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::message::{Headers, Message, Timestamp};
 use rdkafka::{Offset as KafkaOffset, TopicPartitionList};
-use sluice_engine::json::MalformedStats;
 use sluice_engine::{
     JsonDecoder, JsonOptions, Offset, ReadLimit, Result, SluiceError, Source, SourceBatch,
 };
 use tracing::{debug, warn};
 
+use super::broker::{client_config, describe_properties};
+use super::fetch::{Fetch, Range};
+use super::message_metadata::{self, MessageMetadata};
 use super::offsets::{
     Bounds, DataLoss, PartitionOffsets, StartingOffsets, TopicPartition, data_loss, from_json,
     rate_limit, resolve_starting, to_json,
 };
-use super::{client_config, describe_properties};
-
-/// Which partitions the source reads.
-#[derive(Debug, Clone)]
-pub enum Subscription {
-    /// Every partition of these topics (Spark's `subscribe`).
-    Topics(Vec<String>),
-    /// Every partition of the topics whose whole name matches this regular expression
-    /// (`subscribePattern`).
-    Pattern(String),
-    /// Exactly these partitions (`assign`).
-    Assign(Vec<TopicPartition>),
-}
+use super::partitions::{Subscription, partition_bounds};
 
 /// How message values become columns.
 enum Format {
@@ -229,7 +214,7 @@ impl KafkaSource {
         tokio::task::spawn_blocking(move || {
             let deadline = Instant::now() + timeout;
             loop {
-                match fetch_bounds(&consumer, &subscription, pattern.as_ref()) {
+                match partition_bounds(&consumer, &subscription, pattern.as_ref()) {
                     Ok(bounds) => return Ok(bounds),
                     Err(e) if Instant::now() >= deadline => {
                         return Err(SluiceError::source(
@@ -249,6 +234,20 @@ impl KafkaSource {
         })
         .await
         .map_err(|e| self.error(format!("metadata task failed: {e}")))?
+    }
+
+    /// A fetch of `ranges` in this source's format.
+    fn fetch(&self, ranges: Vec<Range>) -> Result<Fetch> {
+        let (decoder, metadata) = match &self.format {
+            Format::Raw => (None, true),
+            Format::Json { schema, options } => {
+                let mut decoder = JsonDecoder::new(Arc::clone(schema), options.clone())?;
+                decoder.set_context(format!("Kafka source '{}'", self.name));
+                (Some(decoder), self.include_metadata)
+            }
+        };
+        let metadata = metadata.then(|| MessageMetadata::new(self.include_headers));
+        Ok(Fetch::new(&self.name, ranges, decoder, metadata))
     }
 
     /// Applies `fail_on_data_loss` to the partitions of `start` that cannot be read.
@@ -274,133 +273,6 @@ impl KafkaSource {
     fn parse_offsets(&self, offset: &Offset) -> Result<PartitionOffsets> {
         from_json(offset.json()).map_err(|e| self.error(format!("invalid offset {offset}: {e}")))
     }
-
-    /// The columns of the message metadata, named with `prefix`.
-    fn metadata_fields(&self, prefix: &str) -> Vec<Field> {
-        let mut fields = vec![
-            Field::new(format!("{prefix}key"), DataType::Binary, true),
-            Field::new(format!("{prefix}topic"), DataType::Utf8, false),
-            Field::new(format!("{prefix}partition"), DataType::Int32, false),
-            Field::new(format!("{prefix}offset"), DataType::Int64, false),
-            Field::new(
-                format!("{prefix}timestamp"),
-                DataType::Timestamp(TimeUnit::Millisecond, None),
-                true,
-            ),
-            Field::new(format!("{prefix}timestamp_type"), DataType::Int32, false),
-        ];
-        if self.include_headers {
-            fields.push(Field::new(
-                format!("{prefix}headers"),
-                DataType::List(Arc::new(Field::new("item", header_type(), true))),
-                true,
-            ));
-        }
-        fields
-    }
-}
-
-/// `{key: string, value: binary}`, one message header.
-fn header_type() -> DataType {
-    DataType::Struct(header_fields())
-}
-
-fn header_fields() -> Fields {
-    Fields::from(vec![
-        Field::new("key", DataType::Utf8, true),
-        Field::new("value", DataType::Binary, true),
-    ])
-}
-
-/// Reads the partitions of `subscription` and each one's low and high watermarks.
-fn fetch_bounds(
-    consumer: &BaseConsumer,
-    subscription: &Subscription,
-    pattern: Option<&regex::Regex>,
-) -> std::result::Result<BTreeMap<TopicPartition, Bounds>, String> {
-    let timeout = Duration::from_secs(10);
-    let partitions: Vec<TopicPartition> = match subscription {
-        Subscription::Assign(partitions) => partitions.clone(),
-        Subscription::Topics(topics) => {
-            let mut all = Vec::new();
-            for topic in topics {
-                let metadata = consumer
-                    .fetch_metadata(Some(topic), timeout)
-                    .map_err(|e| e.to_string())?;
-                for t in metadata.topics() {
-                    if t.error().is_some() {
-                        debug!(topic = t.name(), "topic not available yet: {:?}", t.error());
-                        continue;
-                    }
-                    all.extend(
-                        t.partitions()
-                            .iter()
-                            .map(|p| TopicPartition::new(t.name(), p.id())),
-                    );
-                }
-            }
-            all
-        }
-        Subscription::Pattern(_) => {
-            let metadata = consumer
-                .fetch_metadata(None, timeout)
-                .map_err(|e| e.to_string())?;
-            metadata
-                .topics()
-                .iter()
-                .filter(|t| t.error().is_none() && pattern.is_some_and(|p| p.is_match(t.name())))
-                .flat_map(|t| {
-                    t.partitions()
-                        .iter()
-                        .map(|p| TopicPartition::new(t.name(), p.id()))
-                })
-                .collect()
-        }
-    };
-    // One ListOffsets request per broker for all partitions (the special timestamps -2 and -1
-    // ask for the earliest and latest offsets), rather than two requests per partition.
-    let list =
-        |timestamp: KafkaOffset| -> std::result::Result<BTreeMap<TopicPartition, i64>, String> {
-            let mut request = TopicPartitionList::new();
-            for tp in &partitions {
-                request
-                    .add_partition_offset(&tp.topic, tp.partition, timestamp)
-                    .map_err(|e| format!("{tp}: {e}"))?;
-            }
-            let reply = consumer
-                .offsets_for_times(request, timeout)
-                .map_err(|e| e.to_string())?;
-            reply
-                .elements()
-                .iter()
-                .map(|e| {
-                    let tp = TopicPartition::new(e.topic(), e.partition());
-                    if let Err(error) = e.error() {
-                        return Err(format!("{tp}: {error}"));
-                    }
-                    match e.offset() {
-                        KafkaOffset::Offset(offset) => Ok((tp, offset)),
-                        other => Err(format!("{tp}: no offset in the reply ({other:?})")),
-                    }
-                })
-                .collect()
-        };
-    if partitions.is_empty() {
-        return Ok(BTreeMap::new());
-    }
-    // `Beginning` and `End` are the raw timestamps -2 and -1.
-    let earliest = list(KafkaOffset::Beginning)?;
-    let latest = list(KafkaOffset::End)?;
-    Ok(partitions
-        .into_iter()
-        .filter_map(|tp| {
-            let bounds = Bounds {
-                earliest: *earliest.get(&tp)?,
-                latest: *latest.get(&tp)?,
-            };
-            Some((tp, bounds))
-        })
-        .collect())
 }
 
 #[async_trait]
@@ -431,7 +303,7 @@ impl Source for KafkaSource {
         match &self.format {
             Format::Raw => {
                 let mut fields = vec![Field::new("value", DataType::Binary, true)];
-                fields.extend(self.metadata_fields(""));
+                fields.extend(message_metadata::fields("", self.include_headers));
                 // Spark's order: key, value, topic, partition, offset, timestamp, timestampType.
                 fields.swap(0, 1);
                 Arc::new(Schema::new(fields))
@@ -445,7 +317,7 @@ impl Source for KafkaSource {
                 let mut fields: Vec<Field> =
                     value.fields().iter().map(|f| f.as_ref().clone()).collect();
                 if self.include_metadata {
-                    fields.extend(self.metadata_fields("_"));
+                    fields.extend(message_metadata::fields("_", self.include_headers));
                 }
                 Arc::new(Schema::new(fields))
             }
@@ -538,7 +410,7 @@ impl Source for KafkaSource {
             }
         }
         let consumer = self.consumer()?;
-        let mut fetch = Fetch::new(self, ranges)?;
+        let mut fetch = self.fetch(ranges)?;
         let timeout = self.fetch_timeout;
         let fetch = tokio::task::spawn_blocking(move || {
             fetch.run(&consumer, timeout)?;
@@ -547,7 +419,7 @@ impl Source for KafkaSource {
         .await
         .map_err(|e| self.error(format!("fetch task failed: {e}")))??;
         let fetched = began.elapsed();
-        let batch = fetch.finish(self);
+        let batch = fetch.finish(self.schema());
         debug!(source = %self.name, ?bounded, ?fetched, total = ?began.elapsed(), "Kafka batch read");
         batch
     }
@@ -588,309 +460,5 @@ impl Source for KafkaSource {
             u64::try_from(end - from.min(*end)).unwrap_or(0)
         });
         Some(remaining.sum())
-    }
-}
-
-/// The offsets `[from, until)` of one partition, to read in one batch.
-struct Range {
-    partition: TopicPartition,
-    from: i64,
-    until: i64,
-}
-
-/// One batch being read: the ranges, where each stands, and the rows built so far.
-struct Fetch {
-    ranges: Vec<Range>,
-    /// Per range, the next offset expected.
-    next: Vec<i64>,
-    decoder: Option<JsonDecoder>,
-    value: BinaryBuilder,
-    metadata: Option<Metadata>,
-    /// For FAILFAST errors: the range and offset of each record pushed to the decoder.
-    records: Vec<(u32, i64)>,
-    /// The source's name, for errors.
-    name: String,
-}
-
-/// Builders of the metadata columns.
-struct Metadata {
-    key: BinaryBuilder,
-    topic: StringBuilder,
-    partition: Int32Builder,
-    offset: Int64Builder,
-    timestamp: TimestampMillisecondBuilder,
-    timestamp_type: Int32Builder,
-    headers: Option<ListBuilder<StructBuilder>>,
-}
-
-impl Metadata {
-    fn new(headers: bool) -> Self {
-        Self {
-            key: BinaryBuilder::new(),
-            topic: StringBuilder::new(),
-            partition: Int32Builder::new(),
-            offset: Int64Builder::new(),
-            timestamp: TimestampMillisecondBuilder::new(),
-            timestamp_type: Int32Builder::new(),
-            headers: headers
-                .then(|| ListBuilder::new(StructBuilder::from_fields(header_fields(), 0))),
-        }
-    }
-
-    fn append<M: Message>(&mut self, message: &M) {
-        self.key.append_option(message.key());
-        self.topic.append_value(message.topic());
-        self.partition.append_value(message.partition());
-        self.offset.append_value(message.offset());
-        let (millis, kind) = match message.timestamp() {
-            Timestamp::NotAvailable => (None, -1),
-            Timestamp::CreateTime(t) => (Some(t), 0),
-            Timestamp::LogAppendTime(t) => (Some(t), 1),
-        };
-        self.timestamp.append_option(millis.filter(|t| *t >= 0));
-        self.timestamp_type.append_value(kind);
-        if let Some(list) = &mut self.headers {
-            if let Some(headers) = message.headers() {
-                let entries = list.values();
-                for header in headers.iter() {
-                    if let Some(key) = entries.field_builder::<StringBuilder>(0) {
-                        key.append_value(header.key);
-                    }
-                    if let Some(value) = entries.field_builder::<BinaryBuilder>(1) {
-                        value.append_option(header.value);
-                    }
-                    entries.append(true);
-                }
-            }
-            list.append(true);
-        }
-    }
-
-    fn finish(&mut self) -> Vec<ArrayRef> {
-        let mut columns: Vec<ArrayRef> = vec![
-            Arc::new(self.key.finish()),
-            Arc::new(self.topic.finish()),
-            Arc::new(self.partition.finish()),
-            Arc::new(self.offset.finish()),
-            Arc::new(self.timestamp.finish()),
-            Arc::new(self.timestamp_type.finish()),
-        ];
-        if let Some(headers) = &mut self.headers {
-            columns.push(Arc::new(headers.finish()));
-        }
-        columns
-    }
-}
-
-impl Fetch {
-    fn new(source: &KafkaSource, ranges: Vec<Range>) -> Result<Self> {
-        let (decoder, metadata) = match &source.format {
-            Format::Raw => (None, true),
-            Format::Json { schema, options } => {
-                let mut decoder = JsonDecoder::new(Arc::clone(schema), options.clone())?;
-                decoder.set_context(format!("Kafka source '{}'", source.name));
-                (Some(decoder), source.include_metadata)
-            }
-        };
-        Ok(Self {
-            next: ranges.iter().map(|r| r.from).collect(),
-            ranges,
-            decoder,
-            value: BinaryBuilder::new(),
-            metadata: metadata.then(|| Metadata::new(source.include_headers)),
-            records: Vec::new(),
-            name: source.name.clone(),
-        })
-    }
-
-    /// Reads every range to its end. Blocking: runs on a blocking thread.
-    fn run(&mut self, consumer: &BaseConsumer, timeout: Duration) -> Result<()> {
-        if self.ranges.is_empty() {
-            return Ok(());
-        }
-        // topic → partition → range, looked up by borrowed names for every message.
-        let mut index: HashMap<String, HashMap<i32, usize>> = HashMap::new();
-        for (i, range) in self.ranges.iter().enumerate() {
-            index
-                .entry(range.partition.topic.clone())
-                .or_default()
-                .insert(range.partition.partition, i);
-        }
-        let lookup =
-            |topic: &str, partition: i32| index.get(topic).and_then(|p| p.get(&partition)).copied();
-        let mut assignment = TopicPartitionList::new();
-        for range in &self.ranges {
-            assignment
-                .add_partition_offset(
-                    &range.partition.topic,
-                    range.partition.partition,
-                    KafkaOffset::Offset(range.from),
-                )
-                .map_err(|e| SluiceError::source(&self.name, e.to_string()))?;
-        }
-        consumer.assign(&assignment).map_err(|e| {
-            SluiceError::source(&self.name, format!("cannot assign partitions: {e}"))
-        })?;
-        let mut open = self.ranges.len();
-        let mut last_progress = Instant::now();
-        let result = loop {
-            if open == 0 {
-                break Ok(());
-            }
-            match consumer.poll(Duration::from_millis(100)) {
-                Some(Ok(message)) => {
-                    let Some(i) = lookup(message.topic(), message.partition()) else {
-                        continue;
-                    };
-                    let offset = message.offset();
-                    let until = self.ranges[i].until;
-                    if offset < self.next[i] || offset >= until {
-                        continue;
-                    }
-                    self.next[i] = offset + 1;
-                    if let Err(e) = self.append(i as u32, &message) {
-                        break Err(e);
-                    }
-                    if self.next[i] >= until {
-                        open -= 1;
-                    }
-                    last_progress = Instant::now();
-                }
-                Some(Err(e)) => {
-                    // Transport errors are retried by librdkafka; report and keep polling.
-                    debug!("Kafka consumer error while fetching: {e}");
-                }
-                None => {
-                    // A range may end on offsets that carry no message (transaction markers,
-                    // compaction): the consumer's position tells when it is past the end.
-                    if let Ok(positions) = consumer.position() {
-                        for element in positions.elements() {
-                            let Some(i) = lookup(element.topic(), element.partition()) else {
-                                continue;
-                            };
-                            if let KafkaOffset::Offset(position) = element.offset()
-                                && self.next[i] < self.ranges[i].until
-                                && position >= self.ranges[i].until
-                            {
-                                self.next[i] = self.ranges[i].until;
-                                open -= 1;
-                            }
-                        }
-                    }
-                    if open > 0 && last_progress.elapsed() > timeout {
-                        let waiting: Vec<String> = self
-                            .ranges
-                            .iter()
-                            .zip(&self.next)
-                            .filter(|(r, next)| **next < r.until)
-                            .map(|(r, next)| {
-                                format!("{} at offset {next} of {}", r.partition, r.until)
-                            })
-                            .collect();
-                        break Err(SluiceError::source(
-                            &self.name,
-                            format!(
-                                "no message from Kafka for {timeout:?} while reading {}",
-                                waiting.join(", ")
-                            ),
-                        ));
-                    }
-                }
-            }
-        };
-        let _ = consumer.unassign();
-        result
-    }
-
-    fn append<M: Message>(&mut self, range: u32, message: &M) -> Result<()> {
-        match &mut self.decoder {
-            Some(decoder) => {
-                self.records.push((range, message.offset()));
-                if let Err(e) = decoder.push(message.payload().unwrap_or_default()) {
-                    return Err(self.locate(e));
-                }
-            }
-            None => self.value.append_option(message.payload()),
-        }
-        if let Some(metadata) = &mut self.metadata {
-            metadata.append(message);
-        }
-        Ok(())
-    }
-
-    /// A FAILFAST error with the partition and offset of the record instead of its position.
-    fn locate(&self, error: SluiceError) -> SluiceError {
-        match error {
-            SluiceError::MalformedRecord {
-                position,
-                reason,
-                sample,
-                ..
-            } => {
-                let (range, offset) = self.records[position - 1];
-                SluiceError::MalformedRecord {
-                    context: format!(
-                        "Kafka source '{}', {} offset {offset}",
-                        self.name, self.ranges[range as usize].partition
-                    ),
-                    position,
-                    reason,
-                    sample,
-                }
-            }
-            other => other,
-        }
-    }
-
-    /// The rows read, in the source's schema.
-    fn finish(mut self, source: &KafkaSource) -> Result<SourceBatch> {
-        let schema = source.schema();
-        let metadata = self.metadata.as_mut().map(Metadata::finish);
-        let Some(decoder) = &mut self.decoder else {
-            let mut columns = metadata.unwrap_or_default();
-            columns.insert(1, Arc::new(self.value.finish()));
-            let batch = RecordBatch::try_new(schema, columns)?;
-            return Ok(SourceBatch {
-                batches: if batch.num_rows() > 0 {
-                    vec![batch]
-                } else {
-                    vec![]
-                },
-                malformed: MalformedStats::default(),
-            });
-        };
-        let decoded = match decoder.finish() {
-            Ok(decoded) => decoded,
-            Err(e) => return Err(self.locate(e)),
-        };
-        let batches = match metadata {
-            None => decoded
-                .batches
-                .into_iter()
-                .map(|b| RecordBatch::try_new(Arc::clone(&schema), b.columns().to_vec()))
-                .collect::<std::result::Result<Vec<_>, _>>()?,
-            Some(metadata) => {
-                // Align the metadata of each record with the rows it produced.
-                let indices = UInt32Array::from_iter_values(
-                    decoded.record_positions.iter().map(|p| (*p - 1) as u32),
-                );
-                let mut offset = 0;
-                let mut batches = Vec::new();
-                for batch in decoded.batches {
-                    let rows = indices.slice(offset, batch.num_rows());
-                    offset += batch.num_rows();
-                    let mut columns = batch.columns().to_vec();
-                    for column in &metadata {
-                        columns.push(take(column.as_ref(), &rows, None)?);
-                    }
-                    batches.push(RecordBatch::try_new(Arc::clone(&schema), columns)?);
-                }
-                batches
-            }
-        };
-        Ok(SourceBatch {
-            batches,
-            malformed: decoded.malformed,
-        })
     }
 }

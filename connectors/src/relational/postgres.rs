@@ -8,10 +8,10 @@ use bytes::{BufMut, BytesMut};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, Row};
 
-use super::table::{Dialect, ExistingColumn, SqlColumn, SqlType, quote_ident};
+use super::backend::{Backend, BatchWrite, Written};
+use super::commits::CommitStatements;
+use super::table::{Dialect, ExistingColumn, SqlColumn, SqlType, TableName, quote_ident};
 use super::values::{ColumnValues, Value};
-use super::{Backend, BatchWrite, Written};
-use crate::relational::table::TableName;
 
 /// Rows are sent to the server in chunks of about this many bytes.
 const COPY_CHUNK_BYTES: usize = 1 << 20;
@@ -28,6 +28,7 @@ const PG_EPOCH_DAYS: i32 = 10_957;
 /// A pool of connections to one PostgreSQL database.
 pub(super) struct PostgresBackend {
     pool: PgPool,
+    commits: CommitStatements,
 }
 
 impl PostgresBackend {
@@ -37,7 +38,10 @@ impl PostgresBackend {
             .max_connections(2)
             .acquire_timeout(connect_timeout)
             .connect_lazy_with(options);
-        Self { pool }
+        Self {
+            pool,
+            commits: CommitStatements::new(Dialect::Postgres),
+        }
     }
 }
 
@@ -105,15 +109,12 @@ impl Backend for PostgresBackend {
     }
 
     async fn last_committed(&self, query_id: &str, sink: &str) -> sqlx::Result<i64> {
-        sqlx::query(
-            "INSERT INTO sluice_commits (query_id, sink, batch_id) VALUES ($1, $2, -1)
-             ON CONFLICT (query_id, sink) DO NOTHING",
-        )
-        .bind(query_id)
-        .bind(sink)
-        .execute(&self.pool)
-        .await?;
-        sqlx::query_scalar("SELECT batch_id FROM sluice_commits WHERE query_id = $1 AND sink = $2")
+        sqlx::query(self.commits.insert.clone())
+            .bind(query_id)
+            .bind(sink)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query_scalar(self.commits.select.clone())
             .bind(query_id)
             .bind(sink)
             .fetch_one(&self.pool)
@@ -125,13 +126,11 @@ impl Backend for PostgresBackend {
         let mut tx = connection.begin().await?;
         // The commit row is locked for the whole transaction: a second writer of the same
         // query waits here, then sees the batch committed and skips it.
-        let committed: i64 = sqlx::query_scalar(
-            "SELECT batch_id FROM sluice_commits WHERE query_id = $1 AND sink = $2 FOR UPDATE",
-        )
-        .bind(job.query_id)
-        .bind(job.sink)
-        .fetch_one(&mut *tx)
-        .await?;
+        let committed: i64 = sqlx::query_scalar(self.commits.lock.clone())
+            .bind(job.query_id)
+            .bind(job.sink)
+            .fetch_one(&mut *tx)
+            .await?;
         if committed >= job.batch_id {
             tx.rollback().await?;
             return Ok(Written::Skipped);
@@ -165,15 +164,12 @@ impl Backend for PostgresBackend {
             }
             copy_in(&mut tx, &target, job).await?
         };
-        sqlx::query(
-            "UPDATE sluice_commits SET batch_id = $3, committed_at = now()
-             WHERE query_id = $1 AND sink = $2",
-        )
-        .bind(job.query_id)
-        .bind(job.sink)
-        .bind(job.batch_id)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(self.commits.update.clone())
+            .bind(job.query_id)
+            .bind(job.sink)
+            .bind(job.batch_id)
+            .execute(&mut *tx)
+            .await?;
         if let Some(channel) = job.notify.filter(|_| rows > 0 || job.replace) {
             // Notifications are transactional: listeners hear of the batch once it commits.
             sqlx::query("SELECT pg_notify($1, $2)")

@@ -13,9 +13,10 @@ use sqlx::sqlite::{
 };
 use sqlx::{AssertSqlSafe, Row};
 
+use super::backend::{Backend, BatchWrite, Written};
+use super::commits::CommitStatements;
 use super::table::{Dialect, ExistingColumn, TableLayout, TableName};
 use super::values::{ColumnValues, Value, decimal_text};
-use super::{Backend, BatchWrite, Written};
 
 /// SQLite's default limit on bound parameters per statement.
 const MAX_PARAMETERS: usize = 32_766;
@@ -26,6 +27,7 @@ const MAX_ROWS_PER_STATEMENT: usize = 500;
 /// One SQLite database file.
 pub(super) struct SqliteBackend {
     pool: SqlitePool,
+    commits: CommitStatements,
 }
 
 impl SqliteBackend {
@@ -41,7 +43,10 @@ impl SqliteBackend {
             .max_connections(1)
             .acquire_timeout(connect_timeout)
             .connect_lazy_with(options);
-        Self { pool }
+        Self {
+            pool,
+            commits: CommitStatements::new(Dialect::Sqlite),
+        }
     }
 }
 
@@ -117,15 +122,12 @@ impl Backend for SqliteBackend {
     }
 
     async fn last_committed(&self, query_id: &str, sink: &str) -> sqlx::Result<i64> {
-        sqlx::query(
-            "INSERT INTO sluice_commits (query_id, sink, batch_id) VALUES (?1, ?2, -1)
-             ON CONFLICT (query_id, sink) DO NOTHING",
-        )
-        .bind(query_id)
-        .bind(sink)
-        .execute(&self.pool)
-        .await?;
-        sqlx::query_scalar("SELECT batch_id FROM sluice_commits WHERE query_id = ?1 AND sink = ?2")
+        sqlx::query(self.commits.insert.clone())
+            .bind(query_id)
+            .bind(sink)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query_scalar(self.commits.select.clone())
             .bind(query_id)
             .bind(sink)
             .fetch_one(&self.pool)
@@ -136,13 +138,11 @@ impl Backend for SqliteBackend {
         // IMMEDIATE takes the write lock up front, so two writers queue on busy_timeout
         // instead of failing when a read transaction tries to upgrade.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let committed: i64 = sqlx::query_scalar(
-            "SELECT batch_id FROM sluice_commits WHERE query_id = ?1 AND sink = ?2",
-        )
-        .bind(job.query_id)
-        .bind(job.sink)
-        .fetch_one(&mut *tx)
-        .await?;
+        let committed: i64 = sqlx::query_scalar(self.commits.lock.clone())
+            .bind(job.query_id)
+            .bind(job.sink)
+            .fetch_one(&mut *tx)
+            .await?;
         if committed >= job.batch_id {
             tx.rollback().await?;
             return Ok(Written::Skipped);
@@ -182,16 +182,13 @@ impl Backend for SqliteBackend {
                 start = end;
             }
         }
-        sqlx::query(
-            "UPDATE sluice_commits SET batch_id = ?3, committed_at = ?4
-             WHERE query_id = ?1 AND sink = ?2",
-        )
-        .bind(job.query_id)
-        .bind(job.sink)
-        .bind(job.batch_id)
-        .bind(chrono::Utc::now().format(TIMESTAMP_FORMAT).to_string())
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(self.commits.update.clone())
+            .bind(job.query_id)
+            .bind(job.sink)
+            .bind(job.batch_id)
+            .bind(chrono::Utc::now().format(TIMESTAMP_FORMAT).to_string())
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(Written::Committed { rows })
     }

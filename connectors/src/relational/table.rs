@@ -28,7 +28,7 @@ use std::fmt;
 
 use arrow::datatypes::{DataType, Fields, Schema};
 
-use super::RelationalError;
+use super::error::RelationalError;
 
 /// The SQL dialect a statement is written for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

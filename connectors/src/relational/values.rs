@@ -15,7 +15,7 @@ use super::table::SqlColumn;
 
 /// One value of a row, in the form both back ends write.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Value<'a> {
+pub(crate) enum Value<'a> {
     /// SQL `NULL`.
     Null,
     /// Text.
@@ -37,7 +37,7 @@ pub enum Value<'a> {
 }
 
 /// The values of one table column of a batch, downcast once.
-pub struct ColumnValues<'a> {
+pub(crate) struct ColumnValues<'a> {
     array: &'a dyn Array,
     kind: Kind,
 }
@@ -71,7 +71,7 @@ impl<'a> ColumnValues<'a> {
     ///
     /// The layout was derived from the batch's schema, so the types match; a column whose
     /// type has no mapping was refused when the sink opened.
-    pub fn new(batch: &'a RecordBatch, column: &SqlColumn) -> Self {
+    pub(crate) fn new(batch: &'a RecordBatch, column: &SqlColumn) -> Self {
         let array: &'a ArrayRef = batch.column(column.column);
         let array: &'a dyn Array = match column.field {
             Some(field) => array.as_struct().column(field).as_ref(),
@@ -104,7 +104,7 @@ impl<'a> ColumnValues<'a> {
     }
 
     /// The value at `row`.
-    pub fn get(&self, row: usize) -> Value<'a> {
+    pub(crate) fn get(&self, row: usize) -> Value<'a> {
         let array = self.array;
         if array.is_null(row) {
             return Value::Null;
@@ -153,7 +153,7 @@ impl<'a> ColumnValues<'a> {
 }
 
 /// A decimal `digits × 10^-scale` as text (`-12.3400`), the form SQLite stores.
-pub fn decimal_text(digits: i128, scale: i8) -> String {
+pub(crate) fn decimal_text(digits: i128, scale: i8) -> String {
     if scale <= 0 {
         let zeros = "0".repeat(usize::from(scale.unsigned_abs()));
         return if digits == 0 {

@@ -1,9 +1,11 @@
 //! Pipeline-file tests: variable substitution, parsing and validation errors with their
-//! positions, `INCLUDE`, the `queries/` files, and pipelines run end to end on real
-//! connectors.
+//! positions, `INCLUDE`, the `queries/` files, pipelines run end to end on real connectors,
+//! and the README's connector tables against the connector registry.
 
+mod connectors;
 mod errors;
 mod include;
 mod queries;
+mod readme;
 mod run;
 mod vars;
