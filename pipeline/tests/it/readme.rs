@@ -12,7 +12,7 @@ const BEGIN: &str = "<!-- connector options: generated from the connector regist
 
 const END: &str = "<!-- end of connector options -->\n";
 
-const REGENERATE: &str = "SLUICE_UPDATE_README=1 cargo test -p sluice-pipeline --test it readme";
+const REGENERATE: &str = "SLUICE_UPDATE_README=1 cargo test --workspace --test it readme";
 
 /// One table row per option.
 fn table(options: &[OptionSpec]) -> String {
