@@ -16,7 +16,7 @@ use sluice_connectors::binance::generator::{SampleSpec, generate};
 use sluice_connectors::binance::producer::{self, ProducerOptions};
 use sluice_connectors::binance::replay::{Pacing, ReplayOptions, ReplayServer};
 
-use crate::{parse_duration, resident_memory, shutdown_signal};
+use crate::process::{parse_duration, resident_memory, shutdown_signal};
 
 /// The stream to connect to.
 #[derive(Args, Clone)]

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Args;
 use sluice_dashboard::{Dashboard, DashboardConfig};
 
-use crate::{parse_duration, shutdown_signal};
+use crate::process::{parse_duration, shutdown_signal};
 
 /// Options of `sluice dashboard`.
 #[derive(Args)]

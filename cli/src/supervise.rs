@@ -6,8 +6,8 @@ use std::time::Duration;
 use anyhow::bail;
 use sluice_engine::StreamingQuery;
 
+use crate::process::shutdown_signal;
 use crate::progress::{Format, Printer, label};
-use crate::shutdown_signal;
 
 /// Stops every query, reporting (not returning) the errors: used when giving up.
 pub async fn stop_all(queries: &[StreamingQuery]) {

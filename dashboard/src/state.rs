@@ -7,8 +7,8 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::DashboardConfig;
 use crate::cache::{Cache, Kind};
+use crate::config::DashboardConfig;
 use crate::db::Db;
 use crate::error::{ApiError, DashboardError};
 use crate::params::{is_valid_table_name, quote_table_name};

@@ -20,6 +20,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::{debug, info, warn};
 
+/// Binance's all-market mini-ticker stream, the seed's input.
+pub const MINI_TICKER_URL: &str = "wss://stream.binance.com:9443/ws/!miniTicker@arr";
+
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Client settings.

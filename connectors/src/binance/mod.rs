@@ -25,8 +25,6 @@ mod shared;
 mod source;
 mod spec;
 
+pub use client::MINI_TICKER_URL;
 pub use source::BinanceSource;
 pub use spec::{BINANCE_SOURCE, WEBSOCKET_SOURCE};
-
-/// Binance's all-market mini-ticker stream, the seed's input.
-pub const MINI_TICKER_URL: &str = "wss://stream.binance.com:9443/ws/!miniTicker@arr";

@@ -11,8 +11,8 @@ use sluice_engine::connector::{
 };
 use sluice_engine::{Result, Source};
 
-use super::MINI_TICKER_URL;
 use super::client::ClientOptions;
+use super::client::MINI_TICKER_URL;
 use super::source::BinanceSource;
 
 /// The options of both connectors.

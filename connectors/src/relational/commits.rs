@@ -9,6 +9,9 @@ use super::table::Dialect;
 /// The table that records the last committed batch of each query and sink.
 pub const COMMITS_TABLE: &str = "sluice_commits";
 
+/// The PostgreSQL channel notified after each committed batch.
+pub const NOTIFY_CHANNEL: &str = "sluice_batches";
+
 /// The commit table's statements in one dialect, parameters `(query_id, sink[, batch_id[,
 /// committed_at]])`.
 pub(crate) struct CommitStatements {

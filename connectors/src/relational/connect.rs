@@ -12,6 +12,9 @@ use super::error::RelationalError;
 use super::postgres::PostgresBackend;
 use super::sqlite::SqliteBackend;
 
+/// The database used when none is configured: a SQLite file under `./data/`.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/sluice.db";
+
 /// How to reach the database, parsed from the URL.
 pub(crate) enum Connect {
     /// A PostgreSQL server.

@@ -57,18 +57,13 @@ mod retry;
 mod sink;
 mod spec;
 mod sqlite;
-pub mod table;
+pub(crate) mod table;
 mod values;
 
-pub use self::commits::COMMITS_TABLE;
+pub use self::commits::{COMMITS_TABLE, NOTIFY_CHANNEL};
+pub use self::connect::DEFAULT_DATABASE_URL;
 pub use self::error::{RelationalError, redact_url};
 pub use self::retry::RetryPolicy;
 pub use self::sink::RelationalSink;
 pub use self::spec::{POSTGRES_SINK, SQLITE_SINK};
 pub use self::sqlite::TIMESTAMP_FORMAT as SQLITE_TIMESTAMP_FORMAT;
-
-/// The database used when none is configured: a SQLite file under `./data/`.
-pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/sluice.db";
-
-/// The PostgreSQL channel notified after each committed batch.
-pub const NOTIFY_CHANNEL: &str = "sluice_batches";

@@ -7,9 +7,9 @@ use futures::future::BoxFuture;
 use sluice_engine::{OutputMode, Sink, SinkContext, SluiceError};
 use tracing::{debug, warn};
 
-use super::NOTIFY_CHANNEL;
 use super::backend::{Backend, BatchWrite, Written};
 use super::commits::CommitStatements;
+use super::commits::NOTIFY_CHANNEL;
 use super::connect::Connect;
 use super::error::{RelationalError, describe_error, redact_url};
 use super::retry::{RetryPolicy, is_transient};

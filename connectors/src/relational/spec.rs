@@ -9,9 +9,10 @@ use sluice_engine::connector::{
 };
 use sluice_engine::{Result, Sink, SluiceError};
 
+use super::commits::NOTIFY_CHANNEL;
+use super::connect::DEFAULT_DATABASE_URL;
 use super::error::redact_url;
 use super::sink::RelationalSink;
-use super::{DEFAULT_DATABASE_URL, NOTIFY_CHANNEL};
 
 const TABLE: OptionSpec = OptionSpec {
     name: "table",

@@ -29,7 +29,7 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDFImpl, EmitTo, Expr, GroupsAccumulator, Signature, Volatility,
 };
 
-use super::DfResult;
+use datafusion::error::Result as DfResult;
 
 /// `min_by` or `max_by`.
 #[derive(Debug, PartialEq, Eq, Hash)]

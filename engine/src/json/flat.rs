@@ -1,4 +1,4 @@
-//! The fast path of [`JsonDecoder`](super::JsonDecoder): flat JSON objects of scalar values,
+//! The fast path of [`JsonDecoder`](crate::JsonDecoder): flat JSON objects of scalar values,
 //! decoded straight into Arrow builders.
 //!
 //! Most streaming records are flat objects (a ticker, a trade): one level of fields holding
