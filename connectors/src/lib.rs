@@ -42,3 +42,13 @@ pub static CONNECTORS: [&ConnectorSpec; 11] = [
     &builtin::CONSOLE_SINK,
     &builtin::MEMORY_SINK,
 ];
+
+/// Connector internals exposed for the workspace's own integration tests: the relational
+/// sink's pure table mapping (Arrow types to SQL, DDL, checks of an existing table), tested
+/// without a database.
+///
+/// Not a stable API: anything here may change in any release.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::relational::table::{Dialect, ExistingColumn, SqlType, TableLayout, TableName};
+}

@@ -4,9 +4,7 @@
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Fields, Schema, TimeUnit};
-use sluice_connectors::relational::table::{
-    Dialect, ExistingColumn, SqlType, TableLayout, TableName,
-};
+use sluice_connectors::internals::{Dialect, ExistingColumn, SqlType, TableLayout, TableName};
 
 fn candles_schema() -> Schema {
     let timestamp = DataType::Timestamp(TimeUnit::Microsecond, None);
