@@ -45,7 +45,7 @@
 //! malformed-record modes), [`connector`] (how a connector declares its options for pipeline
 //! files), the query (builder, recovery, the micro-batch loop in Spark's
 //! phases, progress reports, handle), the plan (SQL planned once, run on every batch), the
-//! stateful operators (aggregation and deduplication, one [`StatefulOperator`] contract for
+//! stateful operators (aggregation and deduplication, one `StatefulOperator` contract for
 //! their checkpointed state), the watermark rules, the checkpoint (offset and commit logs), and
 //! [`progress`] (the reports' types). What Sluice does batch by batch, and where it differs
 //! from Spark, is written down in the repository's `docs/semantics.md`.
@@ -74,7 +74,6 @@ pub use error::{Result, SluiceError};
 pub use functions::register_spark_aggregates;
 pub use json::{JsonDecoder, JsonOptions, MalformedStats, ParseMode};
 pub use offset::Offset;
-pub use operator::StatefulOperator;
 pub use output_mode::OutputMode;
 pub use plan::streaming_session;
 pub use progress::{StateOperatorProgress, StreamingQueryProgress};

@@ -16,6 +16,12 @@
 //! - **No-data batches.** When no source has new data but the watermark moved past the one the
 //!   last batch ran with, a batch still runs if a stateful operator may emit or evict on it
 //!   (Spark's no-data batch; [`WatermarkTracker::runs_no_data_batch`]).
+//!
+//! What stays with each operator is which of these tests apply to it, since that depends on
+//! the operator's own declaration: an aggregation in complete mode judges nothing late (its
+//! result table is never final), and a deduplication uses the watermark only when its keys
+//! include the event time (`dropDuplicates`, a key then expires at its event time) or always
+//! (`dropDuplicatesWithinWatermark`, a key expires at its first event time plus the delay).
 
 use std::collections::BTreeMap;
 

@@ -51,10 +51,10 @@ use crate::progress::StateOperatorProgress;
 /// 1. At start, after recovery: `restore_state` with the state of the last committed batch,
 ///    if the query has committed one; a new query starts empty.
 /// 2. Each batch N: the operator processes its rows through its own entry point with the
-///    batch's [`BatchWatermarks`](crate::watermark::BatchWatermarks); the sink receives the
+///    batch's `BatchWatermarks` (from the watermark rules); the sink receives the
 ///    output; then the loop calls `state_changed`, `encode_state` (unless the state is carried
-///    over), writes `state/<name>/N.arrow`, and only then writes `commits/N`. `progress` is
-///    read for the report after the commit.
+///    over), writes `state/<name>/N.arrow` and reads `progress` for the batch's report; only
+///    then does it write `commits/N`.
 /// 3. A batch that fails before `commits/N` leaves the operator in an undefined state: the
 ///    query stops, and a restart restores the state of batch N−1 and runs N again.
 ///
@@ -65,7 +65,7 @@ use crate::progress::StateOperatorProgress;
 ///   output, and overwriting `state/<name>/N.arrow` is harmless).
 /// - The state of batch N is in the checkpoint before `commits/N` is written: a committed
 ///   batch always has its state.
-pub trait StatefulOperator: Send + Sync {
+pub(crate) trait StatefulOperator: Send + Sync {
     /// The operator's directory under `state/` in the checkpoint.
     fn state_name(&self) -> &str;
 
@@ -80,7 +80,9 @@ pub trait StatefulOperator: Send + Sync {
     fn progress(&self) -> &StateOperatorProgress;
 
     /// Whether the last batch changed the state: by default, whether its progress row counts
-    /// updated or removed rows.
+    /// updated or removed rows. An operator whose progress does not count every change it
+    /// makes (a rewrite of a row's value that is reported as no update, say) must override
+    /// this, or an outdated state file would be carried over.
     fn state_changed(&self) -> bool {
         let progress = self.progress();
         progress.num_rows_updated > 0 || progress.num_rows_removed > 0

@@ -261,18 +261,18 @@ impl StreamingQueryBuilder {
                 &spec.column,
             )?;
         }
-        for source in self.dedups.keys() {
-            schema_of(source, "deduplication")?;
+        let mut dedups = BTreeMap::new();
+        for (source, (columns, mode)) in &self.dedups {
+            let schema = schema_of(source, "deduplication")?;
+            let dedup =
+                Deduplicator::new(source, &schema, columns, *mode, self.watermarks.get(source))?;
+            dedups.insert(source.clone(), dedup);
         }
         // In the sources' order, which is the order they deduplicate and report in.
-        let mut dedups = Vec::new();
-        for (source, schema) in &tables {
-            if let Some((columns, mode)) = self.dedups.get(source) {
-                let watermark = self.watermarks.get(source);
-                let dedup = Deduplicator::new(source, schema, columns, *mode, watermark)?;
-                dedups.push((source.clone(), dedup));
-            }
-        }
+        let dedups = tables
+            .iter()
+            .filter_map(|(source, _)| dedups.remove(source).map(|d| (source.clone(), d)))
+            .collect();
         let plan = StreamPlan::new(
             self.session.clone(),
             &tables,
