@@ -27,6 +27,10 @@ pub type ReadFile<'a> = &'a dyn Fn(&Path) -> std::io::Result<String>;
 /// here instead of never.
 pub const MAX_DEPTH: usize = 16;
 
+/// How many files one pipeline may load in all, counting a file each time it is included: a
+/// file that includes the next one twice, nested, would otherwise load exponentially many.
+pub const MAX_FILES: usize = 256;
+
 /// Reads an included file from disk.
 pub fn read_from_disk(path: &Path) -> std::io::Result<String> {
     std::fs::read_to_string(path)
@@ -222,6 +226,12 @@ impl Loader<'_> {
         if self.open.len() > MAX_DEPTH {
             return Err(error(format!(
                 "INCLUDE '{}': files include each other more than {MAX_DEPTH} deep",
+                include.path
+            )));
+        }
+        if self.map.files.len() >= MAX_FILES {
+            return Err(error(format!(
+                "INCLUDE '{}': the pipeline loads more than {MAX_FILES} files",
                 include.path
             )));
         }

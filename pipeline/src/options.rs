@@ -122,8 +122,9 @@ impl Options {
                 Some((prefix, rest)) => {
                     // Checked against the connector of that name in this role, if any.
                     let other = self::spec(prefix, role);
-                    let known = rest == "connector"
-                        || other.is_some_and(|o| o.all_options().any(|o| o.matches(rest)));
+                    let known = other.is_some_and(|o| {
+                        rest == "connector" || o.all_options().any(|o| o.matches(rest))
+                    });
                     if !known {
                         return Err(Located::new(
                             key.position,

@@ -116,3 +116,14 @@ fn defaults_make_a_valid_table() {
     );
     Pipeline::parse("job.sql", &text, &Variables::none()).unwrap();
 }
+
+#[test]
+fn a_scoped_connector_option_needs_a_connector_of_that_name_in_the_role() {
+    // `postgres` is a sink only: `postgres.connector` on a source scopes nothing.
+    let error = source_error("connector = 'memory', 'postgres.connector' = 'x'");
+    starts(&error, "job.sql:1:");
+    assert!(
+        error.contains("unknown option 'connector'") && error.contains("'postgres'"),
+        "{error}"
+    );
+}

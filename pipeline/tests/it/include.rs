@@ -274,6 +274,53 @@ fn included_files_can_come_from_elsewhere_than_the_disk() {
     assert_eq!(pipeline.query_names(), ["out"]);
 }
 
+#[test]
+fn nesting_and_the_number_of_files_loaded_are_bounded() {
+    // `chain/N.sql` includes `chain/N+1.sql`: 20 deep.
+    let chain = |path: &Path| {
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
+        let next: u32 = name.parse::<u32>().unwrap_or(0) + 1;
+        Ok(format!("INCLUDE '{next}.sql';\n"))
+    };
+    let error = match Pipeline::parse_with(
+        "chain/0.sql",
+        "INCLUDE '1.sql';\n",
+        &Variables::none(),
+        &chain,
+    ) {
+        Ok(_) => panic!("an endless chain loaded"),
+        Err(e) => e.to_string(),
+    };
+    assert!(error.contains("more than 16 deep"), "{error}");
+
+    // `tree/N.sql` includes `tree/N+1.sql` twice, down to `tree/10.sql`: 10 deep, but
+    // 2 + 4 + … + 1024 files.
+    let tree = |path: &Path| {
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
+        let next: u32 = name.parse::<u32>().unwrap_or(0) + 1;
+        Ok(match next {
+            ..=10 => format!("INCLUDE '{next}.sql';\nINCLUDE '{next}.sql';\n"),
+            _ => String::new(),
+        })
+    };
+    let error = match Pipeline::parse_with(
+        "tree/0.sql",
+        "INCLUDE '1.sql';\nINCLUDE '1.sql';\n",
+        &Variables::none(),
+        &tree,
+    ) {
+        Ok(_) => panic!("an exponential tree loaded"),
+        Err(e) => e.to_string(),
+    };
+    assert!(error.contains("more than 256 files"), "{error}");
+}
+
 #[tokio::test]
 async fn a_query_error_in_an_included_file_names_its_insert_there() {
     let dir = tempfile::tempdir().unwrap();
