@@ -30,8 +30,8 @@ pub struct StreamingQueryProgress {
     pub input_rows_per_second: f64,
     /// Rows read per second of this trigger's execution time.
     pub processed_rows_per_second: f64,
-    /// Time per phase, ms: `latestOffset`, `walCommit`, `getBatch`, `queryPlanning`,
-    /// `addBatch`, `commitOffsets`, `triggerExecution`.
+    /// Time per phase, ms: `latestOffset`, `walCommit`, `getBatch`, `addBatch`,
+    /// `commitOffsets`, `triggerExecution` (no `queryPlanning`: the plan is made once).
     pub duration_ms: BTreeMap<String, u64>,
     /// Event-time statistics (`max`, `min`, `avg`, `watermark`), when the query has a watermark.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

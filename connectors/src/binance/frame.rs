@@ -3,7 +3,10 @@
 //! A frame is a JSON array of events (`!miniTicker@arr`, `!ticker@arr`), one event object
 //! (`<symbol>@miniTicker`, `<symbol>@trade`), a combined-stream wrapper
 //! `{"stream": …, "data": …}` around either, or a reply to a subscription request
-//! (`{"result": null, "id": 1}`, ignored). Field facts: `../shared/spec/binance.md`.
+//! (`{"result": null, "id": 1}`, ignored). Event fields as Binance documents them, every
+//! number a string: `e` event type, `E` event time (ms), `s` symbol; tickers: `c`/`o`/`h`/`l`
+//! close/open/high/low price, `v` base and `q` quote volume; trades: `p` price, `q` quantity,
+//! `T` trade time (ms), `t` trade id (`a` for an aggregate trade).
 //!
 //! Normalized messages are the seed producer's, with Binance's string numbers written as JSON
 //! numbers, digit for digit (no float round trip):
