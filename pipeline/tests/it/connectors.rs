@@ -3,6 +3,8 @@
 
 use sluice_pipeline::{Pipeline, Variables};
 
+use crate::starts;
+
 const SOURCE: &str =
     "CREATE TABLE ticks (symbol VARCHAR, price DOUBLE) WITH (connector = 'memory');\n";
 
@@ -26,13 +28,6 @@ fn source_error(options: &str) -> String {
         Ok(_) => panic!("expected an error for:\n{text}"),
         Err(e) => e.to_string(),
     }
-}
-
-fn starts(error: &str, prefix: &str) {
-    assert!(
-        error.starts_with(prefix),
-        "expected '{prefix}…', got: {error}"
-    );
 }
 
 #[test]

@@ -2,6 +2,8 @@
 
 use sluice_pipeline::{Pipeline, Variables};
 
+use crate::starts;
+
 const SOURCE: &str = "CREATE TABLE ticks (symbol VARCHAR, price DOUBLE, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '10' SECOND) WITH (connector = 'memory');\n";
 
 /// The error of loading `text` (after the standard source line).
@@ -21,13 +23,6 @@ async fn plan_error(text: &str) -> String {
         Ok(plan) => panic!("expected an error, got a plan:\n{plan}"),
         Err(e) => e.to_string(),
     }
-}
-
-fn starts(error: &str, prefix: &str) {
-    assert!(
-        error.starts_with(prefix),
-        "expected '{prefix}…', got: {error}"
-    );
 }
 
 #[test]

@@ -9,3 +9,11 @@ mod queries;
 mod readme;
 mod run;
 mod vars;
+
+/// Asserts that `error` begins with `prefix` (a position and the start of a message).
+fn starts(error: &str, prefix: &str) {
+    assert!(
+        error.starts_with(prefix),
+        "expected '{prefix}…', got: {error}"
+    );
+}
