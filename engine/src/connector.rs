@@ -442,6 +442,18 @@ pub static JSON_OPTIONS: &[OptionSpec] = &[
         default: OptionDefault::Unset("none"),
         doc: "a column receiving the text of malformed records (`PERMISSIVE`)",
     },
+    OptionSpec {
+        name: "max_depth",
+        kind: OptionType::Count,
+        default: OptionDefault::Value("1000"),
+        doc: "deepest nesting of arrays and objects in a record; deeper is malformed (Spark's parser limit)",
+    },
+    OptionSpec {
+        name: "max_record_bytes",
+        kind: OptionType::Count,
+        default: OptionDefault::Value("16777216"),
+        doc: "longest record in bytes; longer is malformed",
+    },
 ];
 
 /// The options of every sink.
@@ -464,6 +476,8 @@ pub fn json_options(settings: &mut Settings) -> OptionResult<JsonOptions> {
     Ok(JsonOptions {
         mode: settings.parse_value("mode", |v| v.parse::<ParseMode>().map_err(config_message))?,
         corrupt_record_column: settings.get("corrupt_record_column")?,
+        max_depth: settings.value::<u64>("max_depth")? as usize,
+        max_record_bytes: settings.value::<u64>("max_record_bytes")? as usize,
         ..JsonOptions::default()
     })
 }

@@ -26,6 +26,12 @@
 //!
 //! Every malformed record is counted in [`MalformedStats`], whatever the mode.
 //!
+//! Limits: a record longer than [`JsonOptions::max_record_bytes`] (16 MiB by default) or nested
+//! deeper than [`JsonOptions::max_depth`] (1000 levels, the nesting limit of the JSON parser
+//! Spark 4.0 uses) is malformed before any parser sees it, so that one hostile record (a value
+//! nested 10,000 levels deep) cannot exhaust the stack: it is a counted malformed record in
+//! `PERMISSIVE` and `DROPMALFORMED`, and a clear error in `FAILFAST`.
+//!
 //! Deviation from Spark, on purpose: a numeric string such as `"5.5"` converts into a numeric
 //! column (arrow-json's rule), where Spark would treat the record as malformed; Binance encodes
 //! all its numbers as strings, so this is what a user of this engine wants. Numbers and booleans
@@ -89,7 +95,18 @@ pub struct JsonOptions {
     pub corrupt_record_column: Option<String>,
     /// Records per output batch; also bounds the work redone on the slow path.
     pub batch_size: usize,
+    /// Deepest nesting of arrays and objects a record may have (default 1000, as Spark's
+    /// parser); a deeper record is malformed.
+    pub max_depth: usize,
+    /// Longest record in bytes (default 16 MiB); a longer record is malformed.
+    pub max_record_bytes: usize,
 }
+
+/// [`JsonOptions::max_depth`] by default: the nesting limit of Jackson, Spark 4.0's parser.
+pub const DEFAULT_MAX_DEPTH: usize = 1000;
+
+/// [`JsonOptions::max_record_bytes`] by default.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 16 << 20;
 
 impl Default for JsonOptions {
     fn default() -> Self {
@@ -97,6 +114,8 @@ impl Default for JsonOptions {
             mode: ParseMode::Permissive,
             corrupt_record_column: None,
             batch_size: 8192,
+            max_depth: DEFAULT_MAX_DEPTH,
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
         }
     }
 }
@@ -190,6 +209,8 @@ pub struct JsonDecoder {
     /// The current chunk's records, back to back, and the end offset of each.
     bytes: Vec<u8>,
     ends: Vec<usize>,
+    /// Records of the current chunk refused before parsing (over a limit): index and reason.
+    rejected: Vec<(usize, String)>,
     /// Number of records pushed since the last `finish`, blank ones included (so a line number
     /// for files).
     position: usize,
@@ -208,6 +229,11 @@ impl JsonDecoder {
         if options.batch_size == 0 {
             return Err(SluiceError::Config(
                 "JSON batch_size must be at least 1".into(),
+            ));
+        }
+        if options.max_depth == 0 || options.max_record_bytes == 0 {
+            return Err(SluiceError::Config(
+                "JSON max_depth and max_record_bytes must be at least 1".into(),
             ));
         }
         let mut decode_fields = Vec::with_capacity(schema.fields().len());
@@ -252,6 +278,7 @@ impl JsonDecoder {
             dirty: false,
             bytes: Vec::new(),
             ends: Vec::new(),
+            rejected: Vec::new(),
             position: 0,
             positions: Vec::new(),
             row_positions: Vec::new(),
@@ -284,8 +311,16 @@ impl JsonDecoder {
             return Ok(());
         }
         self.chunk_len += 1;
+        let too_long = (record.len() > self.options.max_record_bytes).then(|| {
+            format!(
+                "record of {} bytes, longer than max_record_bytes ({})",
+                record.len(),
+                self.options.max_record_bytes
+            )
+        });
         if self.flat_chunk {
-            if self.flat.as_mut().is_some_and(|flat| flat.push(record)) {
+            // The flat path takes objects of scalars only: nothing nested, whatever the input.
+            if too_long.is_none() && self.flat.as_mut().is_some_and(|flat| flat.push(record)) {
                 self.flat_records += 1;
                 self.positions.push(self.position);
             } else {
@@ -295,11 +330,25 @@ impl JsonDecoder {
             }
         }
         if !self.flat_chunk {
+            let refused = too_long.or_else(|| {
+                nested_deeper_than(record, self.options.max_depth).then(|| {
+                    format!(
+                        "nested deeper than max_depth ({} levels)",
+                        self.options.max_depth
+                    )
+                })
+            });
             self.bytes.extend_from_slice(record);
             self.ends.push(self.bytes.len());
             self.positions.push(self.position);
-            if !self.dirty {
-                self.dirty = !feed(&mut self.fast, record);
+            match refused {
+                // Never handed to a parser: the slow path reports it.
+                Some(reason) => {
+                    self.rejected.push((self.ends.len() - 1, reason));
+                    self.dirty = true;
+                }
+                None if !self.dirty => self.dirty = !feed(&mut self.fast, record),
+                None => {}
             }
         }
         if self.chunk_len >= self.options.batch_size {
@@ -376,6 +425,7 @@ impl JsonDecoder {
         self.dirty = false;
         self.bytes.clear();
         self.ends.clear();
+        self.rejected.clear();
         self.positions.clear();
         // One batch per chunk, whichever paths its records took.
         let batch = match head {
@@ -405,7 +455,9 @@ impl JsonDecoder {
         while i < hi {
             let record = self.record(i);
             let before = decoder.len();
-            let fault = match decoder.decode(record) {
+            let refused = self.rejected.iter().find(|(index, _)| *index == i);
+            let fault = match refused.map_or_else(|| decoder.decode(record), |_| Ok(0)) {
+                Ok(_) if refused.is_some() => refused.map(|(_, reason)| reason.clone()),
                 Err(e) => Some(e.to_string()),
                 Ok(n) if n != record.len() => Some("more than one JSON value in the record".into()),
                 Ok(_) if decoder.has_partial_record() => Some("truncated JSON record".into()),
@@ -511,6 +563,36 @@ impl JsonDecoder {
         columns.insert(index, corrupt);
         Ok(RecordBatch::try_new(self.output_schema.clone(), columns)?)
     }
+}
+
+/// Whether `record` nests arrays and objects deeper than `limit` (brackets inside strings do
+/// not count). A plain byte scan that stops at the first level past the limit, so that no
+/// recursive parser ever sees such a record.
+fn nested_deeper_than(record: &[u8], limit: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &byte in record {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Feeds one record to arrow-json; `false` if it was not exactly one well-formed JSON value

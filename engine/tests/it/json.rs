@@ -37,6 +37,7 @@ fn options(mode: ParseMode, corrupt: bool, batch_size: usize) -> JsonOptions {
         mode,
         corrupt_record_column: corrupt.then(|| "_corrupt_record".to_string()),
         batch_size,
+        ..JsonOptions::default()
     }
 }
 
@@ -511,4 +512,93 @@ mod flat_path {
             decoder.flat_path_records()
         );
     }
+}
+
+/// A value nested `depth` levels deep in column `ts` of an otherwise good record.
+fn nested(depth: usize) -> String {
+    format!(
+        r#"{{"symbol":"N","price":1.0,"ts":{}1{}}}"#,
+        "[".repeat(depth),
+        "]".repeat(depth)
+    )
+}
+
+#[test]
+fn a_record_nested_past_max_depth_is_malformed_before_any_parser_sees_it() {
+    // 100,000 levels: enough to overflow any recursive parser's stack; brackets inside a
+    // string do not count.
+    let hostile = nested(100_000);
+    let good = r#"{"symbol":"A","price":1.5,"ts":1}"#;
+    let in_string = format!(r#"{{"symbol":"{}","price":2.5,"ts":2}}"#, "[".repeat(5_000));
+    for (mode, rows) in [(ParseMode::Permissive, 3), (ParseMode::DropMalformed, 2)] {
+        for batch_size in [1, 8192] {
+            let mut decoder = JsonDecoder::new(schema(), options(mode, true, batch_size)).unwrap();
+            for record in [good, hostile.as_str(), in_string.as_str()] {
+                decoder.push(record.as_bytes()).unwrap();
+            }
+            let decoded = decoder.finish().unwrap();
+            let total: usize = decoded.batches.iter().map(|b| b.num_rows()).sum();
+            assert_eq!(total, rows, "{mode:?}, batch size {batch_size}");
+            assert_eq!(decoded.malformed.count, 1);
+            assert_eq!(
+                decoded.malformed.first_error.as_deref(),
+                Some("nested deeper than max_depth (1000 levels)")
+            );
+        }
+    }
+    let mut decoder =
+        JsonDecoder::new(schema(), options(ParseMode::FailFast, false, 8192)).unwrap();
+    decoder.push(good.as_bytes()).unwrap();
+    decoder.push(hostile.as_bytes()).unwrap();
+    match decoder.finish() {
+        Err(SluiceError::MalformedRecord {
+            position, reason, ..
+        }) => {
+            assert_eq!(position, 2);
+            assert_eq!(reason, "nested deeper than max_depth (1000 levels)");
+        }
+        other => panic!("expected a malformed-record error, got {other:?}"),
+    }
+}
+
+#[test]
+fn nesting_up_to_max_depth_parses_and_the_limits_are_options() {
+    // 1000 levels is allowed (a type conflict for a BIGINT column, so a partial row in
+    // PERMISSIVE); 1001 is refused before parsing.
+    let mut decoder =
+        JsonDecoder::new(schema(), options(ParseMode::Permissive, true, 8192)).unwrap();
+    decoder.push(nested(999).as_bytes()).unwrap();
+    decoder.push(nested(1000).as_bytes()).unwrap();
+    let decoded = decoder.finish().unwrap();
+    assert_eq!(decoded.malformed.count, 2);
+    assert_ne!(
+        decoded.malformed.first_error.as_deref(),
+        Some("nested deeper than max_depth (1000 levels)"),
+        "999 levels inside the record (1000 with the object) reach the parser"
+    );
+
+    let limited = JsonOptions {
+        max_depth: 2,
+        max_record_bytes: 40,
+        ..JsonOptions::default()
+    };
+    let mut decoder = JsonDecoder::new(schema(), limited).unwrap();
+    decoder
+        .push(br#"{"symbol":"A","price":1.5,"ts":1}"#)
+        .unwrap();
+    decoder.push(br#"{"symbol":"B","price":[[2.5]]}"#).unwrap();
+    decoder
+        .push(br#"{"symbol":"CCCCCCCCCCCCCCCCCCCC","price":3.5}"#)
+        .unwrap();
+    let decoded = decoder.finish().unwrap();
+    assert_eq!(decoded.malformed.count, 2);
+    assert_eq!(
+        decoded.malformed.first_error.as_deref(),
+        Some("nested deeper than max_depth (2 levels)")
+    );
+    let zero = JsonOptions {
+        max_depth: 0,
+        ..JsonOptions::default()
+    };
+    assert!(JsonDecoder::new(schema(), zero).is_err());
 }
