@@ -50,5 +50,6 @@ pub static CONNECTORS: [&ConnectorSpec; 11] = [
 /// Not a stable API: anything here may change in any release.
 #[doc(hidden)]
 pub mod internals {
+    pub use crate::relational::pool::pool_options;
     pub use crate::relational::table::{Dialect, ExistingColumn, SqlType, TableLayout, TableName};
 }

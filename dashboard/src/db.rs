@@ -8,8 +8,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteRow};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgRow};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqliteRow};
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::error::DashboardError;
@@ -88,6 +88,17 @@ pub(crate) fn is_missing_table(error: &sqlx::Error) -> bool {
     }
 }
 
+/// Pool options with sqlx's maintenance task off (no idle timeout, no maximum lifetime, no
+/// minimum of connections): in sqlx-core 0.9.0 that task can race with a connection's
+/// release and spin a runtime worker at 100 % (upstream issue #3645, fixed after 0.9.0). A
+/// connection the server closed is replaced on its next use.
+fn pool_options<DB: sqlx::Database>() -> sqlx::pool::PoolOptions<DB> {
+    sqlx::pool::PoolOptions::new()
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .min_connections(0)
+}
+
 impl Db {
     /// A lazy pool on `url` (`postgres://…`, `postgresql://…` or `sqlite://…`): connections are
     /// opened on first use, so the server starts before the database or its file exists.
@@ -96,9 +107,8 @@ impl Db {
             let options = PgConnectOptions::from_str(url)
                 .map_err(DashboardError::DatabaseUrl)?
                 .application_name("sluice-dashboard");
-            let pool = PgPoolOptions::new()
+            let pool = pool_options::<sqlx::Postgres>()
                 .max_connections(6)
-                .min_connections(0)
                 .acquire_timeout(Duration::from_secs(3))
                 .connect_lazy_with(options);
             Ok(Self::Postgres(pool))
@@ -113,9 +123,8 @@ impl Db {
                 .pragma("cache_size", "-65536")
                 .pragma("mmap_size", "268435456")
                 .pragma("query_only", "ON");
-            let pool = SqlitePoolOptions::new()
+            let pool = pool_options::<sqlx::Sqlite>()
                 .max_connections(4)
-                .min_connections(0)
                 .acquire_timeout(Duration::from_secs(3))
                 .connect_lazy_with(options);
             Ok(Self::Sqlite(pool))
@@ -261,4 +270,33 @@ fn sqlite_values(row: &SqliteRow) -> Vec<Val> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// sqlx-core 0.9.0's pool maintenance task can spin a worker at 100 % (upstream #3645):
+    /// the dashboard's pools never start it.
+    #[tokio::test]
+    async fn pools_run_no_maintenance_task() {
+        for url in [
+            "postgres://sluice:sluice@127.0.0.1:1/sluice",
+            "sqlite://does-not-exist.db",
+        ] {
+            let settings = match Db::connect_lazy(url).unwrap() {
+                Db::Postgres(pool) => (
+                    pool.options().get_idle_timeout(),
+                    pool.options().get_max_lifetime(),
+                    pool.options().get_min_connections(),
+                ),
+                Db::Sqlite(pool) => (
+                    pool.options().get_idle_timeout(),
+                    pool.options().get_max_lifetime(),
+                    pool.options().get_min_connections(),
+                ),
+            };
+            assert_eq!(settings, (None, None, 0), "{url}");
+        }
+    }
 }

@@ -52,6 +52,7 @@ mod backend;
 mod commits;
 mod connect;
 mod error;
+pub(crate) mod pool;
 mod postgres;
 mod retry;
 mod sink;

@@ -5,11 +5,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::{BufMut, BytesMut};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::Postgres;
+use sqlx::postgres::{PgConnectOptions, PgPool};
 use sqlx::{AssertSqlSafe, Connection, Row};
 
 use super::backend::{Backend, BatchWrite, Written};
 use super::commits::CommitStatements;
+use super::pool::pool_options;
 use super::table::{Dialect, ExistingColumn, SqlColumn, SqlType, TableName, quote_ident};
 use super::values::{ColumnValues, Value};
 
@@ -34,7 +36,7 @@ pub(super) struct PostgresBackend {
 impl PostgresBackend {
     /// A pool that connects on first use (so that connecting is retried like any write).
     pub(super) fn new(options: PgConnectOptions, connect_timeout: Duration) -> Self {
-        let pool = PgPoolOptions::new()
+        let pool = pool_options::<Postgres>()
             .max_connections(2)
             .acquire_timeout(connect_timeout)
             .connect_lazy_with(options);

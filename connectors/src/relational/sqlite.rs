@@ -8,13 +8,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::DateTime;
 use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::{AssertSqlSafe, Row, Sqlite};
 
 use super::backend::{Backend, BatchWrite, Written};
 use super::commits::CommitStatements;
+use super::pool::pool_options;
 use super::table::{Dialect, ExistingColumn, TableLayout, TableName};
 use super::values::{ColumnValues, Value, decimal_text};
 
@@ -39,7 +39,7 @@ impl SqliteBackend {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(30));
-        let pool = SqlitePoolOptions::new()
+        let pool = pool_options::<Sqlite>()
             .max_connections(1)
             .acquire_timeout(connect_timeout)
             .connect_lazy_with(options);

@@ -335,3 +335,17 @@ async fn existing_tables_that_do_not_fit_are_refused_at_start() {
         "{error}"
     );
 }
+
+/// sqlx-core 0.9.0's pool maintenance task can spin a worker at 100 % (upstream #3645): the
+/// sinks' pools never start it (no idle timeout, no maximum lifetime, no minimum size).
+#[test]
+fn sink_pools_run_no_maintenance_task() {
+    let postgres = sluice_connectors::internals::pool_options::<sqlx::Postgres>();
+    let sqlite = sluice_connectors::internals::pool_options::<sqlx::Sqlite>();
+    assert_eq!(postgres.get_idle_timeout(), None);
+    assert_eq!(postgres.get_max_lifetime(), None);
+    assert_eq!(postgres.get_min_connections(), 0);
+    assert_eq!(sqlite.get_idle_timeout(), None);
+    assert_eq!(sqlite.get_max_lifetime(), None);
+    assert_eq!(sqlite.get_min_connections(), 0);
+}
