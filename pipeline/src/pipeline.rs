@@ -111,6 +111,7 @@ impl Settings {
                 if v.is_empty() {
                     return Err(bad("a query name cannot be empty".into()));
                 }
+                check_query_name(v).map_err(bad)?;
                 self.query_name = Some(v.to_string());
             }
             "foreach_batch" => self.foreach_batch = parse_bool(v).map_err(bad)?,
@@ -287,10 +288,18 @@ impl Pipeline {
                     ),
                 )));
             }
-            let name = settings
-                .query_name
-                .clone()
-                .unwrap_or_else(|| target.value.clone());
+            let name = match &settings.query_name {
+                Some(name) => name.clone(),
+                None => {
+                    check_query_name(&target.value).map_err(|e| {
+                        at(Located::new(
+                            target.position,
+                            format!("{e}; SET query_name before the INSERT"),
+                        ))
+                    })?;
+                    target.value.clone()
+                }
+            };
             if let Some(other) = queries.iter().find(|q| q.name == name) {
                 return Err(at(Located::new(
                     target.position,
@@ -449,4 +458,21 @@ impl Pipeline {
         }
         Ok(started)
     }
+}
+
+/// Longest query name: it names a directory and a row of `sluice_commits`.
+const MAX_QUERY_NAME: usize = 128;
+
+/// Checks that `name` can name the query's checkpoint directory `<checkpoint>/<name>`: letters,
+/// digits, `_`, `-` and `.`, not starting with `.` (so never `..` or a hidden directory), at
+/// most 128 bytes. Anything else could write the checkpoint outside the checkpoint location.
+fn check_query_name(name: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+    if name.len() > MAX_QUERY_NAME || name.starts_with('.') || !name.chars().all(allowed) {
+        return Err(format!(
+            "query name '{name}' cannot name a checkpoint directory: use at most \
+             {MAX_QUERY_NAME} letters, digits, '_', '-' or '.', not starting with '.'"
+        ));
+    }
+    Ok(())
 }

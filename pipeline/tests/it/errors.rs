@@ -213,3 +213,27 @@ fn intervals_are_read_in_their_units() {
     );
     assert_eq!(parse_interval("2 minutes"), Ok(Duration::from_secs(120)));
 }
+
+#[test]
+fn a_query_name_must_name_a_directory_inside_the_checkpoint_location() {
+    let insert =
+        "CREATE TABLE out WITH (connector = 'memory');\nINSERT INTO out SELECT symbol FROM ticks;";
+    for name in ["../../x", "a/b", ".hidden", "a\\b"] {
+        starts(
+            &error(&format!("SET query_name = '{name}';\n{insert}")),
+            &format!(
+                "job.sql:2:18: SET query_name: query name '{name}' cannot name a checkpoint directory"
+            ),
+        );
+    }
+    // A table name used as the query name is checked the same way, at the table.
+    starts(
+        &error(
+            "CREATE TABLE \"../out\" WITH (connector = 'memory');\nINSERT INTO \"../out\" SELECT symbol FROM ticks;",
+        ),
+        "job.sql:3:13: query name '../out' cannot name a checkpoint directory",
+    );
+    let ok = format!("{SOURCE}SET query_name = 'candles_1m.v2-eu';\n{insert}");
+    let pipeline = Pipeline::parse("job.sql", &ok, &Variables::none()).unwrap();
+    assert_eq!(pipeline.query_names(), ["candles_1m.v2-eu"]);
+}
