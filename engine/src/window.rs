@@ -42,6 +42,11 @@ const MICROS_PER_MILLI: i64 = 1_000;
 /// Name of the column holding the expanded sliding windows, inside a rewritten aggregation.
 const EXPANDED_WINDOW: &str = "__sluice_window";
 
+/// The most windows one row may fall in (`⌈size / slide⌉`): a sliding window whose slide is
+/// tiny against its size (`'1 day'` every `'1 microsecond'`) would otherwise copy each row
+/// billions of times.
+pub const MAX_WINDOWS_PER_ROW: i64 = 10_000;
+
 /// A window definition, in microseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WindowSpec {
@@ -76,6 +81,13 @@ impl WindowSpec {
                 "the absolute value of the start time must be less than the slide duration".into(),
             );
         }
+        let windows = (size - 1) / slide + 1;
+        if windows > MAX_WINDOWS_PER_ROW {
+            return Err(format!(
+                "each row would fall in {windows} windows (window duration / slide duration); \
+                 at most {MAX_WINDOWS_PER_ROW} are supported: use a longer slide"
+            ));
+        }
         Ok(Self { size, slide, start })
     }
 
@@ -84,16 +96,20 @@ impl WindowSpec {
         self.size == self.slide
     }
 
-    /// The `(start, end)` of every window containing `ts`, by ascending start.
+    /// The `(start, end)` of every window containing `ts`, by ascending start. Windows whose
+    /// bounds do not fit in an `i64` (at the ends of the time line) are left out.
     pub fn windows(&self, ts: i64) -> impl Iterator<Item = (i64, i64)> + use<> {
         let spec = *self;
-        let last_start = ts - (ts - spec.start).rem_euclid(spec.slide);
-        let count = (spec.size + spec.slide - 1) / spec.slide;
+        let last_start = ts
+            .checked_sub(spec.start)
+            .map(|shifted| shifted.rem_euclid(spec.slide))
+            .and_then(|offset| ts.checked_sub(offset));
+        let count = (spec.size - 1) / spec.slide + 1;
         (0..count)
             .rev()
-            .map(move |i| {
-                let start = last_start - i * spec.slide;
-                (start, start + spec.size)
+            .filter_map(move |i| {
+                let start = last_start?.checked_sub(i.checked_mul(spec.slide)?)?;
+                Some((start, start.checked_add(spec.size)?))
             })
             .filter(move |&(start, end)| start <= ts && ts < end)
     }
@@ -149,16 +165,24 @@ fn duration_arg(value: Option<&ScalarValue>, what: &str) -> DfResult<i64> {
             | ScalarValue::Utf8View(Some(s)),
         ) => parse_duration(s),
         Some(ScalarValue::IntervalMonthDayNano(Some(v))) if v.months == 0 => {
-            Ok(i64::from(v.days) * 86_400_000_000 + v.nanoseconds / 1_000)
+            days_plus(v.days, v.nanoseconds / 1_000)
         }
         Some(ScalarValue::IntervalDayTime(Some(v))) => {
-            Ok(i64::from(v.days) * 86_400_000_000 + i64::from(v.milliseconds) * MICROS_PER_MILLI)
+            days_plus(v.days, i64::from(v.milliseconds) * MICROS_PER_MILLI)
         }
         _ => Err(format!(
             "the {what} must be a constant duration such as '10 minutes'"
         )),
     };
     parsed.map_err(|e| DataFusionError::Plan(format!("window(): {e}")))
+}
+
+/// `days` days plus `micros` µs, in µs, or an error when it does not fit in an `i64`.
+fn days_plus(days: i32, micros: i64) -> Result<i64, String> {
+    i64::from(days)
+        .checked_mul(86_400_000_000)
+        .and_then(|d| d.checked_add(micros))
+        .ok_or_else(|| format!("a duration of {days} days overflows"))
 }
 
 /// Reads the window definition from the constant arguments of a `window(...)` call.
@@ -290,7 +314,7 @@ impl ScalarUDFImpl for WindowFunc {
         let ts = micros(&times)?;
         let starts: TimestampMicrosecondArray =
             ts.unary_opt(|t| spec.windows(t).next().map(|(s, _)| s));
-        let ends: TimestampMicrosecondArray = starts.unary(|s| s + spec.size);
+        let ends: TimestampMicrosecondArray = starts.unary(|s| s.saturating_add(spec.size));
         Ok(ColumnarValue::Array(Arc::new(window_struct(
             starts, ends, tz,
         ))))

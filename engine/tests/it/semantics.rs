@@ -75,6 +75,49 @@ fn window_definitions_follow_sparks_rules() {
 }
 
 #[test]
+fn a_window_is_bounded_in_windows_per_row_and_never_overflows() {
+    // '1 day' every '1 microsecond' would put each row in 86,400,000,000 windows.
+    let error = WindowSpec::new(1440 * MINUTE, 1, 0).unwrap_err();
+    assert!(error.contains("86400000000 windows"), "{error}");
+    assert!(
+        WindowSpec::new(10_000 * MINUTE, MINUTE, 0).is_ok(),
+        "10,000 is allowed"
+    );
+    assert!(WindowSpec::new(10_001 * MINUTE, MINUTE, 0).is_err());
+    // At the ends of the time line, windows that do not fit are left out instead of wrapping.
+    let huge = WindowSpec::new(i64::MAX / 2, i64::MAX / 4, 0).unwrap();
+    assert!(huge.windows(i64::MAX - 1).all(|(start, end)| start < end));
+    assert_eq!(
+        WindowSpec::new(MINUTE, MINUTE, 0)
+            .unwrap()
+            .windows(i64::MAX)
+            .count(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_window_duration_that_overflows_is_an_error_at_planning() {
+    use std::sync::Arc;
+
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "ts",
+        DataType::Timestamp(TimeUnit::Millisecond, None),
+        true,
+    )]));
+    let error = sluice_engine::StreamingQueryBuilder::new()
+        .source("t", sluice_engine::MemorySource::new("t", schema))
+        .sql("SELECT window(ts, INTERVAL '200000000' DAY) AS w, count(*) FROM t GROUP BY 1")
+        .sink(sluice_engine::MemorySink::new())
+        .explain()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("overflows"), "{error}");
+}
+
+#[test]
 fn durations_parse_like_spark_interval_strings() {
     assert_eq!(parse_duration("10 minutes"), Ok(10 * MINUTE));
     assert_eq!(
