@@ -185,6 +185,9 @@ impl Loader<'_> {
         text: &str,
         included_at: Option<Position>,
     ) -> Result<Vec<Statement>, Located> {
+        // A UTF-8 byte-order mark (some Windows editors write one) is not part of the text;
+        // columns on the first line are counted without it, as an editor shows them.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let offset = self.map.files.last().map_or(0, |f| f.offset + f.lines);
         self.open.push(normalize(Path::new(&name)));
         self.map.files.push(SourceFile {

@@ -237,3 +237,18 @@ fn a_query_name_must_name_a_directory_inside_the_checkpoint_location() {
     let pipeline = Pipeline::parse("job.sql", &ok, &Variables::none()).unwrap();
     assert_eq!(pipeline.query_names(), ["candles_1m.v2-eu"]);
 }
+
+#[test]
+fn a_byte_order_mark_at_the_start_of_a_file_is_ignored() {
+    let text = format!(
+        "\u{feff}{SOURCE}CREATE TABLE out WITH (connector = 'memory');\nINSERT INTO out SELECT symbol FROM ticks;"
+    );
+    let pipeline = Pipeline::parse("job.sql", &text, &Variables::none()).unwrap();
+    assert_eq!(pipeline.query_names(), ["out"]);
+    // Positions on the first line are counted without it.
+    let error = match Pipeline::parse("job.sql", "\u{feff}SET nope = 1;", &Variables::none()) {
+        Ok(_) => panic!("an unknown setting loaded"),
+        Err(e) => e.to_string(),
+    };
+    starts(&error, "job.sql:1:5: ");
+}
