@@ -48,6 +48,13 @@ fn the_stack_has_the_seed_services_modernised() {
             .contains("KAFKA_ZOOKEEPER_CONNECT")
     );
 
+    // The topic's log on the named volume, where the checkpoints' offsets stay valid.
+    let log_dirs = env(kafka, "KAFKA_LOG_DIRS");
+    assert!(
+        strings(&kafka["volumes"]).contains(&format!("kafka-data:{log_dirs}").as_str()),
+        "KAFKA_LOG_DIRS ({log_dirs}) is not the mounted kafka-data volume"
+    );
+
     // PostgreSQL with a named volume and a health check.
     let postgres = &compose["services"]["postgres"];
     assert!(strings(&postgres["volumes"])[0].starts_with("postgres-data:"));
