@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// Binance's all-market mini-ticker stream, the seed's input.
 pub const MINI_TICKER_URL: &str = "wss://stream.binance.com:9443/ws/!miniTicker@arr";
@@ -79,6 +79,9 @@ pub struct ClientMetrics {
     pub pongs: AtomicU64,
     /// Frames skipped as duplicates while two connections overlapped.
     pub duplicates: AtomicU64,
+    /// Why the client gave up, when the server refused it for good (see
+    /// [`WebSocketClient::failure`]).
+    failure: std::sync::Mutex<Option<String>>,
 }
 
 /// A running client; frames arrive through [`WebSocketClient::next`].
@@ -112,6 +115,17 @@ impl WebSocketClient {
     /// The next frame if one is buffered.
     pub fn try_next(&mut self) -> Option<ReceivedFrame> {
         self.frames.try_recv().ok()
+    }
+
+    /// Why the client stopped on its own, if it did: the server refused it in a way no retry
+    /// changes (HTTP 451, Binance's answer to a restricted location, or 403). Its frames then
+    /// end ([`next`](Self::next) returns `None` once drained).
+    pub fn failure(&self) -> Option<String> {
+        self.metrics
+            .failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The client's counters.
@@ -149,12 +163,53 @@ fn jitter() -> f64 {
     f64::from(nanos % 1000) / 1000.0
 }
 
-async fn connect(options: &ClientOptions) -> Result<Socket, String> {
+/// Why a connection attempt failed.
+enum ConnectError {
+    /// Worth retrying: the network, a timeout, a server error.
+    Retry(String),
+    /// The server refused this client for good: retrying changes nothing.
+    Refused(String),
+}
+
+async fn connect(options: &ClientOptions) -> Result<Socket, ConnectError> {
     let connecting = tokio_tungstenite::connect_async(options.url.as_str());
     match tokio::time::timeout(options.idle_timeout.max(Duration::from_secs(5)), connecting).await {
         Ok(Ok((socket, _))) => Ok(socket),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("connection timed out".into()),
+        Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response))) => {
+            Err(refusal(response.status().as_u16())
+                .map(ConnectError::Refused)
+                .unwrap_or_else(|| {
+                    ConnectError::Retry(format!("HTTP error: {}", response.status()))
+                }))
+        }
+        Ok(Err(e)) => Err(ConnectError::Retry(e.to_string())),
+        Err(_) => Err(ConnectError::Retry("connection timed out".into())),
+    }
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Retry(reason) | Self::Refused(reason) => f.write_str(reason),
+        }
+    }
+}
+
+/// What an HTTP status answering the WebSocket handshake means when no retry can change it.
+fn refusal(status: u16) -> Option<String> {
+    match status {
+        451 => Some(
+            "HTTP 451 Unavailable For Legal Reasons: the server refuses connections from this \
+             location (Binance restricts some countries and cloud regions); use a stream this \
+             machine may reach, e.g. another URL or a replay (`sluice replay`)"
+                .into(),
+        ),
+        403 => Some(
+            "HTTP 403 Forbidden: the server refuses this client; check the URL and where it \
+             is allowed from"
+                .into(),
+        ),
+        _ => None,
     }
 }
 
@@ -186,7 +241,16 @@ async fn run(
             Some(socket) => socket,
             None => match connect(&options).await {
                 Ok(socket) => socket,
-                Err(e) => {
+                Err(ConnectError::Refused(reason)) => {
+                    error!(url = %options.url, "connection refused for good: {reason}");
+                    *metrics
+                        .failure
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                        Some(format!("{}: {reason}", options.url));
+                    return;
+                }
+                Err(ConnectError::Retry(e)) => {
                     metrics.failed_connects.fetch_add(1, Ordering::Relaxed);
                     let delay = backoff(&options, attempt, jitter());
                     warn!(url = %options.url, "connection failed ({e}); retrying in {delay:?}");

@@ -178,6 +178,8 @@ async fn run(
     while let Some(frame) = client.try_next() {
         produce(&options, &producer, &metrics, &mut pending, frame).await;
     }
+    // The server refused the connection for good: deliver what came before, then say why.
+    let refused = client.failure();
     let deadline = tokio::time::Instant::now() + options.flush_timeout;
     while !pending.is_empty() {
         match tokio::time::timeout_at(deadline, pending.next()).await {
@@ -192,7 +194,7 @@ async fn run(
             }
         }
     }
-    Ok(())
+    refused.map_or(Ok(()), Err)
 }
 
 fn record(metrics: &ProducerMetrics, (queued, delivered, error): (Instant, bool, String)) {

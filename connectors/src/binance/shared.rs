@@ -29,6 +29,8 @@ pub(crate) struct Drained {
     pub frames: Vec<Arc<ReceivedFrame>>,
     /// Frames dropped before this subscriber took them (it fell too far behind).
     pub missed: u64,
+    /// Why the connection gave up for good, if it did ([`WebSocketClient::failure`]).
+    pub failure: Option<String>,
 }
 
 /// The process's connections, by URL.
@@ -124,6 +126,7 @@ impl Subscription {
         while let Some(frame) = client.try_next() {
             received.push(Arc::new(frame));
         }
+        let failure = client.failure();
         hub.frames.extend(received);
         let (first, end) = (hub.first, hub.end());
         let cursor = hub.cursors.get(&self.id).copied().unwrap_or(end);
@@ -137,7 +140,11 @@ impl Subscription {
             .collect();
         hub.cursors.insert(self.id, end);
         hub.trim();
-        Drained { frames, missed }
+        Drained {
+            frames,
+            missed,
+            failure,
+        }
     }
 }
 

@@ -88,8 +88,9 @@ impl BinanceSource {
         self.first + self.buffer.len() as u64
     }
 
-    /// Moves what the client received into the buffer.
-    fn drain(&mut self) {
+    /// Moves what the client received into the buffer; an error once the connection gave up
+    /// for good (the frames received before still count).
+    fn drain(&mut self) -> Result<()> {
         let drained = self.subscription.drain();
         if drained.missed > 0 {
             tracing::warn!(
@@ -108,6 +109,10 @@ impl BinanceSource {
                 }
                 Err(reason) => self.reject(&reason, &frame.text),
             }
+        }
+        match drained.failure {
+            Some(failure) => Err(SluiceError::source(&self.name, failure)),
+            None => Ok(()),
         }
     }
 
@@ -143,7 +148,7 @@ impl Source for BinanceSource {
     }
 
     async fn initial_offset(&mut self) -> Result<Offset> {
-        self.drain();
+        self.drain()?;
         Ok(Offset::from_typed(&Received { received: 0 })
             .map_err(|e| SluiceError::source(&self.name, e.to_string()))?)
     }
@@ -159,7 +164,7 @@ impl Source for BinanceSource {
             self.first = self.first.max(start);
             self.aligned = true;
         }
-        self.drain();
+        self.drain()?;
         let mut end = self.end().max(start);
         if let ReadLimit::MaxRows(n) = limit {
             end = end.min(start + n);
@@ -199,7 +204,7 @@ impl Source for BinanceSource {
     }
 
     async fn prepare_for_available_now(&mut self) -> Result<()> {
-        self.drain();
+        self.drain()?;
         self.cap = Some(self.end());
         Ok(())
     }

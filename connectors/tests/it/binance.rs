@@ -592,3 +592,76 @@ async fn a_connection_is_replaced_before_its_age_limit_without_a_gap() {
         "no frame lost or repeated across replacements"
     );
 }
+
+/// A server that answers every WebSocket handshake with HTTP `status`, counting the attempts.
+async fn refusing_server(
+    status: &'static str,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/ws/!miniTicker@arr", listener.local_addr().unwrap());
+    let attempts = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = std::sync::Arc::clone(&attempts);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::Relaxed);
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            let response =
+                format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let _ = socket.write_all(response.as_bytes()).await;
+        }
+    });
+    (url, attempts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restricted_location_is_one_clear_fatal_error_not_endless_retries() {
+    // Binance answers HTTP 451 to restricted locations: no retry can change that.
+    let (url, attempts) = refusing_server("451 Unavailable For Legal Reasons").await;
+    let mut client = fast_client(url.clone());
+    let end = tokio::time::timeout(Duration::from_secs(10), client.next()).await;
+    assert!(matches!(end, Ok(None)), "the client gives up");
+    let failure = client.failure().expect("the reason");
+    assert!(
+        failure.contains("HTTP 451") && failure.contains(&url),
+        "{failure}"
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(attempts.load(Ordering::Relaxed), 1, "no retry");
+
+    // The source fails its query with that reason.
+    let source = BinanceSource::new(
+        "ticks",
+        ClientOptions::new(url),
+        ticker::event_time_schema(),
+        JsonOptions::default(),
+    );
+    let mut execution = StreamingQueryBuilder::new()
+        .source("ticks", source)
+        .sql("SELECT symbol FROM ticks")
+        .sink(MemorySink::new())
+        .build()
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let error = loop {
+        match execution.run_trigger().await {
+            Err(e) => break e.to_string(),
+            Ok(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Ok(_) => panic!("the query kept running against a refusing server"),
+        }
+    };
+    assert!(error.contains("HTTP 451"), "{error}");
+
+    // A server error is retried as before.
+    let (url, attempts) = refusing_server("503 Service Unavailable").await;
+    let client = fast_client(url);
+    eventually(10, "three attempts", || {
+        attempts.load(Ordering::Relaxed) >= 3
+    })
+    .await;
+    assert_eq!(client.failure(), None);
+}
