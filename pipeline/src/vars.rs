@@ -7,6 +7,12 @@
 //! unset and has no default is an error at its position, never an empty string. Values may
 //! not contain line breaks, so line numbers never move and errors point into the file as
 //! written.
+//!
+//! A value is data, never SQL, as in a shell, which never re-parses an expanded value: inside a
+//! quoted string or identifier, the quote character in a value is doubled (`''`, `""`), so
+//! the value can never end the literal (a password with a `'` stays one string; no option or
+//! statement can be injected); outside quotes, a value must be one word or number (letters,
+//! digits, `_`, `.`), or it is an error at its position.
 
 use crate::error::{Located, Position};
 
@@ -112,6 +118,15 @@ pub fn substitute(
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Substituted, Located> {
+    substitute_in(text, lookup, None)
+}
+
+/// [`substitute`] for text that starts inside quotes `quote` (a default inside a literal).
+fn substitute_in(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    quote: Option<char>,
+) -> Result<Substituted, Located> {
     let chars: Vec<char> = text.chars().collect();
     let mut w = Writer {
         out: String::with_capacity(text.len()),
@@ -120,7 +135,7 @@ pub fn substitute(
         column: 1,
         new_column: 1,
     };
-    let mut quote: Option<char> = None;
+    let mut quote = quote;
     let mut i = 0;
     let mut buffer = [0u8; 4];
     while i < chars.len() {
@@ -160,7 +175,7 @@ pub fn substitute(
             let end = closing_brace(&chars, i + 2)
                 .ok_or_else(|| Located::new(here, "'${' without its closing '}'"))?;
             let inner: String = chars[i + 2..end].iter().collect();
-            let value = expand(&inner, here, lookup)?;
+            let value = expand(&inner, here, lookup, quote)?;
             if value.contains(['\n', '\r']) {
                 return Err(Located::new(
                     here,
@@ -205,11 +220,13 @@ fn closing_brace(chars: &[char], from: usize) -> Option<usize> {
     None
 }
 
-/// The value of `NAME` or `NAME:-default` (the text between the braces).
+/// The value of `NAME` or `NAME:-default` (the text between the braces), as it is written
+/// where it stands: inside quotes `quote`, or outside any.
 fn expand(
     inner: &str,
     at: Position,
     lookup: &dyn Fn(&str) -> Option<String>,
+    quote: Option<char>,
 ) -> Result<String, Located> {
     let (name, default) = match inner.split_once(":-") {
         Some((name, default)) => (name, Some(default)),
@@ -229,15 +246,44 @@ fn expand(
         ));
     }
     match (lookup(name), default) {
-        (Some(value), Some(_)) if !value.is_empty() => Ok(value),
-        (Some(value), None) => Ok(value),
-        (_, Some(default)) => Ok(substitute(default, lookup)
+        (Some(value), Some(_)) if !value.is_empty() => as_written(name, &value, quote, at),
+        (Some(value), None) => as_written(name, &value, quote, at),
+        // The default is the file's own text; only the values inside it are data.
+        (_, Some(default)) => Ok(substitute_in(default, lookup, quote)
             .map_err(|e| Located::new(at, e.message))?
             .text),
         (None, None) => Err(Located::new(
             at,
             format!(
                 "variable {name} is not set (give it a value, or a default with ${{{name}:-default}})"
+            ),
+        )),
+    }
+}
+
+/// Variable `name`'s `value` as it may be written where it stands: inside quotes `quote` with
+/// that quote doubled, so that it cannot end the literal; outside quotes only as one word or
+/// number.
+fn as_written(
+    name: &str,
+    value: &str,
+    quote: Option<char>,
+    at: Position,
+) -> Result<String, Located> {
+    match quote {
+        Some(quote) => Ok(value.replace(quote, &format!("{quote}{quote}"))),
+        None if !value.is_empty()
+            && value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.')) =>
+        {
+            Ok(value.to_string())
+        }
+        None => Err(Located::new(
+            at,
+            format!(
+                "the value of ${{{name}}} is used outside quotes, where it must be one word or \
+                 number (letters, digits, _ and .); quote it ('${{{name}}}') to use it as text"
             ),
         )),
     }

@@ -18,11 +18,16 @@ fn replaces_values_and_defaults_like_a_shell() {
     let out = substitute(text, &lookup).unwrap();
     assert_eq!(out.text, "a 'ticks-prod' b 'dflt' c 'used' d '' e ${TOPIC}");
     // A value's text is not substituted again.
-    assert_eq!(substitute("${NESTED}", &lookup).unwrap().text, "${TOPIC}");
+    assert_eq!(
+        substitute("'${NESTED}'", &lookup).unwrap().text,
+        "'${TOPIC}'"
+    );
     // Defaults may hold variables.
     assert_eq!(
-        substitute("${MISSING:-x-${TOPIC}}", &lookup).unwrap().text,
-        "x-ticks-prod"
+        substitute("'${MISSING:-x-${TOPIC}}'", &lookup)
+            .unwrap()
+            .text,
+        "'x-ticks-prod'"
     );
 }
 
@@ -77,4 +82,52 @@ fn positions_map_back_through_substitutions() {
         out.original(Position { line: 2, column: 3 }),
         Position { line: 2, column: 3 }
     );
+}
+
+#[test]
+fn a_value_is_data_and_can_never_end_its_literal_or_add_tokens() {
+    let lookup = |name: &str| match name {
+        "PASSWORD" => Some("pa'ss".to_string()),
+        "INJECT" => Some("x', notify = 'evil".to_string()),
+        "IDENT" => Some("we\"ird".to_string()),
+        "COUNT" => Some("20".to_string()),
+        "STATEMENT" => Some("1; INSERT INTO x SELECT 1".to_string()),
+        _ => None,
+    };
+    // Inside quotes, the quote character is doubled: the literal holds the value, nothing more.
+    assert_eq!(
+        substitute("url = 'postgres://u:${PASSWORD}@h/db'", &lookup)
+            .unwrap()
+            .text,
+        "url = 'postgres://u:pa''ss@h/db'"
+    );
+    assert_eq!(
+        substitute("topic = '${INJECT}'", &lookup).unwrap().text,
+        "topic = 'x'', notify = ''evil'"
+    );
+    assert_eq!(
+        substitute("\"${IDENT}\"", &lookup).unwrap().text,
+        "\"we\"\"ird\""
+    );
+    // A default's own text is the file's; the values inside it are escaped all the same.
+    assert_eq!(
+        substitute("'${UNSET:-it''s ${PASSWORD}}'", &lookup)
+            .unwrap()
+            .text,
+        "'it''s pa''ss'"
+    );
+    // Outside quotes, one word or number only.
+    assert_eq!(
+        substitute("num_rows = ${COUNT}", &lookup).unwrap().text,
+        "num_rows = 20"
+    );
+    for name in ["STATEMENT", "INJECT", "PASSWORD"] {
+        let error = substitute(&format!("x = ${{{name}}}"), &lookup).unwrap_err();
+        assert_eq!(error.position, Position { line: 1, column: 5 });
+        assert!(
+            error.message.contains("outside quotes"),
+            "{}",
+            error.message
+        );
+    }
 }
