@@ -21,6 +21,9 @@ struct Opened {
     layout: TableLayout,
     query_id: String,
     mode: OutputMode,
+    /// The last batch the table had committed when the sink opened, until the first batch
+    /// checks the checkpoint agrees with it.
+    committed_at_open: Option<i64>,
 }
 
 /// A sink into a PostgreSQL or SQLite table; see the [module docs](super).
@@ -243,6 +246,7 @@ impl Sink for RelationalSink {
             layout,
             query_id: context.query_id.clone(),
             mode,
+            committed_at_open: Some(last),
         });
         Ok(())
     }
@@ -252,11 +256,19 @@ impl Sink for RelationalSink {
         batch_id: u64,
         batches: &[RecordBatch],
     ) -> sluice_engine::Result<()> {
+        let description = self.description();
         let failed = |message: String| SluiceError::Sink {
-            sink: self.description(),
+            sink: description.clone(),
             batch_id,
             message,
         };
+        let first = self
+            .opened
+            .as_mut()
+            .and_then(|o| o.committed_at_open.take());
+        if let Some(committed) = first {
+            check_not_ahead(committed, batch_id).map_err(&failed)?;
+        }
         let Some(opened) = &self.opened else {
             return Err(failed("the sink was not opened".into()));
         };
@@ -286,5 +298,24 @@ impl Sink for RelationalSink {
             }
         }
         Ok(())
+    }
+}
+
+/// Checks that the table's last committed batch (`committed`, -1 for none) is one the
+/// checkpoint can be at when it runs batch `batch_id` first: the batch before (the usual
+/// case) or that batch itself (the sink committed it, then the process died before the
+/// checkpoint's commit). A table further ahead has commits the checkpoint never made: an older
+/// checkpoint, a restored backup or an edited `sluice_commits` row. Writing on would skip every
+/// batch up to the table's, silently, so the sink refuses.
+pub(crate) fn check_not_ahead(committed: i64, batch_id: u64) -> Result<(), String> {
+    match u64::try_from(committed) {
+        Ok(committed) if committed > batch_id => Err(format!(
+            "the table has batch {committed} committed for this query, but the checkpoint is at \
+             batch {batch_id}: the checkpoint is older than the table (restored, copied, or \
+             sluice_commits edited), and writing on would skip batches {batch_id}..={committed} \
+             silently; restore the matching checkpoint, or start a new one (another checkpoint \
+             location) with a fresh table"
+        )),
+        _ => Ok(()),
     }
 }

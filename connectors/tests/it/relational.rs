@@ -349,3 +349,39 @@ fn sink_pools_run_no_maintenance_task() {
     assert_eq!(sqlite.get_max_lifetime(), None);
     assert_eq!(sqlite.get_min_connections(), 0);
 }
+
+#[tokio::test]
+async fn a_table_ahead_of_the_checkpoint_is_refused_not_skipped_to() {
+    for (url, _dir) in databases() {
+        let table = unique_table("projet_bdcc");
+        let context = context(projet_bdcc_schema(), OutputMode::Append, None);
+        let batch = projet_bdcc_batch(&[("BTCUSDT", 100.5, 1_000)]);
+        let mut sink = RelationalSink::new(&url, &table).unwrap();
+        sink.open(&context).await.unwrap();
+        for id in 0..=3 {
+            sink.add_batch(id, std::slice::from_ref(&batch))
+                .await
+                .unwrap();
+        }
+        // The checkpoint restarts at batch 3 (committed by the sink, not yet by the
+        // checkpoint) or 4: both fine.
+        for first in [3, 4] {
+            let mut restarted = RelationalSink::new(&url, &table).unwrap();
+            restarted.open(&context).await.unwrap();
+            restarted.add_batch(first, &[]).await.unwrap();
+        }
+        // At batch 2, the table holds a commit the checkpoint never made: refused.
+        let mut behind = RelationalSink::new(&url, &table).unwrap();
+        behind.open(&context).await.unwrap();
+        let error = behind
+            .add_batch(2, std::slice::from_ref(&batch))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("batch 4 committed") && error.contains("checkpoint is at batch 2"),
+            "{url}: {error}"
+        );
+        assert_eq!(count(&url, &table).await, 4, "{url}: nothing written");
+    }
+}
