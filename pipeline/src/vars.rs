@@ -118,14 +118,20 @@ pub fn substitute(
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Substituted, Located> {
-    substitute_in(text, lookup, None)
+    substitute_in(text, lookup, None, 0)
 }
 
-/// [`substitute`] for text that starts inside quotes `quote` (a default inside a literal).
+/// How deep defaults may hold variables whose defaults hold variables (`${A:-${B:-…}}`):
+/// deeper is an error, not a stack overflow.
+const MAX_NESTING: usize = 32;
+
+/// [`substitute`] for text that starts inside quotes `quote` (a default inside a literal),
+/// `depth` defaults deep.
 fn substitute_in(
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
     quote: Option<char>,
+    depth: usize,
 ) -> Result<Substituted, Located> {
     let chars: Vec<char> = text.chars().collect();
     let mut w = Writer {
@@ -175,7 +181,13 @@ fn substitute_in(
             let end = closing_brace(&chars, i + 2)
                 .ok_or_else(|| Located::new(here, "'${' without its closing '}'"))?;
             let inner: String = chars[i + 2..end].iter().collect();
-            let value = expand(&inner, here, lookup, quote)?;
+            if depth >= MAX_NESTING {
+                return Err(Located::new(
+                    here,
+                    format!("variable defaults nest more than {MAX_NESTING} deep"),
+                ));
+            }
+            let value = expand(&inner, here, lookup, quote, depth)?;
             if value.contains(['\n', '\r']) {
                 return Err(Located::new(
                     here,
@@ -227,6 +239,7 @@ fn expand(
     at: Position,
     lookup: &dyn Fn(&str) -> Option<String>,
     quote: Option<char>,
+    depth: usize,
 ) -> Result<String, Located> {
     let (name, default) = match inner.split_once(":-") {
         Some((name, default)) => (name, Some(default)),
@@ -249,7 +262,7 @@ fn expand(
         (Some(value), Some(_)) if !value.is_empty() => as_written(name, &value, quote, at),
         (Some(value), None) => as_written(name, &value, quote, at),
         // The default is the file's own text; only the values inside it are data.
-        (_, Some(default)) => Ok(substitute_in(default, lookup, quote)
+        (_, Some(default)) => Ok(substitute_in(default, lookup, quote, depth + 1)
             .map_err(|e| Located::new(at, e.message))?
             .text),
         (None, None) => Err(Located::new(

@@ -131,3 +131,16 @@ fn a_value_is_data_and_can_never_end_its_literal_or_add_tokens() {
         );
     }
 }
+
+#[test]
+fn deeply_nested_defaults_are_an_error_not_a_stack_overflow() {
+    let deep = format!("'{}x{}'", "${UNSET:-".repeat(10_000), "}".repeat(10_000));
+    let error = substitute(&deep, &lookup).unwrap_err();
+    assert!(
+        error.message.contains("nest more than 32 deep"),
+        "{}",
+        error.message
+    );
+    let fine = format!("'{}x{}'", "${UNSET:-".repeat(32), "}".repeat(32));
+    assert_eq!(substitute(&fine, &lookup).unwrap().text, "'x'");
+}
