@@ -166,6 +166,7 @@ impl StreamPlan {
             .with_allow_ddl(false)
             .with_allow_dml(false)
             .with_allow_statements(false);
+        check_operator_chains(sql)?;
         let (state, logical) = ctx.sql_with_options(sql, options).await?.into_parts();
         let logical = expand_sliding_windows(logical)?;
         let plan = DataFrame::new(state, logical)
@@ -280,6 +281,73 @@ impl StreamPlan {
         }
         result
     }
+}
+
+/// The most binary operators one expression may chain (`a + b + …`, `x = 1 AND …`).
+pub(crate) const MAX_OPERATOR_CHAIN: usize = 128;
+
+/// Refuses a query with a longer chain of binary operators than [`MAX_OPERATOR_CHAIN`] at one
+/// level (between commas and parentheses). The SQL parser reads such chains without
+/// recursing, but they become expression trees as deep as they are long, which DataFusion
+/// walks recursively in places (naming columns, for one): a 2,000-term sum would overflow the
+/// stack and abort the process. Nested parentheses and calls are bounded by the parser's own
+/// recursion limit. A byte-level token scan, so it costs nothing against planning.
+fn check_operator_chains(sql: &str) -> Result<()> {
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::keywords::Keyword;
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+
+    // Unreadable text is left to the planner, which reports it with its position.
+    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize() else {
+        return Ok(());
+    };
+    // One count per open parenthesis (and the top level), reset by commas.
+    let mut chains = vec![0usize];
+    for token in tokens {
+        let operator = match &token {
+            Token::LParen => {
+                chains.push(0);
+                false
+            }
+            Token::RParen => {
+                if chains.len() > 1 {
+                    chains.pop();
+                }
+                false
+            }
+            Token::Comma => {
+                if let Some(chain) = chains.last_mut() {
+                    *chain = 0;
+                }
+                false
+            }
+            Token::Plus
+            | Token::Minus
+            | Token::Mul
+            | Token::Div
+            | Token::Mod
+            | Token::StringConcat
+            | Token::Eq
+            | Token::Neq
+            | Token::Lt
+            | Token::Gt
+            | Token::LtEq
+            | Token::GtEq => true,
+            Token::Word(word) => matches!(word.keyword, Keyword::AND | Keyword::OR),
+            _ => false,
+        };
+        let Some(chain) = chains.last_mut().filter(|_| operator) else {
+            continue;
+        };
+        *chain += 1;
+        if *chain > MAX_OPERATOR_CHAIN {
+            return Err(SluiceError::Config(format!(
+                "an expression of the query chains more than {MAX_OPERATOR_CHAIN} operators at \
+                 one level (e.g. a + b + …): split it into parts"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Whether a plan reads a streaming source (one of the engine's batch slots).

@@ -454,3 +454,38 @@ async fn sinks_learn_the_output_mode_and_the_group_key_columns() {
         assert_eq!(context.key_columns, expected, "{sql}");
     }
 }
+
+#[tokio::test]
+async fn a_chain_of_thousands_of_operators_is_an_error_not_a_stack_overflow() {
+    let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, true)]));
+    let plan = |terms: usize| {
+        let sql = format!("SELECT {} AS s FROM t", vec!["x"; terms].join(" + "));
+        let source = MemorySource::new("t", schema.clone());
+        async move {
+            StreamingQueryBuilder::new()
+                .source("t", source)
+                .sql(sql)
+                .sink(MemorySink::new())
+                .explain()
+                .await
+        }
+    };
+    let error = plan(100_000).await.unwrap_err().to_string();
+    assert!(error.contains("more than 128 operators"), "{error}");
+    assert!(plan(2_000).await.is_err());
+    assert!(plan(130).await.is_err());
+    // 128 operators (129 terms) plan, on a test thread's 2 MiB stack; so do many short
+    // expressions.
+    plan(129).await.unwrap();
+    let many = (0..1_000)
+        .map(|i| format!("x + {i} AS c{i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    StreamingQueryBuilder::new()
+        .source("t", MemorySource::new("t", schema.clone()))
+        .sql(format!("SELECT {many} FROM t"))
+        .sink(MemorySink::new())
+        .explain()
+        .await
+        .unwrap();
+}
