@@ -4,9 +4,10 @@
 //! ```text
 //! <checkpoint>/metadata          {"id":"<query uuid>"}, stable across restarts
 //! <checkpoint>/sources/<name>    where a brand-new query started reading that source
-//! <checkpoint>/offsets/<N>       v1 + JSON: batch N's offsets, watermark and timestamp, written
-//!                                before the batch runs
-//! <checkpoint>/commits/<N>       v1 + JSON: written once the sink has the batch
+//! <checkpoint>/offsets/<N>       v2, JSON, checksum: batch N's offsets, watermark and
+//!                                timestamp, written before the batch runs
+//! <checkpoint>/commits/<N>       v2, JSON, checksum: written once the sink has the batch, with
+//!                                the checksum of each operator's state as of batch N
 //! <checkpoint>/state/<operator>/ operator state (filled by stateful operators)
 //! ```
 //!
@@ -27,8 +28,34 @@ use crate::error::{Result, SluiceError};
 use crate::location::Location;
 use crate::offset::Offset;
 
-/// Version line heading offset and commit entries.
-const VERSION: &str = "v1";
+/// Version line heading offset and commit entries: `v2` entries end with a checksum line.
+const VERSION: &str = "v2";
+
+/// The version of entries written before checksums, still read.
+const VERSION_WITHOUT_CHECKSUM: &str = "v1";
+
+/// The CRC-32 of `bytes`, as entries and commits write it (8 hex digits).
+pub fn checksum(bytes: &[u8]) -> String {
+    format!("{:08x}", crc32fast::hash(bytes))
+}
+
+/// An offset or commit entry: it names its batch, which must be the one of its file.
+pub trait Entry {
+    /// The batch the entry is about.
+    fn batch_id(&self) -> u64;
+}
+
+impl Entry for OffsetEntry {
+    fn batch_id(&self) -> u64 {
+        self.batch_id
+    }
+}
+
+impl Entry for CommitEntry {
+    fn batch_id(&self) -> u64 {
+        self.batch_id
+    }
+}
 
 /// Offset and commit entries kept by default (Spark's `minBatchesToRetain`).
 pub const DEFAULT_RETAINED_BATCHES: u64 = 100;
@@ -71,6 +98,11 @@ pub struct CommitEntry {
     pub batch_id: u64,
     /// The watermark the next batch runs with.
     pub next_batch_watermark_ms: i64,
+    /// Each stateful operator's state file as of this batch (`state/<operator>/N.arrow`), by
+    /// its checksum: a restart refuses a state file that is not the one committed (damaged,
+    /// or an older version copied over it). Absent in entries written before checksums.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub state_checksums: BTreeMap<String, String>,
 }
 
 /// What a starting query does, given the newest offset and commit entries.
@@ -129,24 +161,71 @@ pub fn ids_to_purge(ids: &[u64], latest: u64, retain: u64) -> Vec<u64> {
     ids.iter().copied().filter(|&id| id < keep_from).collect()
 }
 
-/// Serializes an entry: the version line, then one line of JSON.
+/// Serializes an entry: the version line, one line of JSON, and the JSON line's checksum.
 pub fn encode_entry<T: Serialize>(entry: &T) -> Result<String> {
     let json = serde_json::to_string(entry)
         .map_err(|e| SluiceError::checkpoint("entry", format!("cannot serialize: {e}")))?;
-    Ok(format!("{VERSION}\n{json}\n"))
+    Ok(format!(
+        "{VERSION}\n{json}\n{}\n",
+        checksum(json.as_bytes())
+    ))
 }
 
-/// Parses an entry written by [`encode_entry`]; `location` names it in errors.
+/// Parses an entry written by [`encode_entry`] (or a `v1` entry, which has no checksum);
+/// `location` names it in errors. A checksum that does not match is an error: the entry was
+/// changed or damaged, and trusting it could run batches again or skip them.
 pub fn decode_entry<T: DeserializeOwned>(text: &str, location: &str) -> Result<T> {
-    let (version, json) = text.split_once('\n').unwrap_or((text, ""));
-    if version != VERSION {
-        return Err(SluiceError::checkpoint(
-            location,
-            format!("unsupported format version '{version}' (this Sluice reads {VERSION})"),
-        ));
+    let mut lines = text.split('\n');
+    let (version, json) = (lines.next().unwrap_or(""), lines.next().unwrap_or(""));
+    match version {
+        VERSION => {
+            let stored = lines.next().unwrap_or("");
+            let actual = checksum(json.as_bytes());
+            if stored != actual {
+                return Err(SluiceError::checkpoint(
+                    location,
+                    format!(
+                        "checksum mismatch (stored '{stored}', content {actual}): the entry was \
+                         changed or damaged; restore the checkpoint from a backup, or start \
+                         over with a new checkpoint location"
+                    ),
+                ));
+            }
+        }
+        VERSION_WITHOUT_CHECKSUM => {}
+        _ => {
+            return Err(SluiceError::checkpoint(
+                location,
+                format!(
+                    "unsupported format version '{version}' (this Sluice reads \
+                     {VERSION_WITHOUT_CHECKSUM} and {VERSION})"
+                ),
+            ));
+        }
     }
     serde_json::from_str(json)
         .map_err(|e| SluiceError::checkpoint(location, format!("corrupt entry: {e}")))
+}
+
+/// Decodes entry `text` of file `<dir>/<id>` and checks it is about batch `id`.
+fn decode_named_entry<T: DeserializeOwned + Entry>(
+    text: &str,
+    id: u64,
+    location: &str,
+) -> Result<T> {
+    let entry: T = decode_entry(text, location)?;
+    if entry.batch_id() != id {
+        return Err(SluiceError::checkpoint(
+            location,
+            format!(
+                "holds batch {} but is the entry of batch {id}: the file was renamed, copied or \
+                 edited; restore the checkpoint from a backup, or start over with a new \
+                 checkpoint location",
+                entry.batch_id()
+            ),
+        ));
+    }
+    Ok(entry)
 }
 
 /// A checkpoint location and its retention policy.
@@ -229,9 +308,18 @@ impl Checkpoint {
 
     /// Offset entry `batch_id`, if still retained.
     pub async fn offsets(&self, batch_id: u64) -> Result<Option<OffsetEntry>> {
-        let name = format!("offsets/{batch_id}");
+        self.entry("offsets", batch_id).await
+    }
+
+    /// Commit entry `batch_id`, if still retained.
+    pub async fn commit(&self, batch_id: u64) -> Result<Option<CommitEntry>> {
+        self.entry("commits", batch_id).await
+    }
+
+    async fn entry<T: DeserializeOwned + Entry>(&self, dir: &str, id: u64) -> Result<Option<T>> {
+        let name = format!("{dir}/{id}");
         match self.read(&name).await? {
-            Some(text) => decode_entry(&text, &self.name(&name)).map(Some),
+            Some(text) => decode_named_entry(&text, id, &self.name(&name)).map(Some),
             None => Ok(None),
         }
     }
@@ -428,7 +516,7 @@ impl Checkpoint {
             .collect())
     }
 
-    async fn latest_entry<T: DeserializeOwned>(&self, dir: &str) -> Result<Option<T>> {
+    async fn latest_entry<T: DeserializeOwned + Entry>(&self, dir: &str) -> Result<Option<T>> {
         let Some(id) = self.entry_ids(dir).await?.pop() else {
             return Ok(None);
         };
@@ -437,7 +525,7 @@ impl Checkpoint {
             .read(&name)
             .await?
             .ok_or_else(|| SluiceError::checkpoint(self.name(&name), "vanished while reading"))?;
-        decode_entry(&text, &self.name(&name)).map(Some)
+        decode_named_entry(&text, id, &self.name(&name)).map(Some)
     }
 
     fn name(&self, name: &str) -> String {

@@ -389,8 +389,20 @@ impl StreamingQueryBuilder {
         );
         let label = self.name.clone().unwrap_or_else(|| id.clone());
         let start = recover(recovery, &checkpoint, &mut sources, &mut tracker, &label).await?;
+        // The operators' state in the checkpoint now equals the restored one.
+        let mut state_versions = BTreeMap::new();
         if let Some(version) = start.state_version {
-            restore_state(&checkpoint, plan.operators_mut(), version).await?;
+            let restored = restore_state(
+                &checkpoint,
+                plan.operators_mut(),
+                version,
+                &start.state_checksums,
+            )
+            .await?;
+            state_versions = restored
+                .into_iter()
+                .map(|(name, sum)| (name, (version, sum)))
+                .collect();
         }
         if self.trigger == Trigger::AvailableNow {
             for (_, source) in &mut sources {
@@ -402,16 +414,6 @@ impl StreamingQueryBuilder {
             .into_iter()
             .map(|(source, spec)| (source, spec.column))
             .collect();
-        // The operators' state in the checkpoint now equals the restored one.
-        let state_versions = start
-            .state_version
-            .map(|version| {
-                plan.operators()
-                    .iter()
-                    .map(|operator| (operator.state_name().to_string(), version))
-                    .collect()
-            })
-            .unwrap_or_default();
         let run_id = uuid::Uuid::new_v4().to_string();
         let shared = Arc::new(Shared::new());
         Ok(MicroBatchExecution {

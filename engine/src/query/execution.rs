@@ -25,7 +25,7 @@ use tokio::sync::watch;
 
 use super::handle::Shared;
 use super::report::{Offsets, Reporter, TriggerRun};
-use crate::checkpoint::{Checkpoint, CommitEntry, OffsetEntry, SourceRange};
+use crate::checkpoint::{Checkpoint, CommitEntry, OffsetEntry, SourceRange, checksum};
 use crate::error::{Result, SluiceError};
 use crate::offset::Offset;
 use crate::plan::StreamPlan;
@@ -59,8 +59,9 @@ pub struct MicroBatchExecution {
     pub(super) event_time_columns: BTreeMap<String, String>,
     /// The query's watermarks: the next batch's, and the one the last batch ran with.
     pub(super) tracker: WatermarkTracker,
-    /// Per stateful operator, the batch whose checkpointed state equals the one in memory.
-    pub(super) state_versions: BTreeMap<String, u64>,
+    /// Per stateful operator, the batch whose checkpointed state equals the one in memory, and
+    /// that state file's checksum.
+    pub(super) state_versions: BTreeMap<String, (u64, String)>,
     /// Whether this run already swept the checkpoint of entries beyond retention.
     pub(super) swept: bool,
     /// A logged but uncommitted batch to run again before anything else.
@@ -305,20 +306,32 @@ impl MicroBatchExecution {
         event_times: &EventTimeStats,
         run: &mut TriggerRun,
     ) -> Result<()> {
+        let mut state_checksums = BTreeMap::new();
         for operator in self.plan.operators() {
             let name = operator.state_name();
-            let stored_previous = entry
-                .batch_id
-                .checked_sub(1)
-                .is_some_and(|previous| self.state_versions.get(name) == Some(&previous));
-            if !operator.state_changed() && stored_previous {
-                self.checkpoint.carry_state(name, entry.batch_id).await?;
-            } else {
-                self.checkpoint
-                    .write_state(name, entry.batch_id, operator.encode_state()?)
-                    .await?;
-            }
-            self.state_versions.insert(name.to_string(), entry.batch_id);
+            let previous = entry.batch_id.checked_sub(1);
+            let stored_previous = self
+                .state_versions
+                .get(name)
+                .filter(|(version, _)| Some(*version) == previous)
+                .map(|(_, sum)| sum.clone());
+            let sum = match stored_previous {
+                Some(sum) if !operator.state_changed() => {
+                    self.checkpoint.carry_state(name, entry.batch_id).await?;
+                    sum
+                }
+                _ => {
+                    let bytes = operator.encode_state()?;
+                    let sum = checksum(&bytes);
+                    self.checkpoint
+                        .write_state(name, entry.batch_id, bytes)
+                        .await?;
+                    sum
+                }
+            };
+            self.state_versions
+                .insert(name.to_string(), (entry.batch_id, sum.clone()));
+            state_checksums.insert(name.to_string(), sum);
             run.state.push(operator.progress().clone());
         }
         let next_watermark = self.tracker.finish_batch(entry.batch_watermark_ms);
@@ -326,6 +339,7 @@ impl MicroBatchExecution {
             .write_commit(&CommitEntry {
                 batch_id: entry.batch_id,
                 next_batch_watermark_ms: next_watermark,
+                state_checksums,
             })
             .await?;
         if self.tracker.is_enabled() {

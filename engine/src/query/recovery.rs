@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::checkpoint::{Checkpoint, OffsetEntry, Recovery};
+use crate::checkpoint::{Checkpoint, OffsetEntry, Recovery, checksum};
 use crate::error::{Result, SluiceError};
 use crate::offset::Offset;
 use crate::operator::StatefulOperator;
@@ -26,6 +26,9 @@ pub(super) struct Start {
     pub(super) pending: Option<OffsetEntry>,
     /// The committed batch whose state the operators must restore, if any.
     pub(super) state_version: Option<u64>,
+    /// The checksums of that batch's state files, as its commit recorded them (none in
+    /// checkpoints written before checksums).
+    pub(super) state_checksums: BTreeMap<String, String>,
 }
 
 /// Computes where the query starts after `recovery`, checking the checkpoint was written for
@@ -57,6 +60,7 @@ pub(super) async fn recover(
                 next_batch_id: 0,
                 pending: None,
                 state_version: None,
+                state_checksums: BTreeMap::new(),
             })
         }
         Recovery::Resume { last, commit } => {
@@ -73,6 +77,7 @@ pub(super) async fn recover(
                 next_batch_id: last.batch_id + 1,
                 pending: None,
                 state_version: Some(last.batch_id),
+                state_checksums: commit.state_checksums,
             })
         }
         Recovery::Rerun(entry) => {
@@ -81,17 +86,25 @@ pub(super) async fn recover(
                 committed.insert(name.clone(), range.start.clone());
             }
             let previous = entry.batch_id.checked_sub(1);
-            let previous_watermark = match previous {
+            let (previous_watermark, state_checksums) = match previous {
                 Some(previous) => {
-                    let logged = checkpoint.offsets(previous).await?.ok_or_else(|| {
+                    let missing = |what: &str| {
                         SluiceError::checkpoint(
                             checkpoint.display(),
-                            format!("offsets/{previous} is missing"),
+                            format!("{what}/{previous} is missing"),
                         )
-                    })?;
-                    logged.batch_watermark_ms
+                    };
+                    let logged = checkpoint
+                        .offsets(previous)
+                        .await?
+                        .ok_or_else(|| missing("offsets"))?;
+                    let commit = checkpoint
+                        .commit(previous)
+                        .await?
+                        .ok_or_else(|| missing("commits"))?;
+                    (logged.batch_watermark_ms, commit.state_checksums)
                 }
-                None => 0,
+                None => (0, BTreeMap::new()),
             };
             tracker.restore(entry.batch_watermark_ms, previous_watermark);
             tracing::info!(query = %label, batch = entry.batch_id, "re-running the uncommitted batch with its logged offsets");
@@ -100,6 +113,7 @@ pub(super) async fn recover(
                 next_batch_id: entry.batch_id,
                 pending: Some(entry),
                 state_version: previous,
+                state_checksums,
             })
         }
     }
@@ -126,25 +140,43 @@ fn check_sources(
     Ok(())
 }
 
-/// Loads each of `operators`' state as of committed batch `version`.
+/// Loads each of `operators`' state as of committed batch `version`, checking each file is the
+/// one the commit recorded (`expected`, by operator; an operator absent from it is not
+/// checked: a checkpoint written before checksums). Returns each file's checksum.
 pub(super) async fn restore_state(
     checkpoint: &Checkpoint,
     operators: Vec<&mut dyn StatefulOperator>,
     version: u64,
-) -> Result<()> {
+    expected: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>> {
+    let mut checksums = BTreeMap::new();
     for operator in operators {
-        match checkpoint
-            .read_state(operator.state_name(), version)
-            .await?
-        {
-            (Some(bytes), location) => operator.restore_state(&bytes, &location)?,
+        let name = operator.state_name().to_string();
+        let (bytes, location) = match checkpoint.read_state(&name, version).await? {
+            (Some(bytes), location) => (bytes, location),
             (None, location) => {
                 return Err(SluiceError::checkpoint(
                     location,
                     "missing: the checkpoint has no state for its last committed batch",
                 ));
             }
+        };
+        let actual = checksum(&bytes);
+        if let Some(committed) = expected.get(&name)
+            && *committed != actual
+        {
+            return Err(SluiceError::checkpoint(
+                location,
+                format!(
+                    "is not the state committed with batch {version} (checksum {actual}, \
+                     committed {committed}): the file was damaged or replaced by another \
+                     version; restore the checkpoint from a backup, or start over with a new \
+                     checkpoint location"
+                ),
+            ));
         }
+        operator.restore_state(&bytes, &location)?;
+        checksums.insert(name, actual);
     }
-    Ok(())
+    Ok(checksums)
 }

@@ -28,6 +28,7 @@ fn commit(batch_id: u64) -> CommitEntry {
     CommitEntry {
         batch_id,
         next_batch_watermark_ms: 1_700_000_005_000,
+        state_checksums: BTreeMap::new(),
     }
 }
 
@@ -36,8 +37,8 @@ fn offset_entry_format_is_pinned() {
     let text = encode_entry(&entry(7)).unwrap();
     assert_eq!(
         text,
-        "v1\n{\"batchId\":7,\"batchWatermarkMs\":1700000000000,\"batchTimestampMs\":1700000012345,\
-         \"sources\":{\"ticks\":{\"start\":{\"rows\":10},\"end\":{\"rows\":20}}}}\n"
+        "v2\n{\"batchId\":7,\"batchWatermarkMs\":1700000000000,\"batchTimestampMs\":1700000012345,\
+         \"sources\":{\"ticks\":{\"start\":{\"rows\":10},\"end\":{\"rows\":20}}}}\nbd33c805\n"
     );
     assert_eq!(
         decode_entry::<OffsetEntry>(&text, "offsets/7").unwrap(),
@@ -50,11 +51,46 @@ fn commit_entry_format_is_pinned() {
     let text = encode_entry(&commit(7)).unwrap();
     assert_eq!(
         text,
-        "v1\n{\"batchId\":7,\"nextBatchWatermarkMs\":1700000005000}\n"
+        "v2\n{\"batchId\":7,\"nextBatchWatermarkMs\":1700000005000}\n558df514\n"
     );
     assert_eq!(
         decode_entry::<CommitEntry>(&text, "commits/7").unwrap(),
         commit(7)
+    );
+}
+
+#[test]
+fn entries_without_checksum_still_read_and_a_changed_entry_is_refused() {
+    // Entries of checkpoints written before checksums (v1) are read as they are.
+    let old = "v1\n{\"batchId\":7,\"nextBatchWatermarkMs\":1700000005000}\n";
+    assert_eq!(
+        decode_entry::<CommitEntry>(old, "commits/7").unwrap(),
+        commit(7)
+    );
+    // One changed digit is caught.
+    let text = encode_entry(&entry(7))
+        .unwrap()
+        .replace("\"rows\":20", "\"rows\":29");
+    let error = decode_entry::<OffsetEntry>(&text, "ckpt/offsets/7")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("ckpt/offsets/7") && error.contains("checksum mismatch"),
+        "{error}"
+    );
+    // Commits record their state's checksums, and keep them through a round trip.
+    let mut with_state = commit(7);
+    with_state
+        .state_checksums
+        .insert("0".into(), "0123abcd".into());
+    let text = encode_entry(&with_state).unwrap();
+    assert!(
+        text.contains("\"stateChecksums\":{\"0\":\"0123abcd\"}"),
+        "{text}"
+    );
+    assert_eq!(
+        decode_entry::<CommitEntry>(&text, "commits/7").unwrap(),
+        with_state
     );
 }
 
@@ -152,6 +188,16 @@ async fn checkpoint_files_on_disk() {
     assert_eq!(commits, ["4", "5"]);
     assert_eq!(checkpoint.latest_offsets().await.unwrap(), Some(entry(5)));
     assert_eq!(checkpoint.latest_commit().await.unwrap(), Some(commit(5)));
+
+    // An entry whose content is another batch's is refused, naming the file.
+    std::fs::copy(dir.path().join("offsets/4"), dir.path().join("offsets/5")).unwrap();
+    let error = checkpoint.latest_offsets().await.unwrap_err().to_string();
+    assert!(
+        error.contains("offsets/5") && error.contains("holds batch 4"),
+        "{error}"
+    );
+    std::fs::remove_file(dir.path().join("offsets/5")).unwrap();
+    checkpoint.write_offsets(&entry(5)).await.unwrap();
 
     // An entry is never overwritten: a second writer is detected.
     let error = checkpoint

@@ -376,3 +376,37 @@ async fn every_stateful_operator_is_checkpointed_by_the_loop_and_carried_over_wh
         "{progress:?}"
     );
 }
+
+#[tokio::test]
+async fn a_state_file_that_is_not_the_committed_one_is_refused_at_restart() {
+    let dirs = stateful_dirs();
+    let mut execution = stateful_execution(&dirs, file_sink(&dirs)).await.unwrap();
+    drain(&mut execution).await;
+    let last = execution.next_batch_id() - 1;
+    drop(execution);
+    let state = |version: u64| Path::new(&dirs.checkpoint).join(format!("state/0/{version}.arrow"));
+    // An older version copied over the committed one (a hard link: replace, not write through).
+    let committed = std::fs::read(state(last)).unwrap();
+    let older = (0..last)
+        .rev()
+        .map(|v| std::fs::read(state(v)).unwrap())
+        .find(|bytes| *bytes != committed)
+        .expect("an older, different state version");
+    std::fs::remove_file(state(last)).unwrap();
+    std::fs::write(state(last), &older).unwrap();
+    let error = stateful_execution(&dirs, file_sink(&dirs))
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        error.contains(&format!("state/0/{last}.arrow"))
+            && error.contains("is not the state committed"),
+        "{error}"
+    );
+    // The committed bytes back: the query resumes.
+    std::fs::remove_file(state(last)).unwrap();
+    std::fs::write(state(last), &committed).unwrap();
+    let resumed = stateful_execution(&dirs, file_sink(&dirs)).await.unwrap();
+    assert_eq!(resumed.next_batch_id(), last + 1);
+}
