@@ -58,6 +58,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    process::listen_for_shutdown();
     tracing_subscriber::fmt()
         .with_env_filter(
             // The commands print each batch's progress themselves; the engine's own per-batch

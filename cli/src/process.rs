@@ -1,23 +1,58 @@
 //! What the commands share about the process they run in: stopping on Ctrl-C or SIGTERM,
 //! reading durations from the command line, and the process's resident memory.
 
-/// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => return ctrl_c.await.unwrap_or(()),
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+use std::sync::OnceLock;
+
+use tokio::sync::watch;
+
+/// Set once the process is asked to stop.
+static SHUTDOWN: OnceLock<watch::Receiver<bool>> = OnceLock::new();
+
+/// Takes over Ctrl-C and SIGTERM for the whole process: called first thing in `main`, so that
+/// a stop asked for while the queries are still starting (a quick `docker stop`, a
+/// supervisor's restart) is remembered and honoured at the first batch boundary, instead of
+/// killing the process outright with the signal's default action.
+pub fn listen_for_shutdown() -> &'static watch::Receiver<bool> {
+    SHUTDOWN.get_or_init(|| {
+        let (stop, stopped) = watch::channel(false);
+        // The handlers are registered here, synchronously, not when the task first runs.
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            match (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) {
+                (Ok(mut interrupt), Ok(mut terminate)) => {
+                    tokio::spawn(async move {
+                        tokio::select! {
+                            _ = interrupt.recv() => {}
+                            _ = terminate.recv() => {}
+                        }
+                        stop.send_replace(true);
+                    });
+                }
+                _ => {
+                    tokio::spawn(async move {
+                        let _ = tokio::signal::ctrl_c().await;
+                        stop.send_replace(true);
+                    });
+                }
+            }
         }
-    }
-    #[cfg(not(unix))]
-    ctrl_c.await.unwrap_or(());
+        #[cfg(not(unix))]
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            stop.send_replace(true);
+        });
+        stopped
+    })
+}
+
+/// Resolves when the process is asked to stop (Ctrl-C or SIGTERM), at once if it already was.
+pub async fn shutdown_signal() {
+    let mut stopped = listen_for_shutdown().clone();
+    let _ = stopped.wait_for(|stop| *stop).await;
 }
 
 /// Parses `500ms`, `10s`, `5m`, `2h` (a bare number is seconds).

@@ -91,3 +91,50 @@ fn an_available_now_run_exits_0_with_one_line_per_batch() {
     );
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
 }
+
+/// SIGTERM in the first instant of `sluice run` (a quick `docker stop`): a graceful stop with
+/// exit code 0, not the signal's default action killing the process.
+#[cfg(unix)]
+#[test]
+fn a_sigterm_while_starting_is_a_graceful_stop() {
+    use std::os::unix::process::ExitStatusExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    for delay_ms in [20, 150] {
+        let child = sluice()
+            .current_dir(root)
+            .args(["run", "queries/projet_bdcc.sql"])
+            .env("TICKS_CONNECTOR", "file")
+            .env("TICKS_PATH", dir.path().join("in"))
+            .env("SINK_CONNECTOR", "sqlite")
+            .env(
+                "DATABASE_URL",
+                format!("sqlite://{}/out.db", dir.path().display()),
+            )
+            .env("CHECKPOINT_DIR", dir.path().join("checkpoints"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(
+            output.status.signal(),
+            None,
+            "killed by the signal after {delay_ms} ms: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            output.status.success(),
+            "after {delay_ms} ms: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
