@@ -26,9 +26,12 @@
 //! [`KafkaSource::include_metadata`] asks for them.
 //!
 //! Partitions that appear while the query runs are read from their earliest offset. When
-//! offsets to be read are gone (retention deleted them, or the topic was deleted), the query
-//! stops with an error naming the partition and the offsets, or with `fail_on_data_loss(false)`
-//! logs it, counts it ([`KafkaSource::data_loss_events`]) and continues from what is left.
+//! offsets to be read are gone (retention deleted them, or the topic was deleted) or went
+//! backwards (the topic was recreated or truncated: a partition now ends before where the query
+//! is, Spark's "offset was changed"), the query stops with an error naming the partition and
+//! the offsets, or with `fail_on_data_loss(false)` logs it, counts it
+//! ([`KafkaSource::data_loss_events`]) and continues from what is left (a partition gone
+//! backwards from its new start, so none of its new messages is skipped).
 //!
 //! A broker that is down when the query starts fails it after a bounded wait
 //! ([`KafkaSource::fetch_timeout`]); a broker that goes away while a batch is read is waited for

@@ -204,6 +204,18 @@ pub enum DataLoss {
         /// The partition.
         partition: TopicPartition,
     },
+    /// The partition ends before where the query is: its offsets went backwards (the topic
+    /// was deleted and created again, or truncated). Spark's "offset was changed".
+    Reset {
+        /// The partition.
+        partition: TopicPartition,
+        /// Where the query had to start.
+        wanted: i64,
+        /// The offset the partition's next message will get now.
+        latest: i64,
+        /// The first offset stored now: where reading continues.
+        earliest: i64,
+    },
 }
 
 impl fmt::Display for DataLoss {
@@ -221,12 +233,23 @@ impl fmt::Display for DataLoss {
             Self::Vanished { partition } => {
                 write!(f, "{partition} no longer exists (was its topic deleted?)")
             }
+            Self::Reset {
+                partition,
+                wanted,
+                latest,
+                earliest,
+            } => write!(
+                f,
+                "{partition}: offset was changed from {wanted} to {latest} (the partition now \
+                 ends before where the query is: was the topic recreated or truncated?); \
+                 reading would continue from offset {earliest}"
+            ),
         }
     }
 }
 
 /// The partitions of `start` that cannot be read from their offset given the current
-/// `bounds`.
+/// `bounds`: vanished, deleted before they were read, or gone backwards.
 pub fn data_loss(
     start: &PartitionOffsets,
     bounds: &BTreeMap<TopicPartition, Bounds>,
@@ -240,6 +263,12 @@ pub fn data_loss(
             Some(b) if wanted < b.earliest => Some(DataLoss::Deleted {
                 partition: tp.clone(),
                 wanted,
+                earliest: b.earliest,
+            }),
+            Some(b) if wanted > b.latest => Some(DataLoss::Reset {
+                partition: tp.clone(),
+                wanted,
+                latest: b.latest,
                 earliest: b.earliest,
             }),
             Some(_) => None,

@@ -353,6 +353,9 @@ impl Source for KafkaSource {
         let mut from = PartitionOffsets::new();
         for (tp, b) in &bounds {
             let offset = match start.get(tp) {
+                // Gone backwards (recreated or truncated) and accepted as data loss: from the
+                // partition's new start, so that none of its new messages is skipped.
+                Some(&offset) if offset > b.latest => b.earliest,
                 Some(&offset) => offset.max(b.earliest),
                 None => {
                     debug!(source = %self.name, partition = %tp, "new partition, read from offset {}", b.earliest);
@@ -396,11 +399,23 @@ impl Source for KafkaSource {
             .map(|tp| (tp.clone(), start.get(tp).copied().unwrap_or(0)))
             .filter(|(tp, _)| start.contains_key(tp))
             .collect();
-        self.check_data_loss(&data_loss(&planned, &bounds))?;
+        // A batch planned across a reset (its end below its start) was already reported when
+        // it was planned.
+        let planned_reset = |tp: &TopicPartition| matches!((start.get(tp), end.get(tp)), (Some(s), Some(e)) if e < s);
+        let losses: Vec<DataLoss> = data_loss(&planned, &bounds)
+            .into_iter()
+            .filter(|loss| !matches!(loss, DataLoss::Reset { partition, .. } if planned_reset(partition)))
+            .collect();
+        self.check_data_loss(&losses)?;
         let mut ranges = Vec::new();
         for (tp, &until) in &end {
             let Some(b) = bounds.get(tp) else { continue };
-            let from = start.get(tp).copied().unwrap_or(b.earliest).max(b.earliest);
+            let from = match start.get(tp) {
+                // Planned across a reset: from the partition's new start.
+                Some(_) if planned_reset(tp) => b.earliest,
+                Some(&offset) => offset.max(b.earliest),
+                None => b.earliest,
+            };
             if until > from {
                 ranges.push(Range {
                     partition: tp.clone(),

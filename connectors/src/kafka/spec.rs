@@ -75,8 +75,8 @@ pub static KAFKA_SOURCE: ConnectorSpec = ConnectorSpec {
             name: "fail_on_data_loss",
             kind: OptionType::Bool,
             default: OptionDefault::Value("true"),
-            doc: "whether offsets deleted before they were read stop the query (else they are \
-                  logged and skipped)",
+            doc: "whether offsets deleted before they were read, or gone backwards (a recreated \
+                  topic), stop the query (else they are logged, counted and read past)",
         },
         OptionSpec {
             name: "group_id",

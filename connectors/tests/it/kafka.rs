@@ -123,6 +123,33 @@ fn vanished_and_deleted_offsets_are_data_loss() {
         losses[1].to_string(),
         "t-0: offsets 5..9 were deleted before they were read (the earliest offset is now 9)"
     );
+
+    // A recreated topic: the partition now ends before where the query is.
+    let start = BTreeMap::from([(tp("t", 0), 120)]);
+    let bounds = BTreeMap::from([(
+        tp("t", 0),
+        Bounds {
+            earliest: 0,
+            latest: 30,
+        },
+    )]);
+    let losses = data_loss(&start, &bounds);
+    assert_eq!(
+        losses,
+        [DataLoss::Reset {
+            partition: tp("t", 0),
+            wanted: 120,
+            latest: 30,
+            earliest: 0
+        }]
+    );
+    assert!(
+        losses[0]
+            .to_string()
+            .starts_with("t-0: offset was changed from 120 to 30"),
+        "{}",
+        losses[0]
+    );
 }
 
 // ---------------------------------------------------------------- against the broker
@@ -482,6 +509,71 @@ async fn a_deleted_topic_stops_the_query_unless_data_loss_is_allowed() {
         } else {
             outcome.unwrap();
             assert_eq!(events.load(std::sync::atomic::Ordering::Relaxed), 1);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_going_backwards_are_data_loss_not_a_silent_skip() {
+    let Some(bootstrap) = bootstrap() else { return };
+    for fail in [true, false] {
+        let topic = create_topic(&bootstrap, 1).await;
+        produce(&bootstrap, &topic, &tickers(10, 2, 1)).await;
+        let source = KafkaSource::new("k", &bootstrap, Subscription::Topics(vec![topic.clone()]))
+            .unwrap()
+            .starting_offsets(StartingOffsets::Earliest)
+            .fail_on_data_loss(fail)
+            .fetch_timeout(Duration::from_secs(5));
+        let events = source.data_loss_events();
+        let checkpoint = tempfile::tempdir().unwrap();
+        let sink = MemorySink::new();
+        let mut execution = offsets_query(source, &sink, checkpoint.path())
+            .build()
+            .await
+            .unwrap();
+        drain(&mut execution).await.unwrap();
+        assert_eq!(read_offsets(&sink).len(), 10);
+
+        // The topic is recreated with fewer messages than the query has read.
+        for result in admin(&bootstrap)
+            .delete_topics(&[&topic], &AdminOptions::new())
+            .await
+            .unwrap()
+        {
+            result.unwrap();
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let results = admin(&bootstrap)
+                .create_topics(
+                    &[rdkafka::admin::NewTopic::new(
+                        &topic,
+                        1,
+                        rdkafka::admin::TopicReplication::Fixed(1),
+                    )],
+                    &AdminOptions::new(),
+                )
+                .await
+                .unwrap();
+            if results.iter().all(Result::is_ok) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{results:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        produce(&bootstrap, &topic, &tickers(3, 1, 1)).await;
+        let outcome = drain(&mut execution).await;
+        if fail {
+            let error = outcome.unwrap_err().to_string();
+            assert!(
+                error.contains(&format!("{topic}-0: offset was changed from 10 to 3")),
+                "{error}"
+            );
+        } else {
+            outcome.unwrap();
+            assert_eq!(events.load(std::sync::atomic::Ordering::Relaxed), 1);
+            // Read again from the new start: the three new messages, none skipped.
+            assert_eq!(read_offsets(&sink).len(), 13);
         }
     }
 }
