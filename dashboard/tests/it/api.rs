@@ -441,6 +441,7 @@ async fn sqlite_file_not_there_yet() {
     // The page itself is served all the same, with its assets.
     for (path, kind) in [
         ("/", "text/html"),
+        ("/assets/errors.js", "text/javascript"),
         ("/assets/app.js", "text/javascript"),
         ("/assets/charts.js", "text/javascript"),
         ("/assets/style.css", "text/css"),
@@ -448,6 +449,24 @@ async fn sqlite_file_not_there_yet() {
         let response = request(&server.addr, "GET", path, None).await;
         assert_eq!(response.status, 200);
         assert!(response.header("content-type").unwrap().starts_with(kind));
+    }
+    // Every answer, errors included, carries the security headers: no inline or foreign
+    // script, never framed, no sniffing.
+    for path in ["/", "/api/overview", "/nope"] {
+        let response = request(&server.addr, "GET", path, None).await;
+        let csp = response
+            .header("content-security-policy")
+            .unwrap_or_default();
+        assert!(
+            csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+            "{path}: {csp}"
+        );
+        assert_eq!(response.header("x-frame-options"), Some("DENY"), "{path}");
+        assert_eq!(
+            response.header("x-content-type-options"),
+            Some("nosniff"),
+            "{path}"
+        );
     }
     assert!(
         !dir.path().join("later.db").exists(),
