@@ -56,6 +56,20 @@ fn explain_prints_the_streaming_plan_of_the_query_files() {
     assert!(plan.contains("update"), "{plan}");
 }
 
+/// `sluice run queries/projet_bdcc.sql` reading files from `dir/in` into SQLite in `dir`.
+fn run_seed_job(dir: &std::path::Path) -> Command {
+    let mut command = sluice();
+    command
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .args(["run", "queries/projet_bdcc.sql"])
+        .env("TICKS_CONNECTOR", "file")
+        .env("TICKS_PATH", dir.join("in"))
+        .env("SINK_CONNECTOR", "sqlite")
+        .env("DATABASE_URL", format!("sqlite://{}/out.db", dir.display()))
+        .env("CHECKPOINT_DIR", dir.join("checkpoints"));
+    command
+}
+
 #[test]
 fn an_available_now_run_exits_0_with_one_line_per_batch() {
     let dir = tempfile::tempdir().unwrap();
@@ -65,18 +79,8 @@ fn an_available_now_run_exits_0_with_one_line_per_batch() {
         "{\"symbol\":\"BTCUSDT\",\"close_price\":1.5,\"timestamp\":1764331200000}\n",
     )
     .unwrap();
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-    let output = sluice()
-        .current_dir(root)
-        .args(["run", "queries/projet_bdcc.sql", "--available-now"])
-        .env("TICKS_CONNECTOR", "file")
-        .env("TICKS_PATH", dir.path().join("in"))
-        .env("SINK_CONNECTOR", "sqlite")
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}/out.db", dir.path().display()),
-        )
-        .env("CHECKPOINT_DIR", dir.path().join("checkpoints"))
+    let output = run_seed_job(dir.path())
+        .arg("--available-now")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -101,19 +105,8 @@ fn a_sigterm_while_starting_is_a_graceful_stop() {
 
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("in")).unwrap();
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     for delay_ms in [20, 150] {
-        let child = sluice()
-            .current_dir(root)
-            .args(["run", "queries/projet_bdcc.sql"])
-            .env("TICKS_CONNECTOR", "file")
-            .env("TICKS_PATH", dir.path().join("in"))
-            .env("SINK_CONNECTOR", "sqlite")
-            .env(
-                "DATABASE_URL",
-                format!("sqlite://{}/out.db", dir.path().display()),
-            )
-            .env("CHECKPOINT_DIR", dir.path().join("checkpoints"))
+        let child = run_seed_job(dir.path())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()

@@ -471,34 +471,61 @@ async fn malformed_values_are_handled_per_parse_mode() {
     );
 }
 
+/// A query that read a new 10-message topic to its end, the topic then deleted.
+struct ReadThenDeleted {
+    topic: String,
+    execution: MicroBatchExecution,
+    sink: MemorySink,
+    events: Arc<std::sync::atomic::AtomicU64>,
+    /// Keeps the checkpoint directory while the query runs.
+    _checkpoint: tempfile::TempDir,
+}
+
+/// Reads a new 10-message topic to its end with `fail_on_data_loss(fail)`, then deletes it.
+async fn read_then_delete_topic(bootstrap: &str, fail: bool) -> ReadThenDeleted {
+    let topic = create_topic(bootstrap, 1).await;
+    produce(bootstrap, &topic, &tickers(10, 2, 1)).await;
+    let source = KafkaSource::new("k", bootstrap, Subscription::Topics(vec![topic.clone()]))
+        .unwrap()
+        .starting_offsets(StartingOffsets::Earliest)
+        .fail_on_data_loss(fail)
+        .fetch_timeout(Duration::from_secs(5));
+    let events = source.data_loss_events();
+    let checkpoint = tempfile::tempdir().unwrap();
+    let sink = MemorySink::new();
+    let mut execution = offsets_query(source, &sink, checkpoint.path())
+        .build()
+        .await
+        .unwrap();
+    drain(&mut execution).await.unwrap();
+    assert_eq!(read_offsets(&sink).len(), 10);
+    for result in admin(bootstrap)
+        .delete_topics(&[&topic], &AdminOptions::new())
+        .await
+        .unwrap()
+    {
+        result.unwrap();
+    }
+    ReadThenDeleted {
+        topic,
+        execution,
+        sink,
+        events,
+        _checkpoint: checkpoint,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_topic_stops_the_query_unless_data_loss_is_allowed() {
     let Some(bootstrap) = bootstrap() else { return };
     for fail in [true, false] {
-        let topic = create_topic(&bootstrap, 1).await;
-        produce(&bootstrap, &topic, &tickers(10, 2, 1)).await;
-        let source = KafkaSource::new("k", &bootstrap, Subscription::Topics(vec![topic.clone()]))
-            .unwrap()
-            .starting_offsets(StartingOffsets::Earliest)
-            .fail_on_data_loss(fail)
-            .fetch_timeout(Duration::from_secs(5));
-        let events = source.data_loss_events();
-        let checkpoint = tempfile::tempdir().unwrap();
-        let sink = MemorySink::new();
-        let mut execution = offsets_query(source, &sink, checkpoint.path())
-            .build()
-            .await
-            .unwrap();
-        drain(&mut execution).await.unwrap();
-        assert_eq!(read_offsets(&sink).len(), 10);
-
-        for result in admin(&bootstrap)
-            .delete_topics(&[&topic], &AdminOptions::new())
-            .await
-            .unwrap()
-        {
-            result.unwrap();
-        }
+        let ReadThenDeleted {
+            topic,
+            mut execution,
+            events,
+            _checkpoint,
+            ..
+        } = read_then_delete_topic(&bootstrap, fail).await;
         let outcome = drain(&mut execution).await;
         if fail {
             let error = outcome.unwrap_err().to_string();
@@ -517,31 +544,14 @@ async fn a_deleted_topic_stops_the_query_unless_data_loss_is_allowed() {
 async fn offsets_going_backwards_are_data_loss_not_a_silent_skip() {
     let Some(bootstrap) = bootstrap() else { return };
     for fail in [true, false] {
-        let topic = create_topic(&bootstrap, 1).await;
-        produce(&bootstrap, &topic, &tickers(10, 2, 1)).await;
-        let source = KafkaSource::new("k", &bootstrap, Subscription::Topics(vec![topic.clone()]))
-            .unwrap()
-            .starting_offsets(StartingOffsets::Earliest)
-            .fail_on_data_loss(fail)
-            .fetch_timeout(Duration::from_secs(5));
-        let events = source.data_loss_events();
-        let checkpoint = tempfile::tempdir().unwrap();
-        let sink = MemorySink::new();
-        let mut execution = offsets_query(source, &sink, checkpoint.path())
-            .build()
-            .await
-            .unwrap();
-        drain(&mut execution).await.unwrap();
-        assert_eq!(read_offsets(&sink).len(), 10);
-
+        let ReadThenDeleted {
+            topic,
+            mut execution,
+            sink,
+            events,
+            _checkpoint,
+        } = read_then_delete_topic(&bootstrap, fail).await;
         // The topic is recreated with fewer messages than the query has read.
-        for result in admin(&bootstrap)
-            .delete_topics(&[&topic], &AdminOptions::new())
-            .await
-            .unwrap()
-        {
-            result.unwrap();
-        }
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {
             let results = admin(&bootstrap)
