@@ -3,6 +3,7 @@
 mod checkpoint;
 mod common;
 mod functions;
+mod fuzz;
 mod golden;
 mod json;
 mod query;

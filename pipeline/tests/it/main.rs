@@ -4,6 +4,7 @@
 
 mod connectors;
 mod errors;
+mod fuzz;
 mod include;
 mod queries;
 mod readme;
