@@ -9,6 +9,8 @@
 //! <checkpoint>/commits/<N>       v2, JSON, checksum: written once the sink has the batch, with
 //!                                the checksum of each operator's state as of batch N
 //! <checkpoint>/state/<operator>/ operator state (filled by stateful operators)
+//! <checkpoint>/attempts/<N>      how many runs batch N has had without committing (only while
+//!                                a logged batch is run again after a restart)
 //! ```
 //!
 //! Every file is written with one atomic `put`, and offset and commit entries are created,
@@ -416,9 +418,42 @@ impl Checkpoint {
         Ok(())
     }
 
+    /// Records one more run of batch `batch_id` that an earlier run logged but did not commit,
+    /// and returns how many there have been, this one included (`attempts/<N>`).
+    pub async fn record_rerun(&self, batch_id: u64) -> Result<u64> {
+        let name = format!("attempts/{batch_id}");
+        let before = match self.read(&name).await? {
+            Some(text) => text.trim().parse::<u64>().unwrap_or(1),
+            None => 1,
+        };
+        let attempts = before + 1;
+        self.location
+            .store
+            .put(
+                &self.location.child(&name),
+                PutPayload::from(attempts.to_string()),
+            )
+            .await?;
+        Ok(attempts)
+    }
+
+    /// Forgets the attempts at batch `batch_id`, once it is committed.
+    pub async fn clear_reruns(&self, batch_id: u64) -> Result<()> {
+        let path = self.location.child(&format!("attempts/{batch_id}"));
+        match self.location.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Deletes offset and commit entries and state versions older than the retention allows.
     pub async fn purge(&self, latest: u64) -> Result<()> {
-        for (dir, suffix) in [("commits", ""), ("offsets", ""), ("state", ".arrow")] {
+        for (dir, suffix) in [
+            ("commits", ""),
+            ("offsets", ""),
+            ("state", ".arrow"),
+            ("attempts", ""),
+        ] {
             let versions = self.versions(dir, suffix).await?;
             let ids: Vec<u64> = versions.iter().map(|(id, _)| *id).collect();
             let expired = ids_to_purge(&ids, latest, self.retain);

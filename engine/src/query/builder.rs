@@ -438,6 +438,7 @@ impl StreamingQueryBuilder {
             tracker,
             state_versions,
             swept: false,
+            rerun: start.pending.as_ref().map(|entry| entry.batch_id),
             pending: start.pending,
             shared,
         })

@@ -66,6 +66,8 @@ pub struct MicroBatchExecution {
     pub(super) swept: bool,
     /// A logged but uncommitted batch to run again before anything else.
     pub(super) pending: Option<OffsetEntry>,
+    /// The batch run again after a restart, until it commits (its attempts are then forgotten).
+    pub(super) rerun: Option<u64>,
     pub(super) shared: Arc<Shared>,
     pub(super) reporter: Reporter,
 }
@@ -342,6 +344,10 @@ impl MicroBatchExecution {
                 state_checksums,
             })
             .await?;
+        if self.rerun == Some(entry.batch_id) {
+            self.checkpoint.clear_reruns(entry.batch_id).await?;
+            self.rerun = None;
+        }
         if self.tracker.is_enabled() {
             run.record_event_time(event_times, entry.batch_watermark_ms);
         }

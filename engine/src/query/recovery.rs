@@ -107,7 +107,24 @@ pub(super) async fn recover(
                 None => (0, BTreeMap::new()),
             };
             tracker.restore(entry.batch_watermark_ms, previous_watermark);
-            tracing::info!(query = %label, batch = entry.batch_id, "re-running the uncommitted batch with its logged offsets");
+            let attempts = checkpoint.record_rerun(entry.batch_id).await?;
+            let input: Vec<String> = entry
+                .sources
+                .iter()
+                .map(|(name, range)| format!("{name} from {} to {}", range.start, range.end))
+                .collect();
+            if attempts > 2 {
+                // The last line of defence against a poison pill the limits did not catch:
+                // say where the input is, rather than fail at the same place unnoticed.
+                tracing::error!(
+                    query = %label, batch = entry.batch_id, attempts,
+                    input = %input.join("; "),
+                    "this batch did not commit in its earlier runs: if it fails again, something \
+                     in this input may be stopping the process"
+                );
+            } else {
+                tracing::info!(query = %label, batch = entry.batch_id, input = %input.join("; "), "re-running the uncommitted batch with its logged offsets");
+            }
             Ok(Start {
                 committed,
                 next_batch_id: entry.batch_id,

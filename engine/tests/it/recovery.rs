@@ -112,6 +112,41 @@ async fn crash_and_restart(crash: Crash) -> (BTreeMap<String, String>, Dirs) {
 }
 
 #[tokio::test]
+async fn a_batch_that_keeps_failing_counts_its_runs_until_it_commits() {
+    let dirs = dirs();
+    let attempts = Path::new(&dirs.checkpoint).join("attempts/1");
+    let mut first = execution(
+        &dirs,
+        CrashingSink::new(file_sink(&dirs), 1, Crash::BeforeSink),
+    )
+    .await
+    .unwrap();
+    assert!(first.run_trigger().await.unwrap());
+    assert!(first.run_trigger().await.is_err());
+    drop(first);
+    assert!(!attempts.exists(), "a first run is not a re-run");
+    // Each restart that runs the logged batch again counts one more run of it.
+    for runs in 2..=3 {
+        let mut again = execution(
+            &dirs,
+            CrashingSink::new(file_sink(&dirs), 1, Crash::BeforeSink),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&attempts).unwrap(),
+            runs.to_string()
+        );
+        assert!(again.run_trigger().await.is_err());
+    }
+    // Once it commits, its runs are forgotten.
+    let mut fixed = execution(&dirs, file_sink(&dirs)).await.unwrap();
+    assert!(fixed.run_trigger().await.unwrap());
+    assert!(!attempts.exists());
+    drain(&mut fixed).await;
+}
+
+#[tokio::test]
 async fn crash_after_offsets_before_sink() {
     let expected = uninterrupted().await;
     assert_eq!(expected.len(), 4);
