@@ -563,14 +563,39 @@ fn a_record_nested_past_max_depth_is_malformed_before_any_parser_sees_it() {
 
 #[test]
 fn nesting_up_to_max_depth_parses_and_the_limits_are_options() {
-    // 1000 levels is allowed (a type conflict for a BIGINT column, so a partial row in
-    // PERMISSIVE); 1001 is refused before parsing.
+    // 1000 levels with the object is allowed (a type conflict for a BIGINT column, so a
+    // partial row in PERMISSIVE); 1001 is refused before parsing: a row of nulls. Checked with
+    // pyspark 4.0.1 on the same lines: `N, 1.0, null` then `null, null, null`, both with their
+    // text in `_corrupt_record`.
     let mut decoder =
         JsonDecoder::new(schema(), options(ParseMode::Permissive, true, 8192)).unwrap();
     decoder.push(nested(999).as_bytes()).unwrap();
     decoder.push(nested(1000).as_bytes()).unwrap();
     let decoded = decoder.finish().unwrap();
     assert_eq!(decoded.malformed.count, 2);
+    let batch =
+        arrow::compute::concat_batches(&decoded.batches[0].schema(), &decoded.batches).unwrap();
+    let symbol = batch.column(0);
+    let price = batch.column(1);
+    assert_eq!(
+        (
+            symbol.is_valid(0),
+            price.is_valid(0),
+            batch.column(2).is_valid(0)
+        ),
+        (true, true, false),
+        "partial row"
+    );
+    assert_eq!(
+        (
+            symbol.is_valid(1),
+            price.is_valid(1),
+            batch.column(2).is_valid(1)
+        ),
+        (false, false, false),
+        "row of nulls"
+    );
+    assert!(batch.column(3).is_valid(0) && batch.column(3).is_valid(1));
     assert_ne!(
         decoded.malformed.first_error.as_deref(),
         Some("nested deeper than max_depth (1000 levels)"),
