@@ -21,6 +21,17 @@ pub struct DashboardArgs {
     /// How often SQLite is polled for new batches (and SSE keep-alives are sent).
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     refresh: Duration,
+    /// The most the response cache holds, in MiB (estimated); answers larger than an eighth
+    /// of it are served but not cached.
+    #[arg(long, default_value_t = 256)]
+    cache_mib: usize,
+    /// How long a client may take to send a request's headers before it is disconnected.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    header_read_timeout: Duration,
+    /// The most connections served at once (default: half the open-file limit, at most
+    /// 1,024); each open page holds one.
+    #[arg(long)]
+    max_connections: Option<usize>,
 }
 
 impl DashboardArgs {
@@ -30,6 +41,9 @@ impl DashboardArgs {
             database_url: self.database_url.clone(),
             listen: self.listen,
             refresh: self.refresh,
+            cache_max_bytes: self.cache_mib.saturating_mul(1 << 20),
+            header_read_timeout: self.header_read_timeout,
+            max_connections: self.max_connections,
             ..DashboardConfig::default()
         }
     }

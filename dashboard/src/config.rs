@@ -3,6 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::cache::DEFAULT_MAX_BYTES;
+
 /// How the dashboard connects and serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DashboardConfig {
@@ -21,6 +23,16 @@ pub struct DashboardConfig {
     pub ticker_table: String,
     /// The one-minute candles table; default `candles_1m`.
     pub candles_table: String,
+    /// The most the response cache holds, in estimated bytes; default 256 MiB. Answers larger
+    /// than an eighth of it are served but not cached.
+    pub cache_max_bytes: usize,
+    /// How long a connection may take to send a request's headers (from when it connects or
+    /// its previous response ends) before it is closed; default 10 s.
+    pub header_read_timeout: Duration,
+    /// The most connections served at once (each open page holds one for its live updates);
+    /// further ones wait in the listen backlog. `None` (the default): half the process's
+    /// open-file limit, at most 1,024.
+    pub max_connections: Option<usize>,
 }
 
 impl Default for DashboardConfig {
@@ -33,6 +45,9 @@ impl Default for DashboardConfig {
             symbols_ttl: Duration::from_secs(60),
             ticker_table: "projet_bdcc".into(),
             candles_table: "candles_1m".into(),
+            cache_max_bytes: DEFAULT_MAX_BYTES,
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: None,
         }
     }
 }

@@ -113,8 +113,21 @@
 //! differs only if something other than the sink writes them. [`DashboardConfig::data_ttl`]
 //! zero disables the cache (every request queries the database).
 //!
-//! `GET /api/status` reports the cache's counters (`cache`: `entries`, `computations`,
-//! `stale_served`, `waited`).
+//! **Memory.** The cache holds at most [`DashboardConfig::cache_max_bytes`] (256 MiB by
+//! default) of estimated value size ([`value_bytes`]); the least recently used entries go
+//! first, and an answer larger than an eighth of it is served to the requests that waited for
+//! it but not stored.
+//!
+//! `GET /api/status` reports the cache's counters (`cache`: `entries`, `bytes`, `oversized`,
+//! `computations`, `stale_served`, `waited`).
+//!
+//! # Connections
+//!
+//! The server ([`http::serve`]) disconnects a client that takes longer than
+//! [`DashboardConfig::header_read_timeout`] (10 s) to send a request's headers, and serves at
+//! most [`DashboardConfig::max_connections`] at once (half the open-file limit, at most
+//! 1,024, by default; each open page holds one for its live updates): idle or half-open
+//! connections cannot make it unreachable.
 //!
 //! # Latency
 //!
@@ -158,6 +171,7 @@ mod config;
 mod db;
 mod endpoints;
 mod error;
+pub mod http;
 mod indicators;
 mod live;
 mod params;
@@ -169,7 +183,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use api::router;
-pub use cache::{Cache, CacheStats, KEEP_WARM, Kind as CacheKind};
+pub use cache::{Cache, CacheStats, DEFAULT_MAX_BYTES, KEEP_WARM, Kind as CacheKind, value_bytes};
 pub use config::DashboardConfig;
 pub use db::SQLITE_TIMESTAMP_FORMAT;
 pub use error::{ApiError, DashboardError};
@@ -217,12 +231,14 @@ impl Dashboard {
             stop.send_replace(true);
         };
         tracing::info!(addr = %self.addr, backend = state.db.backend(), "dashboard: serving");
-        let served = axum::serve(self.listener, router(state.clone()))
-            .with_graceful_shutdown(signal)
-            .await;
+        let limits = http::HttpLimits::new(
+            state.config.header_read_timeout,
+            state.config.max_connections,
+        );
+        http::serve(self.listener, router(state.clone()), limits, signal).await;
         state.shutdown.send_replace(true);
         let _ = watcher.await;
         state.db.close().await;
-        served.map_err(DashboardError::Io)
+        Ok(())
     }
 }

@@ -63,7 +63,18 @@ impl AppState {
         if config.refresh.is_zero() {
             return Err(DashboardError::Config("refresh must be positive".into()));
         }
+        if config.header_read_timeout.is_zero() {
+            return Err(DashboardError::Config(
+                "header_read_timeout must be positive".into(),
+            ));
+        }
+        if config.max_connections == Some(0) {
+            return Err(DashboardError::Config(
+                "max_connections must be at least 1".into(),
+            ));
+        }
         let db = Db::connect_lazy(&config.database_url)?;
+        let cache = Cache::new(config.cache_max_bytes);
         Ok(Arc::new(Self {
             ticker: quote_table_name(&config.ticker_table),
             ticker_name: config.ticker_table.clone(),
@@ -71,7 +82,7 @@ impl AppState {
             candles_name: config.candles_table.clone(),
             config,
             db,
-            cache: Cache::new(),
+            cache,
             live: watch::Sender::new(Live::default()),
             shutdown: watch::Sender::new(false),
         }))

@@ -5,5 +5,6 @@ mod api;
 mod browser;
 mod fixtures;
 mod http;
+mod limits;
 mod live;
 mod refresh;

@@ -61,7 +61,7 @@ async fn concurrently(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_entry_served_during_one_refresh() {
     let (cache, runs, gate) = (
-        Cache::new(),
+        Cache::default(),
         Arc::new(AtomicU64::new(0)),
         Arc::new(Mutex::new(())),
     );
@@ -100,7 +100,7 @@ async fn stale_entry_served_during_one_refresh() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_first_requests_share_one_computation() {
     let (cache, runs, gate) = (
-        Cache::new(),
+        Cache::default(),
         Arc::new(AtomicU64::new(0)),
         Arc::new(Mutex::new(())),
     );
@@ -118,7 +118,7 @@ async fn concurrent_first_requests_share_one_computation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_most_one_commit_behind() {
     let (cache, runs, gate) = (
-        Cache::new(),
+        Cache::default(),
         Arc::new(AtomicU64::new(0)),
         Arc::new(Mutex::new(())),
     );
