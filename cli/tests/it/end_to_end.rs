@@ -5,7 +5,7 @@
 //! memory: every ticker once in `projet_bdcc`, every candle exact in `candles_1m`.
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
@@ -18,27 +18,7 @@ use sluice_connectors::binance::replay::{Pacing, ReplayOptions, ReplayServer};
 use sluice_testkit::{Tick, candles, service};
 use sqlx::Row;
 
-const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-
-/// A child process killed when the test ends, whatever happens.
-pub struct Process(pub Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Process {
-    /// SIGTERM, then wait: the graceful stop the CLI promises.
-    pub fn terminate(mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        self.0.wait().expect("wait")
-    }
-}
+use crate::process::{Process, ROOT, sluice};
 
 /// Every message of `topic` (one partition), as tickers.
 fn read_topic(bootstrap: &str, topic: &str) -> Vec<Tick> {
@@ -139,9 +119,8 @@ async fn replay_to_postgres_through_kafka_survives_a_killed_pipeline() {
     .await
     .unwrap();
     let replay_started = Instant::now();
-    let sluice = env!("CARGO_BIN_EXE_sluice");
     let producer = Process(
-        Command::new(sluice)
+        sluice()
             .args([
                 "produce",
                 "binance",
@@ -156,7 +135,7 @@ async fn replay_to_postgres_through_kafka_survives_a_killed_pipeline() {
     let checkpoints = tempfile::tempdir().unwrap();
     let run = || {
         Process(
-            Command::new(sluice)
+            sluice()
                 .current_dir(ROOT)
                 .args(["run", "queries/projet_bdcc.sql", "queries/candles_1m.sql"])
                 .env("KAFKA_BOOTSTRAP", &bootstrap)

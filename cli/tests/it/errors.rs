@@ -3,9 +3,7 @@
 
 use std::process::Command;
 
-fn sluice() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_sluice"))
-}
+use crate::process::{ROOT, sluice};
 
 #[test]
 fn an_invalid_file_exits_with_2_and_its_position() {
@@ -60,7 +58,7 @@ fn explain_prints_the_streaming_plan_of_the_query_files() {
 fn run_seed_job(dir: &std::path::Path) -> Command {
     let mut command = sluice();
     command
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .current_dir(ROOT)
         .args(["run", "queries/projet_bdcc.sql"])
         .env("TICKS_CONNECTOR", "file")
         .env("TICKS_PATH", dir.join("in"))

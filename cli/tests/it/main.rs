@@ -6,3 +6,5 @@ mod compose;
 mod demo;
 mod end_to_end;
 mod errors;
+mod process;
+mod soak;
