@@ -8,3 +8,4 @@ mod end_to_end;
 mod errors;
 mod process;
 mod soak;
+mod torture;
