@@ -84,6 +84,12 @@ pub struct SourceProgress {
     pub processed_rows_per_second: f64,
     /// Records that could not be decoded, whatever the parse mode did with them (Sluice).
     pub malformed_records: MalformedStats,
+    /// The source's own metrics of the trigger (Spark's `metrics`): the Kafka source reports
+    /// how far the batch's end is behind the latest offsets (`minOffsetsBehindLatest`,
+    /// `maxOffsetsBehindLatest`, `avgOffsetsBehindLatest`, as Spark, and one
+    /// `offsetsBehindLatest:<topic>:<partition>` per partition); empty for other sources.
+    #[serde(default)]
+    pub metrics: BTreeMap<String, String>,
 }
 
 /// Progress of the sink (Spark's `SinkProgress`).
@@ -94,6 +100,10 @@ pub struct SinkProgress {
     pub description: String,
     /// Rows handed to the sink in this batch.
     pub num_output_rows: u64,
+    /// The sink's own metrics of the batch (Spark's `metrics`): the relational sinks report
+    /// `numRetries`, the transient failures retried while writing it; empty for other sinks.
+    #[serde(default)]
+    pub metrics: BTreeMap<String, String>,
 }
 
 /// Rows per second, 0 when no time elapsed (as Spark reports it).

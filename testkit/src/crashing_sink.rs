@@ -39,6 +39,10 @@ impl<S: Sink> Sink for CrashingSink<S> {
         self.inner.description()
     }
 
+    fn metrics(&self) -> std::collections::BTreeMap<String, String> {
+        self.inner.metrics()
+    }
+
     async fn open(&mut self, context: &SinkContext) -> sluice_engine::Result<()> {
         self.inner.open(context).await
     }

@@ -71,7 +71,7 @@ mod spec;
 pub use broker::{BOOTSTRAP_ENV, DEFAULT_BOOTSTRAP, bootstrap_from_env};
 pub use offsets::{
     Bounds, DataLoss, EARLIEST, LATEST, PartitionOffsets, StartingOffsets, TopicPartition,
-    data_loss, from_json, rate_limit, resolve_starting, to_json,
+    data_loss, from_json, offsets_behind_latest, rate_limit, resolve_starting, to_json,
 };
 pub use partitions::Subscription;
 pub use sink::KafkaSink;

@@ -157,6 +157,64 @@ pub fn resolve_starting(
         .collect()
 }
 
+/// How far a batch ending at `end` is behind the `latest` offsets, as the source's progress
+/// metrics: Spark's `minOffsetsBehindLatest`, `maxOffsetsBehindLatest` and
+/// `avgOffsetsBehindLatest` over the partitions of `latest` (a partition missing from `end`
+/// counts from 0, as in Spark; numbers formatted as Java does), and one
+/// `offsetsBehindLatest:<topic>:<partition>` per partition (Sluice). Empty without partitions.
+pub fn offsets_behind_latest(
+    end: &PartitionOffsets,
+    latest: &PartitionOffsets,
+) -> BTreeMap<String, String> {
+    let behind: Vec<(&TopicPartition, i64)> = latest
+        .iter()
+        .map(|(tp, &latest)| (tp, latest - end.get(tp).copied().unwrap_or(0)))
+        .collect();
+    let mut metrics = BTreeMap::new();
+    let (Some(min), Some(max)) = (
+        behind.iter().map(|(_, b)| *b).min(),
+        behind.iter().map(|(_, b)| *b).max(),
+    ) else {
+        return metrics;
+    };
+    let sum: i64 = behind.iter().map(|(_, b)| *b).sum();
+    metrics.insert("minOffsetsBehindLatest".into(), min.to_string());
+    metrics.insert("maxOffsetsBehindLatest".into(), max.to_string());
+    metrics.insert(
+        "avgOffsetsBehindLatest".into(),
+        java_double(sum as f64 / behind.len() as f64),
+    );
+    for (tp, behind) in behind {
+        metrics.insert(
+            format!("offsetsBehindLatest:{}:{}", tp.topic, tp.partition),
+            behind.to_string(),
+        );
+    }
+    metrics
+}
+
+/// A double as Java's `Double.toString` writes it (`12.5`, `3.0`, `1.0E7`), as Spark's
+/// progress maps carry them.
+fn java_double(value: f64) -> String {
+    let with_point = |digits: String| {
+        if digits.contains(['.', 'N', 'i']) {
+            digits
+        } else {
+            digits + ".0"
+        }
+    };
+    if value.is_infinite() {
+        return if value > 0.0 { "Infinity" } else { "-Infinity" }.into();
+    }
+    let magnitude = value.abs();
+    if value == 0.0 || value.is_nan() || (1e-3..1e7).contains(&magnitude) {
+        return with_point(format!("{value}"));
+    }
+    let scientific = format!("{value:e}");
+    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+    format!("{}E{exponent}", with_point(mantissa.to_string()))
+}
+
 /// Spark's split of `max_offsets_per_trigger` across partitions: each partition gets a share
 /// proportional to its backlog (`latest - start`), rounded down, or up when below one.
 pub fn rate_limit(

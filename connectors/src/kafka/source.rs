@@ -20,7 +20,7 @@ use super::fetch::{Fetch, Range};
 use super::message_metadata::{self, MessageMetadata};
 use super::offsets::{
     Bounds, DataLoss, PartitionOffsets, StartingOffsets, TopicPartition, data_loss, from_json,
-    rate_limit, resolve_starting, to_json,
+    offsets_behind_latest, rate_limit, resolve_starting, to_json,
 };
 use super::partitions::{Subscription, partition_bounds};
 
@@ -50,6 +50,9 @@ pub struct KafkaSource {
     properties: BTreeMap<String, String>,
     consumer: Option<Arc<BaseConsumer>>,
     available_now: Option<PartitionOffsets>,
+    /// The partitions' latest offsets when [`Source::latest_offset`] last asked (for the lag
+    /// metrics).
+    latest_available: PartitionOffsets,
     data_loss_events: Arc<AtomicU64>,
 }
 
@@ -91,6 +94,7 @@ impl KafkaSource {
             properties: BTreeMap::new(),
             consumer: None,
             available_now: None,
+            latest_available: PartitionOffsets::new(),
             data_loss_events: Arc::default(),
         })
     }
@@ -368,6 +372,7 @@ impl Source for KafkaSource {
             .iter()
             .map(|(tp, b)| (tp.clone(), b.latest.max(from[tp])))
             .collect();
+        self.latest_available = latest.clone();
         if let Some(cap) = &self.available_now {
             for (tp, end) in latest.iter_mut() {
                 *end = (*end)
@@ -466,6 +471,12 @@ impl Source for KafkaSource {
                 .collect(),
         );
         Ok(())
+    }
+
+    fn metrics(&self, end: &Offset) -> BTreeMap<String, String> {
+        self.parse_offsets(end)
+            .map(|end| offsets_behind_latest(&end, &self.latest_available))
+            .unwrap_or_default()
     }
 
     fn backlog(&self, start: &Offset) -> Option<u64> {

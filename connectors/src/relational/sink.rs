@@ -1,6 +1,9 @@
 //! The relational sink: a query's output into a table, one transaction per batch with its
 //! commit row, transient failures retried (see the [module docs](super)).
 
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use arrow::array::RecordBatch;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
@@ -46,6 +49,8 @@ pub struct RelationalSink {
     commit_name: Option<String>,
     notify: Option<String>,
     retry: RetryPolicy,
+    /// Transient failures retried during the current (or last) batch.
+    batch_retries: AtomicU64,
     opened: Option<Opened>,
 }
 
@@ -69,6 +74,7 @@ impl RelationalSink {
             commit_name: None,
             notify: Some(NOTIFY_CHANNEL.to_string()),
             retry: RetryPolicy::default(),
+            batch_retries: AtomicU64::new(0),
             opened: None,
         })
     }
@@ -142,6 +148,7 @@ impl RelationalSink {
                     );
                     tokio::time::sleep(delay).await;
                     retry += 1;
+                    self.batch_retries.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(error) => {
                     return Err(RelationalError::Database {
@@ -251,11 +258,20 @@ impl Sink for RelationalSink {
         Ok(())
     }
 
+    /// `numRetries`: the transient failures retried while writing the last batch.
+    fn metrics(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([(
+            "numRetries".to_string(),
+            self.batch_retries.load(Ordering::Relaxed).to_string(),
+        )])
+    }
+
     async fn add_batch(
         &mut self,
         batch_id: u64,
         batches: &[RecordBatch],
     ) -> sluice_engine::Result<()> {
+        self.batch_retries.store(0, Ordering::Relaxed);
         let description = self.description();
         let failed = |message: String| SluiceError::Sink {
             sink: description.clone(),

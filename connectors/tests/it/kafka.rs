@@ -13,7 +13,7 @@ use rdkafka::admin::AdminOptions;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sluice_connectors::kafka::{
     Bounds, DataLoss, KafkaSink, KafkaSource, StartingOffsets, Subscription, TopicPartition,
-    data_loss, from_json, rate_limit, resolve_starting, to_json,
+    data_loss, from_json, offsets_behind_latest, rate_limit, resolve_starting, to_json,
 };
 use sluice_engine::{
     JsonOptions, MemorySink, MemorySource, MicroBatchExecution, OutputMode, ParseMode, SluiceError,
@@ -84,6 +84,36 @@ fn max_offsets_per_trigger_is_split_by_backlog() {
     assert_eq!(end.values().copied().collect::<Vec<_>>(), [66, 133, 51]);
     // A limit above the backlog reads everything.
     assert_eq!(rate_limit(&start, &latest, 10_000), latest);
+}
+
+#[test]
+fn lag_metrics_are_sparks_plus_one_per_partition() {
+    let latest = BTreeMap::from([(tp("a", 0), 100), (tp("a", 1), 50), (tp("b", 0), 7)]);
+    // Partition b-0 is not in the batch yet: it counts from 0, as in Spark.
+    let end = BTreeMap::from([(tp("a", 0), 40), (tp("a", 1), 50)]);
+    let metrics = offsets_behind_latest(&end, &latest);
+    let expected = [
+        ("avgOffsetsBehindLatest", "22.333333333333332"),
+        ("maxOffsetsBehindLatest", "60"),
+        ("minOffsetsBehindLatest", "0"),
+        ("offsetsBehindLatest:a:0", "60"),
+        ("offsetsBehindLatest:a:1", "0"),
+        ("offsetsBehindLatest:b:0", "7"),
+    ];
+    let expected: BTreeMap<String, String> = expected
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    assert_eq!(metrics, expected);
+    // Java's Double.toString forms: a whole number keeps ".0", large ones are scientific.
+    let caught_up = offsets_behind_latest(&latest, &latest);
+    assert_eq!(caught_up["avgOffsetsBehindLatest"], "0.0");
+    let far = offsets_behind_latest(
+        &BTreeMap::new(),
+        &BTreeMap::from([(tp("a", 0), 12_345_678)]),
+    );
+    assert_eq!(far["avgOffsetsBehindLatest"], "1.2345678E7");
+    assert!(offsets_behind_latest(&end, &BTreeMap::new()).is_empty());
 }
 
 #[test]
@@ -260,6 +290,28 @@ async fn windowed_query_over_three_partitions_gives_exact_aggregates() {
     assert!(inputs.iter().all(|n| *n <= 30_000), "{inputs:?}");
     assert_eq!(inputs.iter().sum::<u64>(), MESSAGES as u64);
     assert!(inputs.len() >= 4, "{inputs:?}");
+    // The lag (summed over the partitions) shrinks batch by batch: about 70,000 messages
+    // behind after the first batch, none after the last.
+    let behind: Vec<u64> = progress
+        .iter()
+        .filter(|p| p.sources[0].num_input_rows > 0)
+        .map(|p| {
+            let metrics = &p.sources[0].metrics;
+            let partitions = metrics
+                .keys()
+                .filter(|k| k.starts_with("offsetsBehindLatest:"));
+            assert_eq!(partitions.count(), 3, "{metrics:?}");
+            metrics
+                .iter()
+                .filter(|(k, _)| k.starts_with("offsetsBehindLatest:"))
+                .map(|(_, v)| v.parse::<u64>().unwrap())
+                .sum()
+        })
+        .collect();
+    assert!((70_000..70_003).contains(&behind[0]), "{behind:?}");
+    assert!(behind.windows(2).all(|w| w[1] < w[0]), "{behind:?}");
+    let last = &progress.last().unwrap().sources[0].metrics;
+    assert_eq!(last["maxOffsetsBehindLatest"], "0", "{last:?}");
 
     // Expected: per (minute, symbol), the count and the sum of prices.
     let mut expected: BTreeMap<(i64, String), (i64, f64)> = BTreeMap::new();

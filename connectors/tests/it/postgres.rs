@@ -128,9 +128,12 @@ async fn when_retries_run_out_the_batch_fails_uncommitted_and_can_be_rerun() {
         "{error}"
     );
     assert_eq!(count(&url, &table).await, "0");
+    // The batch's metrics (its progress's `sink.metrics`) count the retries it took.
+    assert_eq!(sink.metrics()["numRetries"], "2");
     proxy.restore();
     sink.add_batch(0, &[batch]).await.unwrap();
     assert_eq!(count(&url, &table).await, "1");
+    assert_eq!(sink.metrics()["numRetries"], "0", "counted per batch");
 }
 
 #[tokio::test]

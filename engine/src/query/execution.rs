@@ -29,7 +29,7 @@ use crate::checkpoint::{Checkpoint, CommitEntry, OffsetEntry, SourceRange, check
 use crate::error::{Result, SluiceError};
 use crate::offset::Offset;
 use crate::plan::StreamPlan;
-use crate::progress::StreamingQueryProgress;
+use crate::progress::{SinkProgress, StreamingQueryProgress};
 use crate::sink::Sink;
 use crate::source::Source;
 use crate::trigger::Trigger;
@@ -162,8 +162,11 @@ impl MicroBatchExecution {
                             self.next_batch_id,
                             &self.sources,
                             Offsets::Committed(&self.committed),
-                            self.sink.description(),
-                            0,
+                            SinkProgress {
+                                description: self.sink.description(),
+                                num_output_rows: 0,
+                                metrics: BTreeMap::new(),
+                            },
                         );
                     }
                     return Ok(false);
@@ -190,8 +193,11 @@ impl MicroBatchExecution {
             entry.batch_id,
             &self.sources,
             Offsets::Batch(&entry.sources),
-            self.sink.description(),
-            output_rows,
+            SinkProgress {
+                description: self.sink.description(),
+                num_output_rows: output_rows,
+                metrics: self.sink.metrics(),
+            },
         );
         self.shared.update(|s| {
             s.trigger_active = false;
@@ -212,7 +218,9 @@ impl MicroBatchExecution {
                 .latest_offset(&start, source.default_read_limit())
                 .await?;
             has_data |= end != start;
-            run.source(name).latest = Some(end.clone());
+            let reported = run.source(name);
+            reported.metrics = source.metrics(&end);
+            reported.latest = Some(end.clone());
             ranges.insert(name.clone(), SourceRange { start, end });
         }
         let phase = run.timings.record("latestOffset", phase);

@@ -91,6 +91,8 @@ pub(super) struct SourceRun {
     pub(super) malformed: MalformedStats,
     /// The source's latest offset, when the trigger asked for it.
     pub(super) latest: Option<Offset>,
+    /// The source's own metrics, when the trigger asked for its latest offset.
+    pub(super) metrics: BTreeMap<String, String>,
 }
 
 /// Where a report's sources stood: the batch's offset ranges, or (for a trigger without a
@@ -146,8 +148,7 @@ impl Reporter {
         batch_id: u64,
         sources: &[(String, Box<dyn Source>)],
         offsets: Offsets<'_>,
-        sink: String,
-        output_rows: u64,
+        sink: SinkProgress,
     ) {
         let TriggerRun {
             wall_start,
@@ -190,6 +191,7 @@ impl Reporter {
                     input_rows_per_second: rate(rows, since_previous),
                     processed_rows_per_second: rate(rows, execution_ms),
                     malformed_records: run.map(|r| r.malformed.clone()).unwrap_or_default(),
+                    metrics: run.map(|r| r.metrics.clone()).unwrap_or_default(),
                 }
             })
             .collect();
@@ -208,10 +210,7 @@ impl Reporter {
             event_time,
             state_operators: state,
             sources,
-            sink: SinkProgress {
-                description: sink,
-                num_output_rows: output_rows,
-            },
+            sink,
         };
         tracing::info!(
             query = %self.label,
@@ -219,7 +218,7 @@ impl Reporter {
             input_rows = progress.num_input_rows,
             rows_per_second = progress.processed_rows_per_second as u64,
             duration_ms = progress.batch_duration,
-            output_rows,
+            output_rows = progress.sink.num_output_rows,
             "micro-batch progress"
         );
         self.shared.push_progress(progress);

@@ -50,6 +50,12 @@ pub trait Sink: Send + 'static {
 
     /// Writes the output of micro-batch `batch_id`. Must be idempotent per `batch_id`.
     async fn add_batch(&mut self, batch_id: u64, batches: &[RecordBatch]) -> Result<()>;
+
+    /// The sink's own metrics of the last [`Sink::add_batch`] (Spark's `SinkProgress.metrics`),
+    /// e.g. the retries it took. Empty by default.
+    fn metrics(&self) -> std::collections::BTreeMap<String, String> {
+        std::collections::BTreeMap::new()
+    }
 }
 
 /// A boxed sink is a sink, so sinks chosen at run time (e.g. from a pipeline file's
@@ -66,5 +72,9 @@ impl Sink for Box<dyn Sink> {
 
     async fn add_batch(&mut self, batch_id: u64, batches: &[RecordBatch]) -> Result<()> {
         self.as_mut().add_batch(batch_id, batches).await
+    }
+
+    fn metrics(&self) -> std::collections::BTreeMap<String, String> {
+        self.as_ref().metrics()
     }
 }

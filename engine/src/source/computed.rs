@@ -134,4 +134,8 @@ impl Source for ComputedColumns {
     fn backlog(&self, start: &Offset) -> Option<u64> {
         self.inner.backlog(start)
     }
+
+    fn metrics(&self, end: &Offset) -> std::collections::BTreeMap<String, String> {
+        self.inner.metrics(end)
+    }
 }

@@ -15,6 +15,8 @@ pub use computed::ComputedColumns;
 pub use file::FileSource;
 pub use memory::MemorySource;
 
+use std::collections::BTreeMap;
+
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
@@ -89,6 +91,14 @@ pub trait Source: Send + 'static {
     fn backlog(&self, _start: &Offset) -> Option<u64> {
         None
     }
+
+    /// The source's own metrics for a trigger whose batch ends at `end` (Spark's
+    /// `ReportsSourceMetrics`), reported as `sources[].metrics` after
+    /// [`Source::latest_offset`]: e.g. how far `end` is behind the latest data. Empty by
+    /// default.
+    fn metrics(&self, _end: &Offset) -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
 }
 
 /// A boxed source is a source, so sources chosen at run time (e.g. from a pipeline file's
@@ -130,5 +140,9 @@ impl Source for Box<dyn Source> {
 
     fn backlog(&self, start: &Offset) -> Option<u64> {
         self.as_ref().backlog(start)
+    }
+
+    fn metrics(&self, end: &Offset) -> BTreeMap<String, String> {
+        self.as_ref().metrics(end)
     }
 }
