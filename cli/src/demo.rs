@@ -13,7 +13,8 @@ use sluice_dashboard::{Dashboard, DashboardConfig};
 use sluice_pipeline::{Pipeline, Variables};
 
 use crate::progress::{Format, label};
-use crate::supervise::{stop_all, supervise};
+use crate::supervise::{start_all, supervise};
+use crate::telemetry::{HttpArgs, Telemetry};
 
 /// The bundled synthetic sample (see `examples/data/README.md`).
 const SAMPLE: &str = concat!(
@@ -85,6 +86,8 @@ pub struct Demo {
     /// Print one progress line per batch of every query instead of a summary every 10 s.
     #[arg(long)]
     verbose: bool,
+    #[command(flatten)]
+    http: HttpArgs,
 }
 
 /// Replay (or Binance) → the four queries → SQLite → the dashboard, until Ctrl-C.
@@ -134,17 +137,18 @@ pub async fn demo(args: Demo) -> anyhow::Result<()> {
             args.listen
         )
     })?;
-    let mut queries = Vec::new();
-    for (file, text) in DEMO_QUERIES {
-        let pipeline = Pipeline::parse_with(file, text, &variables, &read_bundled)?;
-        match pipeline.start().await {
-            Ok(started) => queries.extend(started),
-            Err(e) => {
-                stop_all(&queries).await;
-                return Err(e.into());
-            }
-        }
+    let pipelines = DEMO_QUERIES
+        .iter()
+        .map(|(file, text)| Pipeline::parse_with(file, text, &variables, &read_bundled))
+        .collect::<Result<Vec<_>, _>>()?;
+    let telemetry = Telemetry::default();
+    if let Some((addr, required)) = args
+        .http
+        .resolve(pipelines.iter().map(Pipeline::http_listen))?
+    {
+        telemetry.serve(addr, required).await?;
     }
+    let queries = start_all(pipelines, &telemetry).await?;
     let address = dashboard.local_addr();
     let (stop_dashboard, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(dashboard.serve(async {

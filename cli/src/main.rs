@@ -1,7 +1,7 @@
 //! `sluice`: the command-line interface.
 //!
 //! ```text
-//! sluice run FILE.sql… [--var NAME=VALUE] [--available-now] [--json]  run pipeline files
+//! sluice run FILE.sql… [--var NAME=VALUE] [--available-now] [--json] [--http-listen ADDR|off]
 //! sluice explain FILE.sql…                                            show their streaming plans
 //! sluice demo [--live] [--data-dir data]      replay → queries/ → SQLite → dashboard on :8501
 //! sluice dashboard [--database-url URL] [--listen 127.0.0.1:8501]     serve the dashboard
@@ -22,6 +22,7 @@ mod process;
 mod progress;
 mod run;
 mod supervise;
+mod telemetry;
 
 use clap::{Parser, Subcommand};
 
@@ -32,6 +33,37 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How logs are written to stderr: `text` (coloured on a terminal only) or `json` (one
+    /// object per line, for log collectors).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// The formats of `--log-format`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines; ANSI colours only when stderr is a terminal.
+    Text,
+    /// One JSON object per event.
+    Json,
+}
+
+/// Logs to stderr in `format`, filtered by `RUST_LOG`.
+fn init_logs(format: LogFormat) {
+    // The commands print each batch's progress themselves; the engine's own per-batch log
+    // line would repeat it (RUST_LOG=info shows it again); PostgreSQL's notices ("relation
+    // … already exists, skipping", every batch) are noise.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,sluice_engine::query=warn,sqlx::postgres::notice=warn".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => logs.json().init(),
+    }
 }
 
 #[derive(Subcommand)]
@@ -59,16 +91,8 @@ enum Command {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     process::listen_for_shutdown();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            // The commands print each batch's progress themselves; the engine's own per-batch
-            // log line would repeat it (RUST_LOG=info shows it again).
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sluice_engine::query=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    init_logs(cli.log_format);
     let result = match cli.command {
         Command::Run(command) => run::run(command).await,
         Command::Explain(command) => run::explain(command).await,

@@ -11,7 +11,8 @@ use sluice_engine::Trigger;
 use sluice_pipeline::{Pipeline, Variables};
 
 use crate::progress::{Format, label};
-use crate::supervise::{stop_all, supervise};
+use crate::supervise::{start_all, supervise};
+use crate::telemetry::{HttpArgs, Telemetry};
 
 /// `NAME=VALUE` for `--var`.
 fn parse_var(text: &str) -> Result<(String, String), String> {
@@ -75,6 +76,8 @@ pub struct Run {
     /// One progress JSON object per batch on stdout (Spark's field names) instead of lines.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    http: HttpArgs,
 }
 
 /// Options of `sluice explain`.
@@ -95,19 +98,19 @@ pub async fn explain(args: Explain) -> anyhow::Result<()> {
 /// Runs the files' queries until they end (available-now), fail, or Ctrl-C.
 pub async fn run(args: Run) -> anyhow::Result<()> {
     let mut pipelines = args.files.load()?;
-    let mut queries = Vec::new();
-    for pipeline in &mut pipelines {
-        if args.available_now {
+    if args.available_now {
+        for pipeline in &mut pipelines {
             pipeline.override_trigger(Trigger::AvailableNow);
         }
-        match pipeline.start().await {
-            Ok(started) => queries.extend(started),
-            Err(e) => {
-                stop_all(&queries).await;
-                return Err(e.into());
-            }
-        }
     }
+    let telemetry = Telemetry::default();
+    if let Some((addr, required)) = args
+        .http
+        .resolve(pipelines.iter().map(Pipeline::http_listen))?
+    {
+        telemetry.serve(addr, required).await?;
+    }
+    let queries = start_all(pipelines, &telemetry).await?;
     let names: Vec<String> = queries.iter().map(label).collect();
     eprintln!(
         "running {} (Ctrl-C stops after the current batch)",

@@ -1,13 +1,38 @@
 //! Watching started queries: printing their progress until they all end, one fails, or the
 //! process is asked to stop.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::bail;
 use sluice_engine::StreamingQuery;
+use sluice_pipeline::Pipeline;
 
 use crate::process::shutdown_signal;
 use crate::progress::{Format, Printer, label};
+use crate::telemetry::Telemetry;
+
+/// Starts every query of `pipelines`, each told to `telemetry`'s metrics; if one cannot
+/// start, stops those already started and returns its error.
+pub async fn start_all(
+    pipelines: Vec<Pipeline>,
+    telemetry: &Telemetry,
+) -> anyhow::Result<Arc<[StreamingQuery]>> {
+    let mut queries = Vec::new();
+    for mut pipeline in pipelines {
+        pipeline.add_listener(telemetry.metrics());
+        match pipeline.start().await {
+            Ok(started) => queries.extend(started),
+            Err(e) => {
+                stop_all(&queries).await;
+                return Err(e.into());
+            }
+        }
+    }
+    let queries: Arc<[StreamingQuery]> = queries.into();
+    telemetry.watch(queries.clone());
+    Ok(queries)
+}
 
 /// Stops every query, reporting (not returning) the errors: used when giving up.
 pub async fn stop_all(queries: &[StreamingQuery]) {

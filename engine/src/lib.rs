@@ -52,6 +52,7 @@
 
 pub mod connector;
 pub mod json;
+pub mod listener;
 pub mod progress;
 pub mod sink;
 pub mod source;
@@ -73,6 +74,7 @@ mod window;
 pub use error::{Result, SluiceError};
 pub use functions::register_spark_aggregates;
 pub use json::{JsonDecoder, JsonOptions, MalformedStats, ParseMode};
+pub use listener::{QueryIdentity, QueryListener};
 pub use offset::Offset;
 pub use output_mode::OutputMode;
 pub use plan::streaming_session;

@@ -68,4 +68,4 @@ pub mod types;
 pub mod vars;
 
 pub use error::{PipelineError, Position, Result, Site};
-pub use pipeline::{DEFAULT_CHECKPOINT_DIR, Pipeline, Variables};
+pub use pipeline::{DEFAULT_CHECKPOINT_DIR, HttpListen, Pipeline, Variables};

@@ -1,11 +1,14 @@
 //! A loaded pipeline file: its tables, settings and queries, ready to explain or start.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 use datafusion::common::TableReference;
 use sluice_engine::{
-    MemorySink, MemorySource, StreamingQuery, StreamingQueryBuilder, Trigger, WatermarkPolicy,
+    MemorySink, MemorySource, QueryListener, StreamingQuery, StreamingQueryBuilder, Trigger,
+    WatermarkPolicy,
 };
 
 use crate::connector::{SinkConfig, SourceConfig};
@@ -62,6 +65,32 @@ struct Settings {
     foreach_batch: bool,
     watermark_policy: WatermarkPolicy,
     retained_batches: Option<u64>,
+    /// `SET http_listen`: process-wide, so one value per file (checked at load).
+    http_listen: Option<HttpListen>,
+}
+
+/// Where `sluice run` serves its HTTP endpoint (metrics, health, queries), as
+/// `SET http_listen = 'host:port'` (or `'off'`) says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpListen {
+    /// No endpoint.
+    Off,
+    /// Listen on this address.
+    At(SocketAddr),
+}
+
+impl std::str::FromStr for HttpListen {
+    type Err = String;
+
+    /// `off` (or `none`), or `host:port` with an IP address.
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.to_ascii_lowercase().as_str() {
+            "off" | "none" => Ok(HttpListen::Off),
+            _ => text.parse().map(HttpListen::At).map_err(|_| {
+                format!("expected 'off' or an address such as '127.0.0.1:9464', got '{text}'")
+            }),
+        }
+    }
 }
 
 impl Default for Settings {
@@ -73,6 +102,7 @@ impl Default for Settings {
             foreach_batch: false,
             watermark_policy: WatermarkPolicy::Min,
             retained_batches: None,
+            http_listen: None,
         }
     }
 }
@@ -85,6 +115,7 @@ pub const SETTINGS: &[&str] = &[
     "foreach_batch",
     "watermark_policy",
     "retained_batches",
+    "http_listen",
 ];
 
 impl Settings {
@@ -128,6 +159,15 @@ impl Settings {
                         .map_err(|_| bad(format!("expected a positive integer, got '{v}'")))?,
                 )
             }
+            "http_listen" => {
+                let listen: HttpListen = v.parse().map_err(bad)?;
+                if self.http_listen.is_some_and(|set| set != listen) {
+                    return Err(bad(
+                        "the endpoint is one per process: set it once per file".into()
+                    ));
+                }
+                self.http_listen = Some(listen);
+            }
             other => {
                 return Err(Located::new(
                     key.position,
@@ -161,6 +201,10 @@ pub struct Pipeline {
     files: SourceMap,
     sources: BTreeMap<String, SourceConfig>,
     queries: Vec<QueryDecl>,
+    /// `SET http_listen`, if the file says.
+    http_listen: Option<HttpListen>,
+    /// Told of every query's start, progress and end.
+    listeners: Vec<Arc<dyn QueryListener>>,
 }
 
 impl Pipeline {
@@ -331,6 +375,8 @@ impl Pipeline {
             files,
             sources,
             queries,
+            http_listen: settings.http_listen,
+            listeners: Vec::new(),
         })
     }
 
@@ -361,6 +407,18 @@ impl Pipeline {
             .sink
             .memory()
             .cloned()
+    }
+
+    /// Where the file asks the process to serve its HTTP endpoint (`SET http_listen`), if
+    /// it says.
+    pub fn http_listen(&self) -> Option<HttpListen> {
+        self.http_listen
+    }
+
+    /// Adds a listener to every query this pipeline starts (Spark's
+    /// `StreamingQueryListener`, see [`sluice_engine::listener`]).
+    pub fn add_listener(&mut self, listener: Arc<dyn QueryListener>) {
+        self.listeners.push(listener);
     }
 
     /// Runs every query with `trigger` instead of the file's (e.g. available-now for a
@@ -403,6 +461,9 @@ impl Pipeline {
             .query_name(&query.name);
         if settings.foreach_batch {
             builder = builder.foreach_batch();
+        }
+        for listener in &self.listeners {
+            builder = builder.listener(listener.clone());
         }
         if let Some(dir) = &settings.checkpoint {
             builder = builder.checkpoint_location(format!("{dir}/{}", query.name));

@@ -18,7 +18,7 @@ use sluice_connectors::binance::replay::{Pacing, ReplayOptions, ReplayServer};
 use sluice_testkit::{Tick, candles, service};
 use sqlx::Row;
 
-use crate::process::{Process, ROOT, sluice};
+use crate::process::{Process, ROOT, http_get, sluice};
 
 /// Every message of `topic` (one partition), as tickers.
 fn read_topic(bootstrap: &str, topic: &str) -> Vec<Tick> {
@@ -133,11 +133,18 @@ async fn replay_to_postgres_through_kafka_survives_a_killed_pipeline() {
             .expect("producer"),
     );
     let checkpoints = tempfile::tempdir().unwrap();
+    // The metrics endpoint, on a port free now.
+    let http = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
     let run = || {
         Process(
             sluice()
                 .current_dir(ROOT)
                 .args(["run", "queries/projet_bdcc.sql", "queries/candles_1m.sql"])
+                .args(["--http-listen", &http])
                 .env("KAFKA_BOOTSTRAP", &bootstrap)
                 .env("TICKS_TOPIC", &topic)
                 .env("TICKS_MAX_PER_TRIGGER", "500")
@@ -210,6 +217,16 @@ async fn replay_to_postgres_through_kafka_survives_a_killed_pipeline() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    // Caught up: the consumer lag of the topic's partition is 0 in /metrics.
+    let (status, metrics) = http_get(&http, "/metrics");
+    assert_eq!(status, 200);
+    let partition = format!("topic=\"{topic}\",partition=\"0\"}} 0");
+    assert!(
+        metrics.lines().any(|line| line
+            .starts_with("sluice_kafka_offsets_behind_latest{query=\"candles_1m\",")
+            && line.ends_with(&partition)),
+        "no zero lag for {topic}/0 in:\n{metrics}"
+    );
     assert!(
         second.terminate().success(),
         "sluice run stops cleanly on SIGTERM"

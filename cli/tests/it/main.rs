@@ -8,4 +8,5 @@ mod end_to_end;
 mod errors;
 mod process;
 mod soak;
+mod telemetry;
 mod torture;

@@ -67,6 +67,27 @@ pub fn wait_for_line(
     }
 }
 
+/// Status and body of `GET path` (a blocking HTTP/1.1 request with `Connection: close`).
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut raw).expect("read");
+    let status = raw.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
 /// Writes `lines` as the JSON-lines file `name` of directory `dir`, atomically (written
 /// beside it, then renamed), as a producer drops files into a watched directory.
 pub fn drop_file(dir: &Path, name: &str, lines: &[String]) {

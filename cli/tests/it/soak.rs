@@ -2,34 +2,18 @@
 //! table of 40,000 tickers (the answers of several MB each that once grew the server by
 //! hundreds of MB) leave the process's resident memory bounded by its cache budget.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::process::{Process, ROOT, drop_file, sluice, stderr_lines, ticker_file, wait_for_line};
+use crate::process::{
+    Process, ROOT, drop_file, http_get, sluice, stderr_lines, ticker_file, wait_for_line,
+};
 
-/// The body of `GET path` (a blocking HTTP/1.1 request with `Connection: close`).
+/// The JSON body of `GET path`, which must answer 200.
 fn get(addr: &str, path: &str) -> serde_json::Value {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("read");
-    let text = String::from_utf8_lossy(&raw);
-    assert!(
-        text.starts_with("HTTP/1.1 200"),
-        "{path}: {}",
-        &text[..text.len().min(300)]
-    );
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, body)| body);
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("{path}: {e}"))
+    let (status, body) = http_get(addr, path);
+    assert_eq!(status, 200, "{path}: {}", &body[..body.len().min(300)]);
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 /// The resident set of process `pid`, in bytes (Linux).

@@ -17,6 +17,7 @@ use super::recovery::{recover, restore_state};
 use super::report::Reporter;
 use crate::checkpoint::{Checkpoint, plan_recovery};
 use crate::error::{Result, SluiceError};
+use crate::listener::{QueryIdentity, QueryListener};
 use crate::operator::dedup::{DedupMode, Deduplicator};
 use crate::output_mode::{OutputMode, QueryShape, check_output_mode};
 use crate::plan::{StreamPlan, streaming_session};
@@ -62,6 +63,7 @@ pub struct StreamingQueryBuilder {
     watermark_policy: WatermarkPolicy,
     per_batch: bool,
     dedups: BTreeMap<String, (Vec<String>, DedupMode)>,
+    listeners: Vec<Arc<dyn QueryListener>>,
 }
 
 impl Default for StreamingQueryBuilder {
@@ -87,6 +89,7 @@ impl StreamingQueryBuilder {
             watermark_policy: WatermarkPolicy::Min,
             per_batch: false,
             dedups: BTreeMap::new(),
+            listeners: Vec::new(),
         }
     }
 
@@ -415,7 +418,7 @@ impl StreamingQueryBuilder {
             .map(|(source, spec)| (source, spec.column))
             .collect();
         let run_id = uuid::Uuid::new_v4().to_string();
-        let shared = Arc::new(Shared::new());
+        let shared = Arc::new(Shared::new(self.listeners));
         Ok(MicroBatchExecution {
             label,
             reporter: Reporter::new(
@@ -444,6 +447,13 @@ impl StreamingQueryBuilder {
         })
     }
 
+    /// Adds a listener, told of the query's start, progress and end (Spark's
+    /// `StreamingQueryListener`; see [`crate::listener`]).
+    pub fn listener(mut self, listener: Arc<dyn QueryListener>) -> Self {
+        self.listeners.push(listener);
+        self
+    }
+
     /// Plans the query, recovers from the checkpoint and starts the micro-batch loop on the
     /// Tokio runtime.
     pub async fn start(self) -> Result<StreamingQuery> {
@@ -451,10 +461,19 @@ impl StreamingQueryBuilder {
         let (stop, stop_rx) = watch::channel(false);
         let shared = Arc::clone(&execution.shared);
         shared.update(|s| s.active = true);
+        let identity = QueryIdentity {
+            id: execution.id.clone(),
+            run_id: execution.run_id.clone(),
+            name: execution.name.clone(),
+        };
+        for listener in shared.listeners() {
+            listener.on_query_started(&identity);
+        }
         let query = StreamingQuery::new(
             execution.id.clone(),
             execution.run_id.clone(),
             execution.name.clone(),
+            execution.trigger,
             Arc::clone(&shared),
             stop,
         );
@@ -473,9 +492,12 @@ impl StreamingQueryBuilder {
             shared.update(|s| {
                 s.active = false;
                 s.trigger_active = false;
-                s.error = error;
+                s.error = error.clone();
                 s.message = "Stopped".into();
             });
+            for listener in shared.listeners() {
+                listener.on_query_terminated(&identity, error.as_deref());
+            }
         });
         Ok(query)
     }

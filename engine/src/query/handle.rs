@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::watch;
 
 use crate::error::{Result, SluiceError};
+use crate::listener::QueryListener;
 use crate::progress::StreamingQueryProgress;
+use crate::trigger::Trigger;
 
 /// Progress reports kept by a query handle (Spark's `numRecentProgressUpdates`).
 const RECENT_PROGRESS: usize = 100;
@@ -55,19 +57,26 @@ pub(super) struct LoopState {
     pub(super) error: Option<String>,
 }
 
-/// State shared by the loop (writer) and the handles (readers).
+/// State shared by the loop (writer) and the handles (readers), and the query's listeners.
 pub(super) struct Shared {
     state: watch::Sender<LoopState>,
     progress: Mutex<VecDeque<StreamingQueryProgress>>,
+    listeners: Vec<Arc<dyn QueryListener>>,
 }
 
 impl Shared {
-    /// Shared state of a loop that has not started.
-    pub(super) fn new() -> Self {
+    /// Shared state of a loop that has not started, told to `listeners`.
+    pub(super) fn new(listeners: Vec<Arc<dyn QueryListener>>) -> Self {
         Self {
             state: watch::channel(LoopState::default()).0,
             progress: Mutex::new(VecDeque::new()),
+            listeners,
         }
+    }
+
+    /// The query's listeners.
+    pub(super) fn listeners(&self) -> &[Arc<dyn QueryListener>] {
+        &self.listeners
     }
 
     /// Changes the loop state, waking the handles that wait on it.
@@ -75,8 +84,12 @@ impl Shared {
         self.state.send_modify(change);
     }
 
-    /// Adds a progress report, forgetting the oldest beyond the last 100.
+    /// Tells the listeners of a progress report and adds it to the recent ones, forgetting
+    /// the oldest beyond the last 100.
     pub(super) fn push_progress(&self, progress: StreamingQueryProgress) {
+        for listener in &self.listeners {
+            listener.on_query_progress(&progress);
+        }
         let mut recent = self.recent();
         if recent.len() == RECENT_PROGRESS {
             recent.pop_front();
@@ -99,6 +112,7 @@ pub struct StreamingQuery {
     id: String,
     run_id: String,
     name: Option<String>,
+    trigger: Trigger,
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
 }
@@ -109,6 +123,7 @@ impl StreamingQuery {
         id: String,
         run_id: String,
         name: Option<String>,
+        trigger: Trigger,
         shared: Arc<Shared>,
         stop: watch::Sender<bool>,
     ) -> Self {
@@ -116,6 +131,7 @@ impl StreamingQuery {
             id,
             run_id,
             name,
+            trigger,
             shared,
             stop,
         }
@@ -134,6 +150,11 @@ impl StreamingQuery {
     /// The query name, if any.
     pub fn name(&self) -> Option<&str> {
         self.name.as_deref()
+    }
+
+    /// When the query's batches start.
+    pub fn trigger(&self) -> Trigger {
+        self.trigger
     }
 
     fn label(&self) -> String {
@@ -161,6 +182,11 @@ impl StreamingQuery {
             backlog: state.backlog,
             backlog_total: state.backlog_total,
         }
+    }
+
+    /// Why the query failed, if it did (Spark's `exception`).
+    pub fn exception(&self) -> Option<String> {
+        self.shared.state.borrow().error.clone()
     }
 
     /// Whether the loop is still running.
