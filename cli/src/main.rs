@@ -9,6 +9,7 @@
 //! sluice capture binance --out FILE [--url URL] [--duration 10m]     record raw frames
 //! sluice replay FILE [--listen 127.0.0.1:9443] [--speed N | --max] [--loop] [--shift-to-now]
 //! sluice generate-sample --out FILE [--symbols 200] [--seconds 600] [--seed N]
+//! sluice probe [URL]                    exit 0 if http://127.0.0.1:9464/readyz answers 200
 //! ```
 //!
 //! Exit codes: 0 success (including a graceful Ctrl-C / SIGTERM stop and the end of an
@@ -18,6 +19,7 @@
 mod binance;
 mod dashboard;
 mod demo;
+mod probe;
 mod process;
 mod progress;
 mod run;
@@ -86,6 +88,8 @@ enum Command {
     Replay(binance::Replay),
     /// Generate the seeded synthetic Binance sample (the bundled one is made this way).
     GenerateSample(binance::GenerateSample),
+    /// Exit 0 if an endpoint of a running sluice answers 200 (container health checks).
+    Probe(probe::Probe),
 }
 
 #[tokio::main]
@@ -102,6 +106,7 @@ async fn main() -> std::process::ExitCode {
         Command::Capture(command) => binance::capture(command).await,
         Command::Replay(command) => binance::replay(command).await,
         Command::GenerateSample(command) => binance::generate_sample(command),
+        Command::Probe(command) => probe::probe(command),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -81,7 +81,7 @@ pub struct HttpArgs {
     /// Where to serve /metrics, /healthz, /readyz and /queries: an address, or `off`.
     /// Default: the files' `SET http_listen`, else 127.0.0.1:9464 (skipped with a warning if
     /// that port is taken).
-    #[arg(long, value_name = "ADDR|off")]
+    #[arg(long, env = "SLUICE_HTTP_LISTEN", value_name = "ADDR|off")]
     http_listen: Option<HttpListen>,
 }
 

@@ -94,6 +94,24 @@ fn the_stack_has_the_seed_services_modernised() {
             "{file}"
         );
     }
+    // Its metrics and health endpoint, reachable from other containers and the host's
+    // loopback, and its health check asking readiness there.
+    let listen = env(pipelines, "SLUICE_HTTP_LISTEN");
+    let port = listen.rsplit(':').next().unwrap();
+    assert_eq!(listen, format!("0.0.0.0:{port}"));
+    assert_eq!(
+        strings(&pipelines["ports"]),
+        [format!("127.0.0.1:{port}:{port}")]
+    );
+    assert_eq!(
+        strings(&pipelines["healthcheck"]["test"]),
+        [
+            "CMD",
+            "sluice",
+            "probe",
+            &format!("http://127.0.0.1:{port}/readyz")
+        ]
+    );
     // The topic the producer writes is the one the queries read.
     let produced = strings(&producer["command"]);
     let topic = produced[produced.iter().position(|a| *a == "--topic").unwrap() + 1];
@@ -104,6 +122,10 @@ fn the_stack_has_the_seed_services_modernised() {
     // The dashboard: port 8501 on the host's loopback, the same database.
     let dashboard = &compose["services"]["dashboard"];
     assert_eq!(strings(&dashboard["ports"]), ["127.0.0.1:8501:8501"]);
+    assert_eq!(
+        strings(&dashboard["healthcheck"]["test"]),
+        ["CMD", "sluice", "probe", "http://127.0.0.1:8501/api/status"]
+    );
     assert_eq!(env(dashboard, "DATABASE_URL"), url);
 
     // The README tells how to start it.

@@ -185,3 +185,40 @@ fn logs_are_json_on_request_and_never_coloured_off_a_terminal() {
     assert_eq!(progress["level"], "INFO");
     assert_eq!(progress["fields"]["query"], "projet_bdcc");
 }
+
+#[test]
+fn probe_exits_0_only_on_200() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("none.db").display());
+    let mut child = sluice()
+        .args([
+            "dashboard",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            &url,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = stderr_lines(&mut child);
+    let dashboard = Process(child);
+    let banner = wait_for_line(&lines, "dashboard on http://", Duration::from_secs(30))
+        .unwrap_or_else(|seen| panic!("{seen}"));
+    let base = banner.rsplit(' ').next().unwrap().to_owned();
+    let probe = |url: &str| sluice().args(["probe", url]).output().unwrap();
+    let ok = probe(&format!("{base}/api/status"));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("\"state\""));
+    let missing = probe(&format!("{base}/nope"));
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("404"));
+    drop(dashboard);
+    let refused = probe(&format!("{base}/api/status"));
+    assert_eq!(refused.status.code(), Some(1));
+}

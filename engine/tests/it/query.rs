@@ -6,7 +6,8 @@ use std::time::Duration;
 use arrow::array::{Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema};
 use sluice_engine::{
-    FileSource, JsonOptions, MemorySink, MemorySource, ParseMode, StreamingQueryBuilder, Trigger,
+    FileSource, JsonOptions, MemorySink, MemorySource, ParseMode, QueryIdentity, QueryListener,
+    StreamingQueryBuilder, StreamingQueryProgress, Trigger,
 };
 
 use crate::common::{render, ticker, ticker_schema, write_lines};
@@ -135,6 +136,98 @@ async fn processing_time_trigger_spaces_batches() {
         "three batches need two intervals"
     );
     query.stop().await.unwrap();
+}
+
+/// What a listener was told, in order.
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<Vec<String>>);
+
+impl QueryListener for Recorder {
+    fn on_query_started(&self, query: &QueryIdentity) {
+        let name = query.name.clone().unwrap_or_default();
+        self.0.lock().unwrap().push(format!("started {name}"));
+    }
+
+    fn on_query_progress(&self, progress: &StreamingQueryProgress) {
+        self.0.lock().unwrap().push(format!(
+            "batch {} rows {}",
+            progress.batch_id, progress.num_input_rows
+        ));
+    }
+
+    fn on_query_terminated(&self, query: &QueryIdentity, error: Option<&str>) {
+        let name = query.name.clone().unwrap_or_default();
+        let error = error.map(|e| e.contains("{broken"));
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("terminated {name} {error:?}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listeners_are_told_of_start_every_batch_and_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    write_lines(
+        dir.path(),
+        "a.jsonl",
+        &[ticker("A", 1.0, 1), ticker("B", 2.0, 2)],
+    );
+    let recorder = Arc::new(Recorder::default());
+    let query = StreamingQueryBuilder::new()
+        .source(
+            "ticks",
+            FileSource::new(
+                "t",
+                dir.path().to_str().unwrap(),
+                ticker_schema(),
+                JsonOptions::default(),
+            )
+            .unwrap(),
+        )
+        .sql("SELECT * FROM ticks")
+        .sink(MemorySink::new())
+        .trigger(Trigger::AvailableNow)
+        .query_name("told")
+        .listener(recorder.clone())
+        .start()
+        .await
+        .unwrap();
+    query.await_termination().await.unwrap();
+    // The query's own handle agrees with what the listener saw.
+    assert_eq!(query.recent_progress().len(), 1);
+    assert_eq!(
+        *recorder.0.lock().unwrap(),
+        ["started told", "batch 0 rows 2", "terminated told None"]
+    );
+
+    // A failure is told with its error.
+    write_lines(dir.path(), "b.jsonl", &["{broken".into()]);
+    let failing = Arc::new(Recorder::default());
+    let options = JsonOptions {
+        mode: ParseMode::FailFast,
+        ..Default::default()
+    };
+    let query = StreamingQueryBuilder::new()
+        .source(
+            "ticks",
+            FileSource::new("t", dir.path().to_str().unwrap(), ticker_schema(), options).unwrap(),
+        )
+        .sql("SELECT * FROM ticks")
+        .sink(MemorySink::new())
+        .query_name("fails")
+        .listener(failing.clone())
+        .start()
+        .await
+        .unwrap();
+    assert!(query.await_termination().await.is_err());
+    assert!(query.exception().is_some());
+    let told = failing.0.lock().unwrap();
+    assert_eq!(told.first().map(String::as_str), Some("started fails"));
+    assert_eq!(
+        told.last().map(String::as_str),
+        Some("terminated fails Some(true)")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
