@@ -56,20 +56,60 @@ async fn database(dir: &Path) -> sqlx::SqlitePool {
 
 const T0: i64 = 1_764_331_200_000; // 2025-11-28 12:00:00 UTC
 
+/// One row of `projet_bdcc`: symbol, close, timestamp_ts, spread, mid price.
+type TableRow = (
+    Option<String>,
+    Option<f64>,
+    Option<String>,
+    Option<f64>,
+    Option<f64>,
+);
+
+async fn projet_bdcc_rows(dir: &Path) -> Vec<TableRow> {
+    let pool = database(dir).await;
+    let rows = sqlx::query(
+        "SELECT symbol, close_price, timestamp_ts, spread, mid_price FROM projet_bdcc ORDER BY rowid",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    rows.iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect()
+}
+
+/// The row `ticker(symbol, close, …)` gives at `ts`.
+fn derived(symbol: &str, close: f64, ts: &str) -> TableRow {
+    let high = close + 10.0;
+    (
+        Some(symbol.into()),
+        Some(close),
+        Some(ts.into()),
+        Some(high - 90.0),
+        Some((high + 90.0) / 2.0),
+    )
+}
+
+/// The seed's job, checked against pyspark 4.0.1 (`from_unixtime(timestamp/1000)` cast to a
+/// timestamp, `dropDuplicates(["timestamp_ts", "symbol"])` per batch, no null filter).
 #[tokio::test]
-async fn projet_bdcc_derives_columns_and_drops_duplicates_per_batch() {
+async fn projet_bdcc_is_the_seed_job_per_second_with_its_nulls() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("in")).unwrap();
     write(
         &dir.path().join("in"),
         "0.jsonl",
         &[
-            ticker("BTCUSDT", 65000.0, 10.0, T0),
+            ticker("BTCUSDT", 65000.0, 10.0, T0 + 143),
             ticker("ETHUSDT", 3000.0, 20.0, T0),
-            // Same symbol and timestamp again: dropped, the first occurrence wins.
-            ticker("BTCUSDT", 99999.0, 10.0, T0),
+            // The same symbol in the same second: dropped, the first occurrence wins.
+            ticker("BTCUSDT", 99999.0, 10.0, T0 + 999),
             ticker("BTCUSDT", 65010.0, 10.0, T0 + 1000),
+            // Not JSON: a row of nulls, as the seed's PERMISSIVE parse gave (and counted).
             "not json".into(),
+            // Null keys are equal: deduplicated with the row above.
+            r#"{"close_price":1.5}"#.into(),
         ],
     );
     run_available_now("projet_bdcc", dir.path()).await;
@@ -81,52 +121,59 @@ async fn projet_bdcc_derives_columns_and_drops_duplicates_per_batch() {
         &[ticker("BTCUSDT", 65000.0, 10.0, T0)],
     );
     run_available_now("projet_bdcc", dir.path()).await;
-
-    let pool = database(dir.path()).await;
-    let rows = sqlx::query(
-        "SELECT symbol, close_price, timestamp_ts, spread, mid_price FROM projet_bdcc ORDER BY rowid",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
-    let rows: Vec<(String, f64, String, f64, f64)> = rows
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
-        .collect();
-    let ts = "2025-11-28 12:00:00.000000".to_string();
+    let second = "2025-11-28 12:00:00.000000";
     assert_eq!(
-        rows,
+        projet_bdcc_rows(dir.path()).await,
         [
-            (
-                "BTCUSDT".into(),
-                65000.0,
-                ts.clone(),
-                65010.0 - 90.0,
-                (65010.0 + 90.0) / 2.0
-            ),
-            (
-                "ETHUSDT".into(),
-                3000.0,
-                ts.clone(),
-                3010.0 - 90.0,
-                (3010.0 + 90.0) / 2.0
-            ),
-            (
-                "BTCUSDT".into(),
-                65010.0,
-                "2025-11-28 12:00:01.000000".into(),
-                65020.0 - 90.0,
-                (65020.0 + 90.0) / 2.0
-            ),
-            (
-                "BTCUSDT".into(),
-                65000.0,
-                ts,
-                65010.0 - 90.0,
-                (65010.0 + 90.0) / 2.0
-            ),
+            derived("BTCUSDT", 65000.0, second),
+            derived("ETHUSDT", 3000.0, second),
+            derived("BTCUSDT", 65010.0, "2025-11-28 12:00:01.000000"),
+            (None, None, None, None, None),
+            derived("BTCUSDT", 65000.0, second),
         ]
     );
+}
+
+/// `TIMESTAMP_PRECISION=millisecond` keys the dedup per millisecond, `DROP_NULL_KEYS=true`
+/// leaves out the rows without a symbol or timestamp.
+#[tokio::test]
+async fn projet_bdcc_variables_give_milliseconds_and_drop_null_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    write(
+        &dir.path().join("in"),
+        "0.jsonl",
+        &[
+            ticker("BTCUSDT", 65000.0, 10.0, T0 + 143),
+            ticker("BTCUSDT", 65001.0, 10.0, T0 + 999),
+            ticker("BTCUSDT", 99999.0, 10.0, T0 + 999),
+            "not json".into(),
+        ],
+    );
+    let variables = variables(dir.path())
+        .set("TIMESTAMP_PRECISION", "millisecond")
+        .set("DROP_NULL_KEYS", "true");
+    let mut pipeline = Pipeline::load(query_file("projet_bdcc"), &variables).unwrap();
+    pipeline.override_trigger(Trigger::AvailableNow);
+    for query in pipeline.start().await.unwrap() {
+        query.await_termination().await.unwrap();
+    }
+    assert_eq!(
+        projet_bdcc_rows(dir.path()).await,
+        [
+            derived("BTCUSDT", 65000.0, "2025-11-28 12:00:00.143000"),
+            derived("BTCUSDT", 65001.0, "2025-11-28 12:00:00.999000"),
+        ]
+    );
+    // Anything but a boolean is refused where the value stands.
+    let error = Pipeline::load(
+        query_file("projet_bdcc"),
+        &variables.set("DROP_NULL_KEYS", "1 OR 1"),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(error.contains("DROP_NULL_KEYS"), "{error}");
 }
 
 #[tokio::test]
