@@ -454,6 +454,12 @@ pub static JSON_OPTIONS: &[OptionSpec] = &[
         default: OptionDefault::Value("16777216"),
         doc: "longest record in bytes; longer is malformed",
     },
+    OptionSpec {
+        name: "allow_numeric_strings",
+        kind: OptionType::Bool,
+        default: OptionDefault::Value("false"),
+        doc: "`true`: a string holding a number converts into a numeric column (`\"0.5\"` into a DOUBLE); `false`, as Spark: such a record is malformed, its other fields kept",
+    },
 ];
 
 /// The options of every sink.
@@ -478,6 +484,7 @@ pub fn json_options(settings: &mut Settings) -> OptionResult<JsonOptions> {
         corrupt_record_column: settings.get("corrupt_record_column")?,
         max_depth: settings.value::<u64>("max_depth")? as usize,
         max_record_bytes: settings.value::<u64>("max_record_bytes")? as usize,
+        allow_numeric_strings: settings.value("allow_numeric_strings")?,
         ..JsonOptions::default()
     })
 }

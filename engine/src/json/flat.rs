@@ -115,12 +115,14 @@ pub(super) struct FlatDecoder {
     /// Whether the current record named each column already (duplicates are refused).
     seen: Vec<bool>,
     rows: usize,
+    /// Whether strings holding numbers convert into numeric columns.
+    numeric_strings: bool,
 }
 
 impl FlatDecoder {
     /// A decoder for `schema`, or `None` when a column has a type the fast path does not
     /// convert (those schemas always take arrow-json's path).
-    pub(super) fn new(schema: &SchemaRef, capacity: usize) -> Option<Self> {
+    pub(super) fn new(schema: &SchemaRef, capacity: usize, numeric_strings: bool) -> Option<Self> {
         let columns = schema
             .fields()
             .iter()
@@ -152,6 +154,7 @@ impl FlatDecoder {
             cells: vec![Cell::Null; width],
             seen: vec![false; width],
             rows: 0,
+            numeric_strings,
         })
     }
 
@@ -237,7 +240,8 @@ impl FlatDecoder {
                     if std::mem::replace(&mut self.seen[index], true) {
                         return None;
                     }
-                    self.cells[index] = convert(&self.columns[index], token, record)?;
+                    self.cells[index] =
+                        convert(&self.columns[index], token, record, self.numeric_strings)?;
                     hint = index + 1;
                 }
                 cursor.skip_whitespace();
@@ -282,8 +286,10 @@ fn new_column(data_type: &DataType, capacity: usize) -> Option<Column> {
 }
 
 /// Converts a scalar as arrow-json (with `coerce_primitive`) would, or refuses it where
-/// arrow-json would do something else than this simple conversion (even if only an error).
-fn convert(column: &Column, token: Token, record: &[u8]) -> Option<Cell> {
+/// arrow-json would do something else than this simple conversion (even if only an error) or
+/// where Spark's rules decide ([`super::spark`]): a string in a numeric column unless
+/// `numeric_strings`.
+fn convert(column: &Column, token: Token, record: &[u8], numeric_strings: bool) -> Option<Cell> {
     Some(match (column, token) {
         (_, Token::Null) => Cell::Null,
         (Column::Utf8(_), Token::String(start, end))
@@ -292,7 +298,7 @@ fn convert(column: &Column, token: Token, record: &[u8]) -> Option<Cell> {
         // arrow-json parses both with `lexical_core::parse::<f64>` (strings first try exactly
         // that, then retry trimmed, which is refused here).
         (Column::Float64(_), Token::Number(number)) => Cell::Float(number.to_f64(record)?),
-        (Column::Float64(_), Token::String(start, end)) => {
+        (Column::Float64(_), Token::String(start, end)) if numeric_strings => {
             Cell::Float(lexical_core::parse::<f64>(&record[start..end]).ok()?)
         }
         // arrow-json tries `lexical_core::parse::<i64>` first, then a float it casts: refused.

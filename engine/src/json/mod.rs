@@ -13,8 +13,20 @@
 //!   conversion errors by bisection), so the cost of bad input is proportional to the number
 //!   of bad records, not to the size of the stream.
 //!
-//! Behaviour follows Spark 4.0's JSON data source (checked against `pyspark==4.0.1`):
-//! - blank records (empty or whitespace-only lines) are skipped and not counted;
+//! Behaviour follows Spark 4.0's JSON data source (checked against `pyspark==4.0.1`; the
+//! rules arrow-json does not share are applied first, by [`spark`]):
+//! - blank records (empty or whitespace-only lines) are skipped and not counted; lines end at
+//!   `\n`, `\r\n` or a lone `\r`; a UTF-8 byte order mark before a record is skipped;
+//! - values convert as Spark converts them: an integer column takes integer numbers of its
+//!   range only (`1.5`, `1e3`, `1704067224143.0` or an out-of-range number do not convert), a
+//!   DOUBLE column takes numbers, the `NaN`/`Infinity`/`-Infinity` tokens and Spark's strings
+//!   for them (`"NaN"`, `"Infinity"`, `"+INF"`, …) but no other string (unless
+//!   [`JsonOptions::allow_numeric_strings`]), a BOOLEAN column `true`/`false` only, and a
+//!   string column anything, keeping the raw JSON text of what is not a string (a nested
+//!   object, `12.50`);
+//! - leading zeros (`007`) and raw control characters in strings make a record malformed, as
+//!   Jackson's defaults do; a top-level array of objects is one row per object; after the
+//!   first value of a record, the rest is ignored (two objects on a line: the first);
 //! - a missing field is `null`, never malformed; unknown fields are ignored; every top-level
 //!   column is nullable (Spark makes file-source schemas nullable);
 //! - `PERMISSIVE` (default): a structurally broken record (truncated object, garbage, a JSON
@@ -32,10 +44,8 @@
 //! nested 10,000 levels deep) cannot exhaust the stack: it is a counted malformed record in
 //! `PERMISSIVE` and `DROPMALFORMED`, and a clear error in `FAILFAST`.
 //!
-//! Deviation from Spark, on purpose: a numeric string such as `"5.5"` converts into a numeric
-//! column (arrow-json's rule), where Spark would treat the record as malformed; Binance encodes
-//! all its numbers as strings, so this is what a user of this engine wants. Numbers and booleans
-//! read into a string column keep their JSON text, as in Spark.
+//! Left to arrow-json: timestamp columns (a number is in the column's unit, where Spark reads
+//! seconds; a string is parsed as RFC 3339) and nested column types.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -50,8 +60,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Result, SluiceError};
 
 mod flat;
+mod spark;
 
 use flat::FlatDecoder;
+use spark::{Columns, Inspection};
 
 /// Longest prefix of a malformed record kept in errors and statistics.
 const SAMPLE_BYTES: usize = 256;
@@ -100,6 +112,10 @@ pub struct JsonOptions {
     pub max_depth: usize,
     /// Longest record in bytes (default 16 MiB); a longer record is malformed.
     pub max_record_bytes: usize,
+    /// Whether a string holding a number converts into a numeric column (`"0.5"` into a
+    /// DOUBLE, `"5"` into a BIGINT). Off by default, as in Spark, where such a record is
+    /// malformed; on for producers that quote their numbers.
+    pub allow_numeric_strings: bool,
 }
 
 /// [`JsonOptions::max_depth`] by default: the nesting limit of Jackson, Spark 4.0's parser.
@@ -116,6 +132,7 @@ impl Default for JsonOptions {
             batch_size: 8192,
             max_depth: DEFAULT_MAX_DEPTH,
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            allow_numeric_strings: false,
         }
     }
 }
@@ -209,8 +226,10 @@ pub struct JsonDecoder {
     /// The current chunk's records, back to back, and the end offset of each.
     bytes: Vec<u8>,
     ends: Vec<usize>,
-    /// Records of the current chunk refused before parsing (over a limit): index and reason.
-    rejected: Vec<(usize, String)>,
+    /// Records of the current chunk known to be malformed before arrow-json decodes them.
+    faults: Vec<Fault>,
+    /// The columns as Spark's rules read them.
+    columns: Columns,
     /// Number of records pushed since the last `finish`, blank ones included (so a line number
     /// for files).
     position: usize,
@@ -262,7 +281,12 @@ impl JsonDecoder {
         }
         let decode_schema = Arc::new(Schema::new(decode_fields));
         let fast = build_decoder(&decode_schema, options.batch_size + 1, false)?;
-        let flat = FlatDecoder::new(&decode_schema, options.batch_size);
+        let flat = FlatDecoder::new(
+            &decode_schema,
+            options.batch_size,
+            options.allow_numeric_strings,
+        );
+        let columns = Columns::new(&decode_schema, options.allow_numeric_strings);
         Ok(Self {
             flat_chunk: flat.is_some(),
             flat,
@@ -278,7 +302,8 @@ impl JsonDecoder {
             dirty: false,
             bytes: Vec::new(),
             ends: Vec::new(),
-            rejected: Vec::new(),
+            faults: Vec::new(),
+            columns,
             position: 0,
             positions: Vec::new(),
             row_positions: Vec::new(),
@@ -304,9 +329,11 @@ impl JsonDecoder {
         self.context = context.into();
     }
 
-    /// Feeds one record: a whole JSON document such as a Kafka message value.
+    /// Feeds one record: a whole JSON document such as a Kafka message value. A UTF-8 byte
+    /// order mark before it is skipped, as Spark's parser skips it.
     pub fn push(&mut self, record: &[u8]) -> Result<()> {
         self.position += 1;
+        let record = record.strip_prefix(b"\xef\xbb\xbf").unwrap_or(record);
         if record.iter().all(u8::is_ascii_whitespace) {
             return Ok(());
         }
@@ -338,17 +365,27 @@ impl JsonDecoder {
                     )
                 })
             });
-            self.bytes.extend_from_slice(record);
-            self.ends.push(self.bytes.len());
-            self.positions.push(self.position);
             match refused {
                 // Never handed to a parser: the slow path reports it.
-                Some(reason) => {
-                    self.rejected.push((self.ends.len() - 1, reason));
-                    self.dirty = true;
-                }
-                None if !self.dirty => self.dirty = !feed(&mut self.fast, record),
-                None => {}
+                Some(reason) => self.push_fault(record, reason, None),
+                None => match spark::inspect(record, &self.columns) {
+                    Inspection::Clean => self.push_record(record),
+                    Inspection::Malformed(reason) => self.push_fault(record, reason, None),
+                    Inspection::Rewritten { records, failed } => match failed {
+                        // Decoded as rewritten (the failed values null), reported with the
+                        // record as it came.
+                        Some(reason) => {
+                            for rewritten in &records {
+                                self.push_fault(rewritten, reason.clone(), Some(record));
+                            }
+                        }
+                        None => {
+                            for rewritten in &records {
+                                self.push_record(rewritten);
+                            }
+                        }
+                    },
+                },
             }
         }
         if self.chunk_len >= self.options.batch_size {
@@ -357,14 +394,46 @@ impl JsonDecoder {
         Ok(())
     }
 
-    /// Feeds newline-delimited records (a JSON-lines file or part of one ending on a newline).
-    pub fn push_lines(&mut self, data: &[u8]) -> Result<()> {
-        let data = data.strip_suffix(b"\n").unwrap_or(data);
-        if data.is_empty() {
-            return Ok(());
+    /// A record of the current chunk for arrow-json.
+    fn push_record(&mut self, record: &[u8]) {
+        self.bytes.extend_from_slice(record);
+        self.ends.push(self.bytes.len());
+        self.positions.push(self.position);
+        if !self.dirty {
+            self.dirty = !feed(&mut self.fast, record);
         }
-        for line in data.split(|b| *b == b'\n') {
-            self.push(line.strip_suffix(b"\r").unwrap_or(line))?;
+    }
+
+    /// A record of the current chunk known to be malformed: `convertible_from` is the record
+    /// as it came when `record` is its rewriting with the values that did not convert nulled
+    /// (Spark's partial results), `None` when nothing of it is kept.
+    fn push_fault(&mut self, record: &[u8], reason: String, convertible_from: Option<&[u8]>) {
+        self.bytes.extend_from_slice(record);
+        self.ends.push(self.bytes.len());
+        self.positions.push(self.position);
+        self.faults.push(Fault {
+            index: self.ends.len() - 1,
+            reason,
+            original: convertible_from.map(<[u8]>::to_vec),
+        });
+        self.dirty = true;
+    }
+
+    /// Feeds line-delimited records (a JSON-lines file, or part of one ending on a line
+    /// break). Lines end at `\n`, `\r\n` or a lone `\r`, as in Spark.
+    pub fn push_lines(&mut self, data: &[u8]) -> Result<()> {
+        let mut rest = data;
+        while !rest.is_empty() {
+            let end = rest
+                .iter()
+                .position(|b| *b == b'\n' || *b == b'\r')
+                .unwrap_or(rest.len());
+            self.push(&rest[..end])?;
+            let skip = match rest.get(end..end + 2) {
+                Some(b"\r\n") => 2,
+                _ => 1,
+            };
+            rest = rest.get(end + skip..).unwrap_or_default();
         }
         Ok(())
     }
@@ -402,6 +471,8 @@ impl JsonDecoder {
         }
         let head = self.flat_head.take();
         if self.ends.is_empty() {
+            // Nothing after the flat rows (an empty top-level array gives no record).
+            self.done.extend(head);
             return Ok(());
         }
         let flushed = if self.dirty {
@@ -425,7 +496,7 @@ impl JsonDecoder {
         self.dirty = false;
         self.bytes.clear();
         self.ends.clear();
-        self.rejected.clear();
+        self.faults.clear();
         self.positions.clear();
         // One batch per chunk, whichever paths its records took.
         let batch = match head {
@@ -455,9 +526,16 @@ impl JsonDecoder {
         while i < hi {
             let record = self.record(i);
             let before = decoder.len();
-            let refused = self.rejected.iter().find(|(index, _)| *index == i);
-            let fault = match refused.map_or_else(|| decoder.decode(record), |_| Ok(0)) {
-                Ok(_) if refused.is_some() => refused.map(|(_, reason)| reason.clone()),
+            let known = self
+                .faults
+                .iter()
+                .find(|f| f.index == i)
+                .map(|f| (f.reason.clone(), f.original.is_some()));
+            let fault = match known
+                .as_ref()
+                .map_or_else(|| decoder.decode(record), |_| Ok(0))
+            {
+                Ok(_) if known.is_some() => known.as_ref().map(|(reason, _)| reason.clone()),
                 Err(e) => Some(e.to_string()),
                 Ok(n) if n != record.len() => Some("more than one JSON value in the record".into()),
                 Ok(_) if decoder.has_partial_record() => Some("truncated JSON record".into()),
@@ -471,7 +549,8 @@ impl JsonDecoder {
                 if lo < i {
                     self.decode_range(lo, i, pieces)?;
                 }
-                self.malformed_record(i, &reason, false, pieces)?;
+                let convertible = known.as_ref().is_some_and(|(_, convertible)| *convertible);
+                self.malformed_record(i, &reason, convertible, pieces)?;
                 lo = i + 1;
                 decoder = build_decoder(&self.decode_schema, hi - lo + 1, false)?;
             }
@@ -506,7 +585,11 @@ impl JsonDecoder {
         convertible: bool,
         pieces: &mut Vec<RecordBatch>,
     ) -> Result<()> {
-        let text = String::from_utf8_lossy(self.record(i)).into_owned();
+        let original = self.faults.iter().find(|f| f.index == i);
+        let text = match original.and_then(|f| f.original.as_deref()) {
+            Some(original) => String::from_utf8_lossy(original).into_owned(),
+            None => String::from_utf8_lossy(self.record(i)).into_owned(),
+        };
         let sample = truncate(&text, SAMPLE_BYTES);
         match self.options.mode {
             ParseMode::FailFast => {
@@ -563,6 +646,16 @@ impl JsonDecoder {
         columns.insert(index, corrupt);
         Ok(RecordBatch::try_new(self.output_schema.clone(), columns)?)
     }
+}
+
+/// A record of the chunk that is malformed before arrow-json sees it.
+struct Fault {
+    /// Its index in the chunk.
+    index: usize,
+    reason: String,
+    /// The record as it came, when the chunk holds its rewriting with the values that did not
+    /// convert nulled (Spark's partial results).
+    original: Option<Vec<u8>>,
 }
 
 /// Whether `record` nests arrays and objects deeper than `limit` (brackets inside strings do

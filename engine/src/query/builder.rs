@@ -489,15 +489,16 @@ impl StreamingQueryBuilder {
             if let Some(error) = &error {
                 tracing::error!(query = %execution.label, %error, "streaming query failed");
             }
-            shared.update(|s| {
-                s.active = false;
-                s.trigger_active = false;
-                s.error = error.clone();
-                s.message = "Stopped".into();
-            });
+            // Listeners first: whoever awaits the termination then sees what they did.
             for listener in shared.listeners() {
                 listener.on_query_terminated(&identity, error.as_deref());
             }
+            shared.update(|s| {
+                s.active = false;
+                s.trigger_active = false;
+                s.error = error;
+                s.message = "Stopped".into();
+            });
         });
         Ok(query)
     }

@@ -1,6 +1,8 @@
 //! Property tests of the JSON decoder on hostile input: whatever the bytes, no panic, and
 //! every non-blank record is either a row or a counted malformed record (PERMISSIVE keeps a
-//! row for each, DROPMALFORMED drops exactly the counted ones, FAILFAST names the first).
+//! row for each, DROPMALFORMED drops exactly the counted ones, FAILFAST names the first). A
+//! record that is a top-level array is one row per object in it (Spark's rule), so it may
+//! give any number of rows.
 //! Bounded in cases so that they run in CI in a second or two.
 
 use std::sync::Arc;
@@ -67,10 +69,21 @@ proptest! {
         records in prop::collection::vec(record(), 0..12),
         batch_size in 1usize..6,
     ) {
-        let non_blank = records
-            .iter()
-            .filter(|r| !r.iter().all(u8::is_ascii_whitespace))
-            .count();
+        // Per pushed record (1-based): whether it is blank, or an array (any number of rows).
+        let blank = |r: &Vec<u8>| r.iter().all(u8::is_ascii_whitespace);
+        let array = |r: &Vec<u8>| {
+            r.strip_prefix(b"\xef\xbb\xbf")
+                .unwrap_or(r)
+                .iter()
+                .find(|b| !b.is_ascii_whitespace())
+                == Some(&b'[')
+        };
+        let non_blank = records.iter().filter(|r| !blank(r)).count();
+        let single: Vec<usize> = (1..=records.len())
+            .filter(|&p| !blank(&records[p - 1]) && !array(&records[p - 1]))
+            .collect();
+        // Rows of each single-value record.
+        let rows_of = |positions: &[usize], p: usize| positions.iter().filter(|&&q| q == p).count();
         for mode in [ParseMode::Permissive, ParseMode::DropMalformed, ParseMode::FailFast] {
             let mut decoder = JsonDecoder::new(schema(), options(mode, batch_size)).unwrap();
             let pushed = records.iter().try_for_each(|r| decoder.push(r));
@@ -81,17 +94,27 @@ proptest! {
                 }
                 (ParseMode::FailFast, Ok(decoded)) => {
                     prop_assert_eq!(decoded.malformed.count, 0);
-                    prop_assert_eq!(rows(&decoded.batches), non_blank);
+                    prop_assert_eq!(rows(&decoded.batches), decoded.record_positions.len());
+                    for &p in &single {
+                        prop_assert_eq!(rows_of(&decoded.record_positions, p), 1);
+                    }
                 }
                 (ParseMode::Permissive, Ok(decoded)) => {
-                    prop_assert_eq!(rows(&decoded.batches), non_blank);
+                    prop_assert_eq!(rows(&decoded.batches), decoded.record_positions.len());
+                    for &p in &single {
+                        prop_assert_eq!(rows_of(&decoded.record_positions, p), 1);
+                    }
                     prop_assert!(decoded.malformed.count as usize <= non_blank);
                 }
                 (ParseMode::DropMalformed, Ok(decoded)) => {
-                    prop_assert_eq!(
-                        rows(&decoded.batches) + decoded.malformed.count as usize,
-                        non_blank
-                    );
+                    let kept: usize = single
+                        .iter()
+                        .map(|&p| rows_of(&decoded.record_positions, p))
+                        .sum();
+                    prop_assert!(single.iter().all(|&p| rows_of(&decoded.record_positions, p) <= 1));
+                    let malformed = decoded.malformed.count as usize;
+                    prop_assert!(kept + malformed >= single.len());
+                    prop_assert!(kept + malformed <= non_blank);
                 }
                 (mode, Err(e)) => prop_assert!(false, "{:?}: {}", mode, e),
             }

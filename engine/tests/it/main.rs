@@ -11,3 +11,4 @@ mod recovery;
 mod semantics;
 mod sinks;
 mod sources;
+mod spark_json;

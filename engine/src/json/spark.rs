@@ -1,0 +1,640 @@
+//! Spark's reading of a JSON record, decided before arrow-json sees it.
+//!
+//! arrow-json is more lenient than Spark 4.0's JSON source (Jackson with Spark's options), and
+//! differently lenient: it casts `1.5` into a BIGINT column, parses `"0.12"` into a DOUBLE
+//! column, takes leading zeros and raw control characters, and refuses the `NaN` and
+//! `Infinity` tokens Spark accepts. [`inspect`] reads a record with Spark's rules (checked
+//! against `pyspark==4.0.1`) and says what to decode instead:
+//!
+//! - a record Jackson refuses (leading zeros, a raw control character in a string, broken
+//!   syntax) or that is not an object (a string, a number), or an array holding anything but
+//!   objects: malformed, a row of nulls;
+//! - a value that does not convert into its column (a fraction or an exponent or an
+//!   out-of-range number in an integer column, a string in a DOUBLE column unless it is one of
+//!   Spark's `NaN`/`Infinity` spellings, anything but `true`/`false` in a BOOLEAN column): the
+//!   record is malformed but keeps its other fields (Spark's partial results), so the value
+//!   is rewritten to `null`;
+//! - the `NaN`, `Infinity`, `+Infinity`, `-Infinity` tokens (Spark's `allowNonNumericNumbers`)
+//!   are rewritten to strings arrow-json parses into the same doubles;
+//! - any value read into a string column that is not a string (an object, an array, a number)
+//!   becomes its raw JSON text, as Spark keeps it;
+//! - a top-level array of objects is one record per object; text after the first value is
+//!   ignored, as Spark ignores it (two objects on a line: the first).
+//!
+//! Columns of other types (timestamps, nested types) are left to arrow-json.
+
+use std::collections::HashMap;
+
+use arrow::datatypes::{DataType, Schema};
+
+/// How a column takes JSON values, in Spark's rules.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    /// Integer numbers within the range.
+    Integer { min: i128, max: i128 },
+    /// Numbers, the non-numeric tokens, and Spark's strings for NaN and the infinities.
+    Float,
+    /// `true` and `false`.
+    Boolean,
+    /// Anything: strings as they are, other values as their raw text.
+    String,
+    /// Left to arrow-json.
+    Other,
+}
+
+fn kind(data_type: &DataType) -> Kind {
+    let integer = |min: i128, max: i128| Kind::Integer { min, max };
+    match data_type {
+        DataType::Int8 => integer(i8::MIN.into(), i8::MAX.into()),
+        DataType::Int16 => integer(i16::MIN.into(), i16::MAX.into()),
+        DataType::Int32 => integer(i32::MIN.into(), i32::MAX.into()),
+        DataType::Int64 => integer(i64::MIN.into(), i64::MAX.into()),
+        DataType::Float32 | DataType::Float64 => Kind::Float,
+        DataType::Boolean => Kind::Boolean,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Kind::String,
+        _ => Kind::Other,
+    }
+}
+
+/// The columns of a schema, by name, as [`inspect`] reads them.
+#[derive(Debug, Clone)]
+pub(super) struct Columns {
+    kinds: HashMap<String, Kind>,
+    /// Whether a string holding a number converts into a numeric column (Sluice's option;
+    /// Spark: malformed).
+    allow_numeric_strings: bool,
+}
+
+impl Columns {
+    pub(super) fn new(schema: &Schema, allow_numeric_strings: bool) -> Self {
+        Self {
+            kinds: schema
+                .fields()
+                .iter()
+                .map(|f| (f.name().clone(), kind(f.data_type())))
+                .collect(),
+            allow_numeric_strings,
+        }
+    }
+}
+
+/// What to decode for a record.
+#[derive(Debug, PartialEq)]
+pub(super) enum Inspection {
+    /// The record as it is.
+    Clean,
+    /// These records instead (one per object of a top-level array), with the reason when a
+    /// value did not convert (the record is then malformed, with its other fields kept).
+    Rewritten {
+        records: Vec<Vec<u8>>,
+        failed: Option<String>,
+    },
+    /// Not a record Spark reads: malformed, a row of nulls.
+    Malformed(String),
+}
+
+/// Reads `record` with Spark's rules; see the module documentation.
+pub(super) fn inspect(record: &[u8], columns: &Columns) -> Inspection {
+    let mut cursor = Cursor {
+        bytes: record,
+        at: 0,
+    };
+    cursor.skip_whitespace();
+    let result = match cursor.peek() {
+        Some(b'{') => cursor.object(columns).map(|object| {
+            let trailing = cursor.rest_is_not_blank();
+            (vec![object], trailing)
+        }),
+        Some(b'[') => cursor.array_of_objects(columns).map(|objects| {
+            let trailing = cursor.rest_is_not_blank();
+            (objects, trailing)
+        }),
+        Some(_) => match cursor.value() {
+            Ok(_) => Err("a JSON value that is not an object".to_string()),
+            Err(e) => Err(e),
+        },
+        None => Err("an empty record".to_string()),
+    };
+    let (objects, trailing) = match result {
+        Ok(found) => found,
+        Err(reason) => return Inspection::Malformed(reason),
+    };
+    let rewrites = objects.iter().any(|o| !o.edits.is_empty());
+    if objects.len() == 1 && !rewrites && !trailing {
+        return Inspection::Clean;
+    }
+    let mut failed = None;
+    let records = objects
+        .into_iter()
+        .map(|object| {
+            if failed.is_none() {
+                failed = object.failed.clone();
+            }
+            object.rewrite(record)
+        })
+        .collect();
+    Inspection::Rewritten { records, failed }
+}
+
+/// A value replaced in the record: the byte range and what stands there instead.
+#[derive(Debug)]
+struct Edit {
+    start: usize,
+    end: usize,
+    with: Vec<u8>,
+}
+
+/// One object of the record: where it is, and what to change in it.
+#[derive(Debug)]
+struct Object {
+    start: usize,
+    end: usize,
+    edits: Vec<Edit>,
+    /// Why a value did not convert (the first one).
+    failed: Option<String>,
+}
+
+impl Object {
+    fn rewrite(&self, record: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.end - self.start + 16);
+        let mut at = self.start;
+        for edit in &self.edits {
+            out.extend_from_slice(&record[at..edit.start]);
+            out.extend_from_slice(&edit.with);
+            at = edit.end;
+        }
+        out.extend_from_slice(&record[at..self.end]);
+        out
+    }
+}
+
+/// A JSON value as Jackson tokenizes it.
+#[derive(Debug, Clone, PartialEq)]
+enum Value {
+    /// A string: its unescaped content.
+    String(String),
+    /// A number: whether it has a fraction or an exponent.
+    Number {
+        integral: bool,
+    },
+    /// `NaN`, `Infinity`, `+Infinity` or `-Infinity`, as the double it stands for.
+    NonNumeric(f64),
+    Bool,
+    Null,
+    /// An object or an array.
+    Nested,
+}
+
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+type Parsed<T> = Result<T, String>;
+
+impl Cursor<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
+    }
+
+    fn skip_whitespace(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+            self.at += 1;
+        }
+    }
+
+    fn rest_is_not_blank(&mut self) -> bool {
+        self.skip_whitespace();
+        self.at < self.bytes.len()
+    }
+
+    fn expect(&mut self, byte: u8) -> Parsed<()> {
+        if self.peek() == Some(byte) {
+            self.at += 1;
+            Ok(())
+        } else {
+            Err(self.unexpected(&format!("'{}'", byte as char)))
+        }
+    }
+
+    fn unexpected(&self, wanted: &str) -> String {
+        match self.peek() {
+            Some(byte) => format!(
+                "unexpected character {:?} at byte {}, expected {wanted}",
+                byte as char, self.at
+            ),
+            None => format!("unexpected end of the record, expected {wanted}"),
+        }
+    }
+
+    /// A top-level array: one object per element, any other element makes it malformed.
+    fn array_of_objects(&mut self, columns: &Columns) -> Parsed<Vec<Object>> {
+        self.expect(b'[')?;
+        let mut objects = Vec::new();
+        self.skip_whitespace();
+        if self.peek() == Some(b']') {
+            self.at += 1;
+            return Ok(objects);
+        }
+        loop {
+            self.skip_whitespace();
+            if self.peek() != Some(b'{') {
+                return Err("a top-level array holding a value that is not an object".into());
+            }
+            let object = self.object(columns)?;
+            if let Some(reason) = &object.failed {
+                // Spark's partial results are per record: an element that does not convert
+                // spoils the whole array.
+                return Err(reason.clone());
+            }
+            objects.push(object);
+            self.skip_whitespace();
+            match self.peek() {
+                Some(b',') => self.at += 1,
+                Some(b']') => {
+                    self.at += 1;
+                    return Ok(objects);
+                }
+                _ => return Err(self.unexpected("',' or ']'")),
+            }
+        }
+    }
+
+    /// A top-level object, checking each field of a column against the column's kind.
+    fn object(&mut self, columns: &Columns) -> Parsed<Object> {
+        let start = self.at;
+        self.expect(b'{')?;
+        let mut object = Object {
+            start,
+            end: start,
+            edits: Vec::new(),
+            failed: None,
+        };
+        self.skip_whitespace();
+        if self.peek() == Some(b'}') {
+            self.at += 1;
+            object.end = self.at;
+            return Ok(object);
+        }
+        loop {
+            self.skip_whitespace();
+            let Value::String(key) = self.string()? else {
+                unreachable!("string() returns strings")
+            };
+            self.skip_whitespace();
+            self.expect(b':')?;
+            self.skip_whitespace();
+            let value_start = self.at;
+            let value = self.value()?;
+            let value_end = self.at;
+            let raw = &self.bytes[value_start..value_end];
+            match columns.kinds.get(&key) {
+                Some(&kind) => {
+                    let (edit, failure) = check(kind, &value, raw, columns);
+                    if let Some(with) = edit {
+                        object.edits.push(Edit {
+                            start: value_start,
+                            end: value_end,
+                            with,
+                        });
+                    }
+                    if let (Some(reason), None) = (failure, &object.failed) {
+                        object.failed = Some(format!("field '{key}': {reason}"));
+                    }
+                }
+                // A field of no column: only its syntax matters; arrow-json must not meet a
+                // token it refuses there either.
+                None if contains_non_numeric(&value, raw) => object.edits.push(Edit {
+                    start: value_start,
+                    end: value_end,
+                    with: b"null".to_vec(),
+                }),
+                None => {}
+            }
+            self.skip_whitespace();
+            match self.peek() {
+                Some(b',') => self.at += 1,
+                Some(b'}') => {
+                    self.at += 1;
+                    object.end = self.at;
+                    return Ok(object);
+                }
+                _ => return Err(self.unexpected("',' or '}'")),
+            }
+        }
+    }
+
+    /// Any value, validated with Jackson's rules; nested values are walked without recursion.
+    fn value(&mut self) -> Parsed<Value> {
+        match self.peek() {
+            Some(b'{' | b'[') => {
+                self.nested()?;
+                Ok(Value::Nested)
+            }
+            _ => self.scalar(),
+        }
+    }
+
+    fn scalar(&mut self) -> Parsed<Value> {
+        match self.peek() {
+            Some(b'"') => self.string(),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            Some(b't') => self.word(b"true", Value::Bool),
+            Some(b'f') => self.word(b"false", Value::Bool),
+            Some(b'n') => self.word(b"null", Value::Null),
+            Some(b'N') => self.word(b"NaN", Value::NonNumeric(f64::NAN)),
+            Some(b'I') => self.word(b"Infinity", Value::NonNumeric(f64::INFINITY)),
+            Some(b'+') => self.word(b"+Infinity", Value::NonNumeric(f64::INFINITY)),
+            _ => Err(self.unexpected("a JSON value")),
+        }
+    }
+
+    fn word(&mut self, word: &[u8], value: Value) -> Parsed<Value> {
+        if self.bytes[self.at..].starts_with(word) {
+            self.at += word.len();
+            // A word runs to the next delimiter: `trueish` is not `true`.
+            if matches!(self.peek(), Some(b) if b.is_ascii_alphanumeric() || b == b'_') {
+                return Err(self.unexpected("a delimiter after a literal"));
+            }
+            Ok(value)
+        } else {
+            Err(self.unexpected("a JSON value"))
+        }
+    }
+
+    /// A number in JSON's grammar (no leading zeros, as Jackson), or `-Infinity`.
+    fn number(&mut self) -> Parsed<Value> {
+        if self.bytes[self.at..].starts_with(b"-Infinity") {
+            return self.word(b"-Infinity", Value::NonNumeric(f64::NEG_INFINITY));
+        }
+        if self.peek() == Some(b'-') {
+            self.at += 1;
+        }
+        match self.peek() {
+            Some(b'0') => {
+                self.at += 1;
+                if matches!(self.peek(), Some(b'0'..=b'9')) {
+                    return Err("a number with a leading zero".into());
+                }
+            }
+            Some(b'1'..=b'9') => self.digits(),
+            _ => return Err(self.unexpected("a digit")),
+        }
+        let mut integral = true;
+        if self.peek() == Some(b'.') {
+            self.at += 1;
+            integral = false;
+            if !matches!(self.peek(), Some(b'0'..=b'9')) {
+                return Err(self.unexpected("a digit after the decimal point"));
+            }
+            self.digits();
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.at += 1;
+            integral = false;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.at += 1;
+            }
+            if !matches!(self.peek(), Some(b'0'..=b'9')) {
+                return Err(self.unexpected("a digit in the exponent"));
+            }
+            self.digits();
+        }
+        if matches!(self.peek(), Some(b) if b.is_ascii_alphanumeric() || b == b'.') {
+            return Err(self.unexpected("a delimiter after a number"));
+        }
+        Ok(Value::Number { integral })
+    }
+
+    fn digits(&mut self) {
+        while matches!(self.peek(), Some(b'0'..=b'9')) {
+            self.at += 1;
+        }
+    }
+
+    /// A string, unescaped; raw control characters and bad escapes are refused, as Jackson.
+    fn string(&mut self) -> Parsed<Value> {
+        self.expect(b'"')?;
+        let mut text = Vec::new();
+        loop {
+            let Some(byte) = self.peek() else {
+                return Err("an unterminated string".into());
+            };
+            self.at += 1;
+            match byte {
+                b'"' => break,
+                b'\\' => {
+                    let escaped = self.peek().ok_or("an unterminated escape")?;
+                    self.at += 1;
+                    match escaped {
+                        b'"' | b'\\' | b'/' => text.push(escaped),
+                        b'b' => text.push(8),
+                        b'f' => text.push(12),
+                        b'n' => text.push(b'\n'),
+                        b'r' => text.push(b'\r'),
+                        b't' => text.push(b'\t'),
+                        b'u' => {
+                            let unit = self.hex4()?;
+                            let c = if (0xD800..0xDC00).contains(&unit)
+                                && self.bytes[self.at..].starts_with(b"\\u")
+                            {
+                                self.at += 2;
+                                let low = self.hex4()?;
+                                char::decode_utf16([unit, low]).next().and_then(Result::ok)
+                            } else {
+                                char::from_u32(u32::from(unit))
+                            };
+                            let c = c.unwrap_or(char::REPLACEMENT_CHARACTER);
+                            text.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+                        }
+                        _ => return Err(format!("an invalid escape '\\{}'", escaped as char)),
+                    }
+                }
+                0..0x20 => return Err("a raw control character in a string".into()),
+                _ => text.push(byte),
+            }
+        }
+        String::from_utf8(text)
+            .map(Value::String)
+            .map_err(|_| "invalid UTF-8 in a string".into())
+    }
+
+    fn hex4(&mut self) -> Parsed<u16> {
+        let digits = self
+            .bytes
+            .get(self.at..self.at + 4)
+            .and_then(|d| std::str::from_utf8(d).ok())
+            .and_then(|d| u16::from_str_radix(d, 16).ok())
+            .ok_or("an invalid \\u escape")?;
+        self.at += 4;
+        Ok(digits)
+    }
+
+    /// An object or an array, walked with an explicit stack (the depth limit was checked
+    /// before, but no recursion is needed).
+    fn nested(&mut self) -> Parsed<()> {
+        let mut stack: Vec<u8> = Vec::new();
+        loop {
+            self.skip_whitespace();
+            match self.peek() {
+                Some(b'{') => {
+                    self.at += 1;
+                    stack.push(b'}');
+                    self.skip_whitespace();
+                    if self.peek() == Some(b'}') {
+                        self.at += 1;
+                        stack.pop();
+                    } else {
+                        self.string()?;
+                        self.skip_whitespace();
+                        self.expect(b':')?;
+                        continue;
+                    }
+                }
+                Some(b'[') => {
+                    self.at += 1;
+                    stack.push(b']');
+                    self.skip_whitespace();
+                    if self.peek() == Some(b']') {
+                        self.at += 1;
+                        stack.pop();
+                    } else {
+                        continue;
+                    }
+                }
+                _ => {
+                    self.scalar()?;
+                }
+            }
+            // After a value: close what ends here, or go on to the next element.
+            loop {
+                let Some(&close) = stack.last() else {
+                    return Ok(());
+                };
+                self.skip_whitespace();
+                match self.peek() {
+                    Some(b',') => {
+                        self.at += 1;
+                        if close == b'}' {
+                            self.skip_whitespace();
+                            self.string()?;
+                            self.skip_whitespace();
+                            self.expect(b':')?;
+                        }
+                        break;
+                    }
+                    Some(byte) if byte == close => {
+                        self.at += 1;
+                        stack.pop();
+                    }
+                    _ => {
+                        return Err(self.unexpected(&format!("',' or '{}'", close as char)));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether a value holds a token arrow-json refuses (`NaN`, the infinities).
+fn contains_non_numeric(value: &Value, raw: &[u8]) -> bool {
+    match value {
+        Value::NonNumeric(_) => true,
+        Value::Nested => nested_has_non_numeric(raw),
+        _ => false,
+    }
+}
+
+/// Whether `NaN` or `Infinity` stands outside a string in nested JSON text.
+fn nested_has_non_numeric(raw: &[u8]) -> bool {
+    let (mut in_string, mut escaped) = (false, false);
+    for (i, &byte) in raw.iter().enumerate() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else if byte == b'"' {
+            in_string = true;
+        } else if raw[i..].starts_with(b"NaN") || raw[i..].starts_with(b"Infinity") {
+            return true;
+        }
+    }
+    false
+}
+
+/// The JSON text of a string holding `text`.
+fn json_string(text: &str) -> Vec<u8> {
+    serde_json::to_vec(text).unwrap_or_else(|_| b"null".to_vec())
+}
+
+/// What a value becomes in its column: the replacement text if it must be rewritten, and the
+/// reason if it does not convert (the replacement is then `null`).
+fn check(
+    kind: Kind,
+    value: &Value,
+    raw: &[u8],
+    columns: &Columns,
+) -> (Option<Vec<u8>>, Option<String>) {
+    let fail = |what: &str| {
+        let shown = String::from_utf8_lossy(&raw[..raw.len().min(64)]).into_owned();
+        (
+            Some(b"null".to_vec()),
+            Some(format!("{shown} is not {what}")),
+        )
+    };
+    let non_numeric = |v: f64| {
+        let text = if v.is_nan() {
+            "NaN"
+        } else if v > 0.0 {
+            "inf"
+        } else {
+            "-inf"
+        };
+        Some(json_string(text))
+    };
+    match (kind, value) {
+        (_, Value::Null) | (Kind::Other, _) => (None, None),
+        (Kind::Integer { min, max }, Value::Number { integral: true }) => {
+            let fits = std::str::from_utf8(raw)
+                .ok()
+                .and_then(|t| t.parse::<i128>().ok())
+                .is_some_and(|v| (min..=max).contains(&v));
+            if fits {
+                (None, None)
+            } else {
+                fail("an integer of the column's range")
+            }
+        }
+        (Kind::Integer { .. }, Value::String(text)) if columns.allow_numeric_strings => {
+            match text.trim().parse::<i128>() {
+                Ok(_) => (None, None),
+                Err(_) => fail("an integer"),
+            }
+        }
+        (Kind::Integer { .. }, _) => fail("an integer"),
+        (Kind::Float, Value::Number { .. }) => (None, None),
+        (Kind::Float, Value::NonNumeric(v)) => (non_numeric(*v), None),
+        (Kind::Float, Value::String(text)) => match text.as_str() {
+            "NaN" => (non_numeric(f64::NAN), None),
+            "+INF" | "+Infinity" | "Infinity" => (non_numeric(f64::INFINITY), None),
+            "-INF" | "-Infinity" => (non_numeric(f64::NEG_INFINITY), None),
+            _ if columns.allow_numeric_strings && text.trim().parse::<f64>().is_ok() => {
+                (None, None)
+            }
+            _ => fail("a number"),
+        },
+        (Kind::Float, _) => fail("a number"),
+        (Kind::Boolean, Value::Bool) => (None, None),
+        (Kind::Boolean, _) => fail("a boolean"),
+        (Kind::String, Value::String(_)) => (None, None),
+        // Numbers and literals keep their text in arrow-json too; the rest is rewritten to
+        // the raw text, as Spark keeps it.
+        (Kind::String, Value::Number { .. } | Value::Bool) => (None, None),
+        (Kind::String, Value::NonNumeric(_) | Value::Nested) => {
+            (Some(json_string(&String::from_utf8_lossy(raw))), None)
+        }
+    }
+}
