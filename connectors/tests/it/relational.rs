@@ -98,6 +98,52 @@ async fn append_creates_the_table_and_stores_each_batch_once() {
     }
 }
 
+/// What each back end stores of the non-finite doubles: PostgreSQL keeps them, SQLite stores
+/// the infinities and turns NaN into NULL (SQLite has no NaN).
+#[tokio::test]
+async fn non_finite_doubles_are_stored_as_each_back_end_can() {
+    for (url, _dir) in databases() {
+        let table = unique_table("non_finite");
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Float64, true)]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(Float64Array::from(vec![
+                f64::NAN,
+                f64::INFINITY,
+                f64::NEG_INFINITY,
+                1.5,
+            ]))],
+        )
+        .unwrap();
+        let mut sink = RelationalSink::new(&url, &table).unwrap();
+        sink.open(&context(schema, OutputMode::Append, None))
+            .await
+            .unwrap();
+        sink.add_batch(0, &[batch]).await.unwrap();
+        let mut stored: Vec<Option<String>> =
+            rows(&url, &format!("SELECT CAST(x AS TEXT) FROM \"{table}\""))
+                .await
+                .into_iter()
+                .map(|mut row| row.remove(0))
+                .collect();
+        stored.sort();
+        let text = |values: &[Option<&str>]| -> Vec<Option<String>> {
+            values.iter().map(|v| v.map(String::from)).collect()
+        };
+        let expected = if url.starts_with("sqlite:") {
+            text(&[None, Some("-Inf"), Some("1.5"), Some("Inf")])
+        } else {
+            text(&[
+                Some("-Infinity"),
+                Some("1.5"),
+                Some("Infinity"),
+                Some("NaN"),
+            ])
+        };
+        assert_eq!(stored, expected, "{url}");
+    }
+}
+
 #[tokio::test]
 async fn a_crash_before_or_after_the_database_commit_leaves_exactly_one_copy() {
     for (url, _dir) in databases() {

@@ -1,9 +1,18 @@
 //! File sink: one file per micro-batch, JSON lines or Parquet, through `object_store`.
+//!
+//! JSON lines are written as Spark's JSON sink writes them: null fields left out, and the
+//! non-finite doubles as the strings `"NaN"`, `"Infinity"` and `"-Infinity"` (where
+//! arrow-json alone would write `null`), which Spark's reader, and Sluice's, read back as the
+//! same doubles. Parquet stores them as they are.
 
-use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
-use arrow_json::LineDelimitedWriter;
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, FieldRef, Float32Type, Float64Type, SchemaRef};
+use arrow_json::WriterBuilder;
+use arrow_json::writer::{Encoder, EncoderFactory, EncoderOptions, LineDelimited, NullableEncoder};
 use async_trait::async_trait;
+use lexical_core::FormattedSize;
 use object_store::{ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
 
@@ -59,7 +68,9 @@ impl FileSink {
         let mut buffer = Vec::new();
         match self.format {
             FileFormat::JsonLines => {
-                let mut writer = LineDelimitedWriter::new(&mut buffer);
+                let mut writer = WriterBuilder::new()
+                    .with_encoder_factory(Arc::new(SparkFloats))
+                    .build::<_, LineDelimited>(&mut buffer);
                 for batch in batches {
                     writer.write(batch)?;
                 }
@@ -112,5 +123,59 @@ impl Sink for FileSink {
             .await
             .map_err(|e| sink_error(format!("cannot write {path}: {e}")))?;
         Ok(())
+    }
+}
+
+/// Encodes floating-point columns as Spark does: non-finite values as strings.
+#[derive(Debug)]
+struct SparkFloats;
+
+impl EncoderFactory for SparkFloats {
+    fn make_default_encoder<'a>(
+        &self,
+        _field: &'a FieldRef,
+        array: &'a dyn Array,
+        _options: &'a EncoderOptions,
+    ) -> std::result::Result<Option<NullableEncoder<'a>>, arrow::error::ArrowError> {
+        let values: Vec<f64> = match array.data_type() {
+            DataType::Float64 => array.as_primitive::<Float64Type>().values().to_vec(),
+            DataType::Float32 => array
+                .as_primitive::<Float32Type>()
+                .values()
+                .iter()
+                .map(|v| f64::from(*v))
+                .collect(),
+            _ => return Ok(None),
+        };
+        let single = array.data_type() == &DataType::Float32;
+        Ok(Some(NullableEncoder::new(
+            Box::new(FloatEncoder { values, single }),
+            array.nulls().cloned(),
+        )))
+    }
+}
+
+struct FloatEncoder {
+    values: Vec<f64>,
+    /// Whether the column is `Float32` (written with its own shortest digits).
+    single: bool,
+}
+
+impl Encoder for FloatEncoder {
+    fn encode(&mut self, idx: usize, out: &mut Vec<u8>) {
+        let value = self.values[idx];
+        if value.is_nan() {
+            out.extend_from_slice(b"\"NaN\"");
+        } else if value == f64::INFINITY {
+            out.extend_from_slice(b"\"Infinity\"");
+        } else if value == f64::NEG_INFINITY {
+            out.extend_from_slice(b"\"-Infinity\"");
+        } else if self.single {
+            let mut buffer = [0u8; f32::FORMATTED_SIZE];
+            out.extend_from_slice(lexical_core::write(value as f32, &mut buffer));
+        } else {
+            let mut buffer = [0u8; f64::FORMATTED_SIZE];
+            out.extend_from_slice(lexical_core::write(value, &mut buffer));
+        }
     }
 }
