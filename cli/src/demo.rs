@@ -14,7 +14,7 @@ use sluice_pipeline::{Pipeline, Variables};
 
 use crate::progress::{Format, label};
 use crate::supervise::{start_all, supervise};
-use crate::telemetry::{HttpArgs, Telemetry};
+use crate::telemetry::{self, HttpArgs, Telemetry};
 
 /// The bundled synthetic sample (see `examples/data/README.md`).
 const SAMPLE: &str = concat!(
@@ -146,7 +146,7 @@ pub async fn demo(args: Demo) -> anyhow::Result<()> {
         .http
         .resolve(pipelines.iter().map(Pipeline::http_listen))?
     {
-        telemetry.serve(addr, required).await?;
+        telemetry::serve(&telemetry, addr, required).await?;
     }
     let queries = start_all(pipelines, &telemetry).await?;
     let address = dashboard.local_addr();

@@ -12,7 +12,7 @@ use sluice_pipeline::{Pipeline, Variables};
 
 use crate::progress::{Format, label};
 use crate::supervise::{start_all, supervise};
-use crate::telemetry::{HttpArgs, Telemetry};
+use crate::telemetry::{self, HttpArgs, Telemetry};
 
 /// `NAME=VALUE` for `--var`.
 fn parse_var(text: &str) -> Result<(String, String), String> {
@@ -108,7 +108,7 @@ pub async fn run(args: Run) -> anyhow::Result<()> {
         .http
         .resolve(pipelines.iter().map(Pipeline::http_listen))?
     {
-        telemetry.serve(addr, required).await?;
+        telemetry::serve(&telemetry, addr, required).await?;
     }
     let queries = start_all(pipelines, &telemetry).await?;
     let names: Vec<String> = queries.iter().map(label).collect();

@@ -1,8 +1,10 @@
 //! The routes of the endpoint, and the readiness rule (a pure function of what each query
 //! reports).
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use anyhow::Context;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -11,15 +13,45 @@ use axum::routing::get;
 use serde_json::{Value, json};
 use sluice_engine::{StreamingQuery, Trigger};
 
-use super::Telemetry;
+use sluice_dashboard::http::HttpLimits;
+
 use super::metrics::label;
+use super::state::Telemetry;
+use crate::process::shutdown_signal;
 
 /// How long a query may go without reporting progress and still be ready, whatever its
 /// trigger (a query without data reports every 10 s).
 const STALE_AFTER: Duration = Duration::from_secs(60);
 
+/// Binds `addr` and serves `telemetry`'s endpoint until the process is asked to stop. An address in
+/// use is an error if `required`, else a warning (the default address is only a
+/// convenience: two local pipelines must not fail over it).
+pub async fn serve(telemetry: &Telemetry, addr: SocketAddr, required: bool) -> anyhow::Result<()> {
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => listener,
+        Err(error) if !required => {
+            tracing::warn!(%addr, %error, "no metrics/health endpoint: cannot listen (--http-listen chooses another address)");
+            return Ok(());
+        }
+        Err(error) => {
+            return Err(error)
+                .with_context(|| format!("listening on {addr} (--http-listen / SET http_listen)"));
+        }
+    };
+    let bound = listener.local_addr()?;
+    eprintln!("metrics and health on http://{bound}/metrics, /healthz, /readyz, /queries");
+    let router = router(telemetry.clone());
+    tokio::spawn(sluice_dashboard::http::serve(
+        listener,
+        router,
+        HttpLimits::default(),
+        shutdown_signal(),
+    ));
+    Ok(())
+}
+
 /// The endpoint's routes.
-pub(super) fn router(telemetry: Telemetry) -> Router {
+fn router(telemetry: Telemetry) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))

@@ -12,68 +12,18 @@
 
 mod endpoint;
 pub mod metrics;
+mod state;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
 
-use anyhow::Context;
-use sluice_dashboard::http::{HttpLimits, serve};
-use sluice_engine::StreamingQuery;
 use sluice_pipeline::HttpListen;
 
-use crate::process::shutdown_signal;
-use metrics::Metrics;
+pub use endpoint::serve;
+pub use state::Telemetry;
 
 /// Where the endpoint listens unless told otherwise (the port of OpenTelemetry's Prometheus
 /// exporter).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
-
-/// The metrics and the queries the endpoint reports on; cheap to clone.
-#[derive(Clone, Default)]
-pub struct Telemetry {
-    metrics: Arc<Metrics>,
-    queries: Arc<OnceLock<Arc<[StreamingQuery]>>>,
-}
-
-impl Telemetry {
-    /// The metrics, to add as a listener to every query.
-    pub fn metrics(&self) -> Arc<Metrics> {
-        self.metrics.clone()
-    }
-
-    /// The queries once started (before that, the endpoint reports none and is not ready).
-    pub fn watch(&self, queries: Arc<[StreamingQuery]>) {
-        let _ = self.queries.set(queries);
-    }
-
-    /// Binds `addr` and serves the endpoint until the process is asked to stop. An address in
-    /// use is an error if `required`, else a warning (the default address is only a
-    /// convenience: two local pipelines must not fail over it).
-    pub async fn serve(&self, addr: SocketAddr, required: bool) -> anyhow::Result<()> {
-        let listener = match tokio::net::TcpListener::bind(addr).await {
-            Ok(listener) => listener,
-            Err(error) if !required => {
-                tracing::warn!(%addr, %error, "no metrics/health endpoint: cannot listen (--http-listen chooses another address)");
-                return Ok(());
-            }
-            Err(error) => {
-                return Err(error).with_context(|| {
-                    format!("listening on {addr} (--http-listen / SET http_listen)")
-                });
-            }
-        };
-        let bound = listener.local_addr()?;
-        eprintln!("metrics and health on http://{bound}/metrics, /healthz, /readyz, /queries");
-        let router = endpoint::router(self.clone());
-        tokio::spawn(serve(
-            listener,
-            router,
-            HttpLimits::default(),
-            shutdown_signal(),
-        ));
-        Ok(())
-    }
-}
 
 /// The `--http-listen` option of `sluice run` and `sluice demo`.
 #[derive(clap::Args)]
