@@ -16,6 +16,12 @@
 //!   the same with the checkpoint in a local temporary directory, which adds the file
 //!   system's cost of creating three files per micro-batch.
 //!
+//! - `seed_job/sluice`: the seed's job as `sluice run queries/projet_bdcc.sql` runs it, on
+//!   the same 1,000,000 messages written as ten JSON-lines files of 100,000: one file per
+//!   micro-batch (available-now), decoded, `timestamp_ts`, spread and mid price derived,
+//!   deduplicated per batch on `(timestamp_ts, symbol)`, written as Parquet files, with the
+//!   checkpoint in a local directory; prints the process's peak RSS.
+//!
 //! Run: `cargo bench --bench engine`.
 
 use std::time::{Duration, Instant};
@@ -26,7 +32,8 @@ use async_trait::async_trait;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sluice::connectors::ticker;
 use sluice::engine::{
-    JsonDecoder, JsonOptions, MemorySource, OutputMode, Sink, StreamingQueryBuilder,
+    FileFormat, FileSink, FileSource, JsonDecoder, JsonOptions, MemorySource, OutputMode, Sink,
+    StreamingQueryBuilder, Trigger,
 };
 
 const MESSAGES: usize = 1_000_000;
@@ -283,5 +290,101 @@ fn window_aggregate(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, json_decode, batch_overhead, window_aggregate);
+/// Files of `queries/projet_bdcc.sql`'s input: the messages, 100,000 per file.
+fn seed_job_input(dir: &std::path::Path) {
+    let (bytes, ends) = messages();
+    let mut file = 0;
+    let mut lines: Vec<u8> = Vec::new();
+    for (i, message) in each_message(&bytes, &ends).enumerate() {
+        lines.extend_from_slice(message);
+        lines.push(b'\n');
+        if (i + 1) % 100_000 == 0 {
+            std::fs::write(dir.join(format!("{file:02}.jsonl")), &lines).expect("input file");
+            lines.clear();
+            file += 1;
+        }
+    }
+}
+
+/// The peak resident set of this process (Linux's `VmHWM`), in MB.
+fn peak_rss_mb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / 1024)
+}
+
+fn seed_job(c: &mut Criterion) {
+    let input = tempfile::tempdir().expect("temp dir");
+    seed_job_input(input.path());
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let sql = seed_query();
+    let mut group = c.benchmark_group("seed_job");
+    group.throughput(Throughput::Elements(MESSAGES as u64));
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(30));
+    group.bench_function("sluice", |b| {
+        b.iter_custom(|iterations| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iterations {
+                let work = tempfile::tempdir().expect("temp dir");
+                let source = FileSource::new(
+                    "ticks",
+                    input.path().to_str().expect("utf-8 path"),
+                    ticker::schema(),
+                    JsonOptions::default(),
+                )
+                .expect("file source")
+                .with_max_files_per_trigger(1);
+                let sink = FileSink::new(
+                    work.path().join("out").to_str().expect("utf-8 path"),
+                    FileFormat::Parquet,
+                )
+                .expect("file sink");
+                let start = Instant::now();
+                runtime.block_on(async {
+                    let query = StreamingQueryBuilder::new()
+                        .source("ticks", source)
+                        .sql(sql.clone())
+                        .foreach_batch()
+                        .sink(sink)
+                        .trigger(Trigger::AvailableNow)
+                        .checkpoint_location(
+                            work.path().join("checkpoint").to_str().expect("utf-8 path"),
+                        )
+                        .start()
+                        .await
+                        .expect("started");
+                    query.await_termination().await.expect("ran");
+                    let rows: u64 = query
+                        .recent_progress()
+                        .iter()
+                        .map(|p| p.sink.num_output_rows)
+                        .sum();
+                    assert_eq!(rows, MESSAGES as u64, "every ticker is distinct");
+                });
+                total += start.elapsed();
+            }
+            total
+        })
+    });
+    group.finish();
+    if let Some(peak) = peak_rss_mb() {
+        eprintln!("seed_job: peak RSS of the benchmark process {peak} MB");
+    }
+}
+
+criterion_group!(
+    benches,
+    json_decode,
+    batch_overhead,
+    window_aggregate,
+    seed_job
+);
 criterion_main!(benches);

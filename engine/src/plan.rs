@@ -36,6 +36,7 @@ use crate::functions::register_spark_aggregates;
 use crate::operator::StatefulOperator;
 use crate::operator::aggregate::StatefulAggregate;
 use crate::operator::dedup::Deduplicator;
+use crate::operator::first_per_key::FirstPerKey;
 use crate::output_mode::OutputMode;
 use crate::slot::BatchSlot;
 use crate::watermark::BatchWatermarks;
@@ -118,6 +119,8 @@ pub(crate) struct StreamPlan {
     dedups: Vec<(String, Deduplicator)>,
     /// The aggregation kept across batches, unless the query runs per batch.
     aggregate: Option<StatefulAggregate>,
+    /// A per-batch `DISTINCT ON`, run by hashing after the plan.
+    first_per_key: Option<FirstPerKey>,
 }
 
 impl StreamPlan {
@@ -168,6 +171,13 @@ impl StreamPlan {
             .with_allow_statements(false);
         check_operator_chains(sql)?;
         let (state, logical) = ctx.sql_with_options(sql, options).await?.into_parts();
+        let (logical, first_per_key) = match per_batch {
+            true => match FirstPerKey::plan(&logical)? {
+                Some((rewritten, operator)) => (rewritten, Some(operator)),
+                None => (logical, None),
+            },
+            false => (logical, None),
+        };
         let logical = expand_sliding_windows(logical)?;
         let plan = DataFrame::new(state, logical)
             .create_physical_plan()
@@ -184,17 +194,25 @@ impl StreamPlan {
             batch_timestamp_ms,
             dedups,
             aggregate,
+            first_per_key,
         })
     }
 
     /// The schema of the query's output.
     pub(crate) fn schema(&self) -> SchemaRef {
-        self.plan.schema()
+        match &self.first_per_key {
+            Some(operator) => operator.schema(),
+            None => self.plan.schema(),
+        }
     }
 
     /// The physical plan, indented.
     pub(crate) fn display(&self) -> String {
-        displayable(self.plan.as_ref()).indent(true).to_string()
+        let plan = displayable(self.plan.as_ref()).indent(true).to_string();
+        match &self.first_per_key {
+            Some(_) => format!("FirstPerKey (DISTINCT ON, by hashing, per batch)\n{plan}"),
+            None => plan,
+        }
     }
 
     /// The aggregation kept across batches, if any.
@@ -272,7 +290,13 @@ impl StreamPlan {
         let result = match &mut self.aggregate {
             Some(aggregate) => aggregate.run(context, watermarks).await,
             None => match reset_plan_states(self.plan.clone()) {
-                Ok(plan) => collect(plan, context).await.map_err(SluiceError::from),
+                Ok(plan) => match collect(plan, context).await {
+                    Ok(rows) => match &self.first_per_key {
+                        Some(operator) => operator.apply(rows),
+                        None => Ok(rows),
+                    },
+                    Err(e) => Err(e.into()),
+                },
                 Err(e) => Err(e.into()),
             },
         };

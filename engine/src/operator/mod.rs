@@ -5,7 +5,9 @@
 //!   `StateStoreSave`;
 //! - [`dedup`]: a source's deduplication (Spark's `dropDuplicates` and
 //!   `dropDuplicatesWithinWatermark`);
-//! - [`codec`]: how an operator's state rows are written to the checkpoint (Arrow IPC).
+//! - [`codec`]: how an operator's state rows are written to the checkpoint (Arrow IPC);
+//! - [`first_per_key`]: not stateful, but an operator all the same: `DISTINCT ON` in a
+//!   per-batch query, by hashing.
 //!
 //! Each operator processes rows through its own entry point (the aggregation inside the
 //! planned SQL, a deduplication on its source's rows before it), but the loop treats them all
@@ -17,6 +19,7 @@
 pub(crate) mod aggregate;
 pub(crate) mod codec;
 pub(crate) mod dedup;
+pub(crate) mod first_per_key;
 
 use crate::error::Result;
 use crate::progress::StateOperatorProgress;

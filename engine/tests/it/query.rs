@@ -582,3 +582,89 @@ async fn a_chain_of_thousands_of_operators_is_an_error_not_a_stack_overflow() {
         .await
         .unwrap();
 }
+
+/// A per-batch `DISTINCT ON` is run by hashing (the seed job's dedup), not as DataFusion's
+/// ordered first-value aggregation: same rows, in input order, the first of each key kept, null
+/// keys equal to each other; a query with `ORDER BY` keeps DataFusion's plan.
+#[tokio::test]
+async fn per_batch_distinct_on_keeps_the_first_row_of_each_key() {
+    use arrow::array::StringArray;
+
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("n", DataType::Int64, true),
+        Field::new("s", DataType::Utf8, true),
+    ]));
+    let rows = |n: Vec<Option<i64>>, s: Vec<Option<&str>>| {
+        RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(n)),
+                Arc::new(StringArray::from(s)),
+            ],
+        )
+        .unwrap()
+    };
+    // Two input batches in one micro-batch: the first occurrence is across both.
+    let first = rows(
+        vec![Some(1), Some(4), Some(2), None, Some(7), None, Some(10)],
+        vec![
+            Some("a"),
+            Some("a"),
+            Some("b"),
+            Some("c"),
+            Some("a"),
+            Some("c"),
+            None,
+        ],
+    );
+    let second = rows(
+        vec![Some(5), Some(13), Some(3), Some(6)],
+        vec![Some("b"), None, Some("b"), Some("a")],
+    );
+    let sql = "SELECT DISTINCT ON (n % 3, s) n * 10 AS m, s FROM numbers WHERE n IS NULL OR n <> 6";
+    let source = MemorySource::new("n", schema.clone());
+    let sink = MemorySink::new();
+    let builder = StreamingQueryBuilder::new()
+        .source("numbers", source.clone())
+        .sql(sql)
+        .foreach_batch()
+        .sink(sink.clone());
+    assert!(builder.explain().await.unwrap().contains("FirstPerKey"));
+    let mut execution = builder.build().await.unwrap();
+    source.add_batch(first.clone()).unwrap();
+    source.add_batch(second.clone()).unwrap();
+    assert!(execution.run_trigger().await.unwrap());
+    // Keys (n % 3, s): (1,a) 1 → 10, (1,a) 4 dropped, (2,b) 2 → 20, (null,c) → null, (1,a) 7
+    // dropped, (null,c) dropped, (1,null) 10 → 100, (2,b) 5 dropped, (1,null) 13 dropped,
+    // (0,b) 3 → 30, 6 filtered out.
+    assert_eq!(
+        render(&sink.all_rows()),
+        "+-----+---+\n| m   | s |\n+-----+---+\n| 10  | a |\n| 20  | b |\n|     | c |\n| 100 |   |\n| 30  | b |\n+-----+---+"
+    );
+    // DataFusion's own DISTINCT ON over the same rows agrees (compared sorted).
+    let ctx = sluice_engine::streaming_session();
+    let table =
+        datafusion::datasource::MemTable::try_new(schema.clone(), vec![vec![first, second]])
+            .unwrap();
+    ctx.register_table("numbers", Arc::new(table)).unwrap();
+    let reference = ctx
+        .sql(&format!("SELECT * FROM ({sql}) ORDER BY m NULLS FIRST"))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let ours = sink.all_rows();
+    let ours = arrow::compute::concat_batches(&ours[0].schema(), &ours).unwrap();
+    let indices = arrow::compute::sort_to_indices(ours.column(0), None, None).unwrap();
+    let ours = arrow::compute::take_record_batch(&ours, &indices).unwrap();
+    assert_eq!(render(&reference), render(&[ours]));
+
+    // With ORDER BY, DataFusion's plan stays.
+    let ordered = StreamingQueryBuilder::new()
+        .source("numbers", MemorySource::new("n", schema.clone()))
+        .sql("SELECT DISTINCT ON (s) n, s FROM numbers ORDER BY s, n DESC")
+        .foreach_batch()
+        .sink(MemorySink::new());
+    assert!(!ordered.explain().await.unwrap().contains("FirstPerKey"));
+}
