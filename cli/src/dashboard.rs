@@ -15,8 +15,12 @@ pub struct DashboardArgs {
     /// The database the pipelines write (postgres://… or sqlite://…).
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/sluice.db")]
     database_url: String,
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8501")]
+    /// Address to listen on (`0.0.0.0:8501` in a container, as the image sets).
+    #[arg(
+        long,
+        env = "SLUICE_DASHBOARD_LISTEN",
+        default_value = "127.0.0.1:8501"
+    )]
     listen: SocketAddr,
     /// How often SQLite is polled for new batches (and SSE keep-alives are sent).
     #[arg(long, default_value = "5s", value_parser = parse_duration)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use sluice_connectors::binance::capture::read_capture;
+use sluice_connectors::binance::capture::{read_capture, read_capture_from};
 use sluice_connectors::binance::replay::{Pacing, ReplayOptions, ReplayServer};
 use sluice_dashboard::{Dashboard, DashboardConfig};
 use sluice_pipeline::{Pipeline, Variables};
@@ -16,11 +16,12 @@ use crate::progress::{Format, label};
 use crate::supervise::{start_all, supervise};
 use crate::telemetry::{self, HttpArgs, Telemetry};
 
-/// The bundled synthetic sample (see `examples/data/README.md`).
-const SAMPLE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../examples/data/binance-miniticker-10min.jsonl.gz"
-);
+/// The bundled synthetic sample (see `examples/data/README.md`), compiled into the binary so
+/// that the demo runs from any directory and in the container image.
+const SAMPLE: &[u8] = include_bytes!("../../examples/data/binance-miniticker-10min.jsonl.gz");
+
+/// How the bundled sample is named in messages.
+const SAMPLE_NAME: &str = "the bundled sample (examples/data/binance-miniticker-10min.jsonl.gz)";
 
 /// The queries the demo runs: the very files production runs, compiled in, named by their
 /// path from the repository's root.
@@ -74,14 +75,18 @@ pub struct Demo {
     /// Where the SQLite database and the checkpoints go.
     #[arg(long, default_value = "data")]
     data_dir: PathBuf,
-    /// The capture file to replay.
-    #[arg(long, default_value = SAMPLE)]
-    sample: PathBuf,
+    /// A capture file to replay instead of the bundled sample.
+    #[arg(long)]
+    sample: Option<PathBuf>,
     /// Replay speed (1 = real time).
     #[arg(long, default_value_t = 1.0)]
     speed: f64,
-    /// The dashboard's address.
-    #[arg(long, default_value = "127.0.0.1:8501")]
+    /// The dashboard's address (`0.0.0.0:8501` in a container, as the image sets).
+    #[arg(
+        long,
+        env = "SLUICE_DASHBOARD_LISTEN",
+        default_value = "127.0.0.1:8501"
+    )]
     listen: SocketAddr,
     /// Print one progress line per batch of every query instead of a summary every 10 s.
     #[arg(long)]
@@ -102,8 +107,11 @@ pub async fn demo(args: Demo) -> anyhow::Result<()> {
             None,
         )
     } else {
-        let frames = read_capture(&args.sample)
-            .with_context(|| format!("reading the sample {}", args.sample.display()))?;
+        let frames = match &args.sample {
+            Some(path) => read_capture(path)
+                .with_context(|| format!("reading the sample {}", path.display()))?,
+            None => read_capture_from(SAMPLE, SAMPLE_NAME).context("reading the bundled sample")?,
+        };
         let server = ReplayServer::start(
             frames,
             "127.0.0.1:0".parse()?,
@@ -160,7 +168,9 @@ pub async fn demo(args: Demo) -> anyhow::Result<()> {
     } else {
         format!(
             "replay of {} at {}× (looped, times shifted to now) on {stream_url}",
-            args.sample.display(),
+            args.sample
+                .as_ref()
+                .map_or(SAMPLE_NAME.to_string(), |p| p.display().to_string()),
             args.speed
         )
     };

@@ -68,9 +68,11 @@ fn the_stack_has_the_seed_services_modernised() {
     );
 
     // The sluice services are built from this repository and configured like the code reads.
+    // … as one image, shared.
     for name in ["producer", "pipelines", "dashboard"] {
         let service = &compose["services"][name];
         assert_eq!(service["build"].as_str(), Some("."), "{name}");
+        assert_eq!(service["image"].as_str(), Some("sluice:local"), "{name}");
     }
     assert!(std::path::Path::new(&format!("{ROOT}/Dockerfile")).exists());
     let producer = &compose["services"]["producer"];

@@ -99,8 +99,18 @@ pub fn read_capture(path: impl AsRef<Path>) -> Result<Vec<CapturedFrame>, Captur
         path: path.clone(),
         source,
     })?;
+    read_capture_from(file, path)
+}
+
+/// Reads every frame of a capture held in `reader` (gzip-compressed JSON lines, as a capture
+/// file); `name` names it in errors. For a capture compiled into a binary.
+pub fn read_capture_from(
+    reader: impl std::io::Read,
+    name: impl AsRef<Path>,
+) -> Result<Vec<CapturedFrame>, CaptureError> {
+    let path = name.as_ref().to_path_buf();
     let mut frames = Vec::new();
-    for (index, line) in BufReader::new(MultiGzDecoder::new(file))
+    for (index, line) in BufReader::new(MultiGzDecoder::new(reader))
         .lines()
         .enumerate()
     {
