@@ -4,8 +4,10 @@
 #
 #   eval "$(scripts/dev-services.sh)"
 #
-# PostgreSQL 15 (Debian's cluster `15 main`): role `sluice` / password `sluice`, database
-# `sluice`, reached over TCP on 127.0.0.1:5432 (password authentication, as in production).
+# PostgreSQL (Debian's or Ubuntu's packaging: the newest server installed, else the
+# distribution's `postgresql` package; its cluster `main`): role `sluice` / password `sluice`,
+# database `sluice`, reached over TCP on 127.0.0.1:5432 (password authentication, as in
+# production). Elsewhere, start any PostgreSQL yourself and export DATABASE_URL.
 #
 # A Kafka-protocol broker: Nisshi 0.8.1 (crates.io, Apache Kafka's wire protocol; Apache Kafka
 # itself cannot be downloaded here), in-memory storage, on 127.0.0.1:9092. It needs rustc ≥
@@ -29,11 +31,32 @@ apt_install() {
     fi
 }
 
+# The newest PostgreSQL server version installed the Debian way, if any.
+installed_postgres() {
+    local version
+    for version in $(ls /usr/lib/postgresql 2>/dev/null | sort -n -r); do
+        if [ -x "/usr/lib/postgresql/${version}/bin/postgres" ]; then
+            echo "$version"
+            return
+        fi
+    done
+}
+
 start_postgres() {
-    apt_install postgresql-15 postgresql-client-15
-    if ! pg_lsclusters -h | awk '$1 == 15 && $2 == "main" && $4 == "online"' | grep -q .; then
-        log "starting PostgreSQL 15"
-        pg_ctlcluster 15 main start >&2
+    local version
+    version="$(installed_postgres)"
+    if [ -z "$version" ]; then
+        apt_install postgresql postgresql-client
+        version="$(installed_postgres)"
+    fi
+    [ -n "$version" ] || { log "no PostgreSQL server could be installed"; exit 1; }
+    if ! pg_lsclusters -h | awk -v v="$version" '$1 == v && $2 == "main"' | grep -q .; then
+        log "creating PostgreSQL ${version} cluster main"
+        pg_createcluster "$version" main >&2
+    fi
+    if ! pg_lsclusters -h | awk -v v="$version" '$1 == v && $2 == "main" && $4 == "online"' | grep -q .; then
+        log "starting PostgreSQL ${version}"
+        pg_ctlcluster "$version" main start >&2
     fi
     for _ in $(seq 1 50); do
         pg_isready -q -h 127.0.0.1 -p 5432 && break
