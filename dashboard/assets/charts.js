@@ -34,16 +34,27 @@ const Charts = (() => {
     return out;
   }
 
-  function fmtNum(v) {
+  // `extra` more decimals than the default, for axis labels that would otherwise repeat.
+  function fmtNum(v, extra = 0) {
     if (v === null || v === undefined || !isFinite(v)) return "–";
     const a = Math.abs(v);
-    if (a >= 1e9) return (v / 1e9).toFixed(2) + "B";
-    if (a >= 1e6) return (v / 1e6).toFixed(2) + "M";
-    if (a >= 1e4) return (v / 1e3).toFixed(1) + "k";
-    if (a >= 100) return v.toFixed(2);
-    if (a >= 1) return v.toFixed(3);
+    if (a >= 1e9) return (v / 1e9).toFixed(2 + extra) + "B";
+    if (a >= 1e6) return (v / 1e6).toFixed(2 + extra) + "M";
+    if (a >= 1e4) return (v / 1e3).toFixed(1 + extra) + "k";
+    if (a >= 100) return v.toFixed(2 + extra);
+    if (a >= 1) return v.toFixed(3 + extra);
     if (a === 0) return "0";
-    return v.toPrecision(3);
+    return v.toPrecision(3 + extra);
+  }
+
+  // Labels for axis ticks: as many decimals as it takes for no two to read the same (a narrow
+  // range of millions would otherwise print "2.08M" three times).
+  function fmtTicks(values) {
+    for (let extra = 0; extra < 8; extra++) {
+      const labels = values.map((v) => fmtNum(v, extra));
+      if (new Set(labels).size === labels.length) return labels;
+    }
+    return values.map((v) => String(v));
   }
 
   function fmtTime(ms, spanMs) {
@@ -70,12 +81,14 @@ const Charts = (() => {
   }
 
   function yAxis(svg, box, min, max, scale, width) {
-    for (const v of ticks(min, max, 4)) {
+    const values = ticks(min, max, 4);
+    const labels = fmtTicks(values);
+    values.forEach((v, i) => {
       const y = scale(v);
       el("line", { x1: box.left, x2: width - box.right, y1: y, y2: y, stroke: GRID }, svg);
       const t = el("text", { x: width - box.right + 4, y: y + 4, fill: TEXT, "font-size": 11 }, svg);
-      t.textContent = fmtNum(v);
-    }
+      t.textContent = labels[i];
+    });
   }
 
   function xAxis(svg, box, t0, t1, xs, y) {
