@@ -2,7 +2,7 @@
 //! health checks (the image has no `curl`): exit code 0 when it answers `200`, 1 otherwise.
 
 use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -14,7 +14,7 @@ pub struct Probe {
     /// The URL to get (plain HTTP).
     #[arg(default_value = "http://127.0.0.1:9464/readyz")]
     url: url::Url,
-    /// How long to wait for the whole answer.
+    /// How long to wait to connect, and for each read of the answer.
     #[arg(long, default_value = "5s", value_parser = crate::process::parse_duration)]
     timeout: Duration,
 }
@@ -27,9 +27,10 @@ pub fn probe(args: Probe) -> anyhow::Result<()> {
     }
     let host = url.host_str().context("the URL has no host")?;
     let port = url.port_or_known_default().unwrap_or(80);
-    let addr = (host, port)
-        .to_socket_addrs()
+    let addr = url
+        .socket_addrs(|| Some(80))
         .with_context(|| format!("resolving {host}"))?
+        .into_iter()
         .next()
         .with_context(|| format!("{host} has no address"))?;
     let mut stream = TcpStream::connect_timeout(&addr, args.timeout)

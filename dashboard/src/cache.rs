@@ -21,7 +21,8 @@
 //! recently used entries are dropped. An answer larger than an eighth of the budget is never
 //! stored: the requests that waited for it get it, the next one computes it again (counted in
 //! [`CacheStats::oversized`]). So a client cycling through distinct parameters cannot make the
-//! cache hold more than its budget.
+//! cache hold more than its budget (give or take the values being recomputed at that moment,
+//! which are replaced, not added, when their computation ends).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -301,7 +302,10 @@ impl Cache {
                         stored: None,
                         flight: None,
                     });
-                entry.used = Instant::now();
+                // Only requests count as use: refreshes must not keep an entry warm.
+                if !strict {
+                    entry.used = Instant::now();
+                }
                 if let Some(stored) = &entry.stored {
                     let current = kind == Kind::Symbols || stored.generation == generation;
                     let value = stored.value.clone();

@@ -97,8 +97,10 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(error) => {
-                    accept_failed(error).await;
-                    continue;
+                    tokio::select! {
+                        () = accept_failed(error) => continue,
+                        () = &mut shutdown => break,
+                    }
                 }
             },
             () = &mut shutdown => break,

@@ -135,16 +135,17 @@ fn tail(log: &Path) -> String {
 
 /// Runs the torture against `tortured`, the reference run against `reference`, and compares.
 async fn torture(tortured: Target, reference: Target) {
+    // Odd: xorshift would stay at 0 from 0.
     let seed = std::env::var("SLUICE_TORTURE_SEED")
         .ok()
-        .and_then(|s| s.parse().ok())
+        .and_then(|s| s.parse::<u64>().ok())
         .unwrap_or_else(|| {
             SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .unwrap()
                 .as_nanos() as u64
-                | 1
-        });
+        })
+        | 1;
     let kills: u32 = std::env::var("SLUICE_TORTURE_KILLS")
         .ok()
         .and_then(|s| s.parse().ok())

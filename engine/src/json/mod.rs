@@ -509,6 +509,14 @@ impl JsonDecoder {
         Ok(())
     }
 
+    /// The known fault of record `i`, if any (faults are kept in record order).
+    fn fault(&self, i: usize) -> Option<&Fault> {
+        self.faults
+            .binary_search_by_key(&i, |f| f.index)
+            .ok()
+            .map(|at| &self.faults[at])
+    }
+
     fn record(&self, i: usize) -> &[u8] {
         let start = if i == 0 { 0 } else { self.ends[i - 1] };
         &self.bytes[start..self.ends[i]]
@@ -527,9 +535,7 @@ impl JsonDecoder {
             let record = self.record(i);
             let before = decoder.len();
             let known = self
-                .faults
-                .iter()
-                .find(|f| f.index == i)
+                .fault(i)
                 .map(|f| (f.reason.clone(), f.original.is_some()));
             let fault = match known
                 .as_ref()
@@ -585,7 +591,7 @@ impl JsonDecoder {
         convertible: bool,
         pieces: &mut Vec<RecordBatch>,
     ) -> Result<()> {
-        let original = self.faults.iter().find(|f| f.index == i);
+        let original = self.fault(i);
         let text = match original.and_then(|f| f.original.as_deref()) {
             Some(original) => String::from_utf8_lossy(original).into_owned(),
             None => String::from_utf8_lossy(self.record(i)).into_owned(),

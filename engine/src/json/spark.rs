@@ -14,8 +14,12 @@
 //!   Spark's `NaN`/`Infinity` spellings, anything but `true`/`false` in a BOOLEAN column): the
 //!   record is malformed but keeps its other fields (Spark's partial results), so the value
 //!   is rewritten to `null`;
-//! - the `NaN`, `Infinity`, `+Infinity`, `-Infinity` tokens (Spark's `allowNonNumericNumbers`)
-//!   are rewritten to strings arrow-json parses into the same doubles;
+//! - the `NaN`, `Infinity`, `+Infinity`, `-Infinity`, `+INF`, `-INF` tokens (Spark's
+//!   `allowNonNumericNumbers`) are rewritten to strings arrow-json parses into the same doubles;
+//! - strings in single quotes (Spark's `allowSingleQuotes`), keys and values, are rewritten
+//!   with double quotes;
+//! - a field given twice takes its last value that converts (a later one that does not makes
+//!   the record malformed but leaves the earlier value, as Spark's field-by-field reading);
 //! - any value read into a string column that is not a string (an object, an array, a number)
 //!   becomes its raw JSON text, as Spark keeps it;
 //! - a top-level array of objects is one record per object; text after the first value is
@@ -98,6 +102,7 @@ pub(super) fn inspect(record: &[u8], columns: &Columns) -> Inspection {
     let mut cursor = Cursor {
         bytes: record,
         at: 0,
+        quoted: Vec::new(),
     };
     cursor.skip_whitespace();
     let result = match cursor.peek() {
@@ -120,7 +125,9 @@ pub(super) fn inspect(record: &[u8], columns: &Columns) -> Inspection {
         Err(reason) => return Inspection::Malformed(reason),
     };
     let rewrites = objects.iter().any(|o| !o.edits.is_empty());
-    if objects.len() == 1 && !rewrites && !trailing {
+    // An array, even of one object, is always rewritten: arrow-json reads objects only.
+    let object = objects.len() == 1 && objects[0].start == first_value_start(record);
+    if object && !rewrites && !trailing {
         return Inspection::Clean;
     }
     let mut failed = None;
@@ -134,6 +141,14 @@ pub(super) fn inspect(record: &[u8], columns: &Columns) -> Inspection {
         })
         .collect();
     Inspection::Rewritten { records, failed }
+}
+
+/// Where the record's first value starts (after leading whitespace).
+fn first_value_start(record: &[u8]) -> usize {
+    record
+        .iter()
+        .position(|b| !matches!(b, b' ' | b'\n' | b'\r' | b'\t'))
+        .unwrap_or(record.len())
 }
 
 /// A value replaced in the record: the byte range and what stands there instead.
@@ -188,6 +203,8 @@ enum Value {
 struct Cursor<'a> {
     bytes: &'a [u8],
     at: usize,
+    /// Single-quoted strings met, rewritten with double quotes, in record order.
+    quoted: Vec<Edit>,
 }
 
 type Parsed<T> = Result<T, String>;
@@ -263,6 +280,7 @@ impl Cursor<'_> {
     /// A top-level object, checking each field of a column against the column's kind.
     fn object(&mut self, columns: &Columns) -> Parsed<Object> {
         let start = self.at;
+        let first_quoted = self.quoted.len();
         self.expect(b'{')?;
         let mut object = Object {
             start,
@@ -270,58 +288,68 @@ impl Cursor<'_> {
             edits: Vec::new(),
             failed: None,
         };
+        // Per column given more than once: the text of its last value that converted.
+        let mut converted: HashMap<String, Vec<u8>> = HashMap::new();
         self.skip_whitespace();
-        if self.peek() == Some(b'}') {
-            self.at += 1;
-            object.end = self.at;
-            return Ok(object);
-        }
-        loop {
-            self.skip_whitespace();
-            let Value::String(key) = self.string()? else {
-                unreachable!("string() returns strings")
-            };
-            self.skip_whitespace();
-            self.expect(b':')?;
-            self.skip_whitespace();
-            let value_start = self.at;
-            let value = self.value()?;
-            let value_end = self.at;
-            let raw = &self.bytes[value_start..value_end];
-            match columns.kinds.get(&key) {
-                Some(&kind) => {
-                    let (edit, failure) = check(kind, &value, raw, columns);
-                    if let Some(with) = edit {
-                        object.edits.push(Edit {
-                            start: value_start,
-                            end: value_end,
-                            with,
-                        });
-                    }
-                    if let (Some(reason), None) = (failure, &object.failed) {
-                        object.failed = Some(format!("field '{key}': {reason}"));
-                    }
+        if self.peek() != Some(b'}') {
+            loop {
+                self.skip_whitespace();
+                let Value::String(key) = self.string()? else {
+                    unreachable!("string() returns strings")
+                };
+                self.skip_whitespace();
+                self.expect(b':')?;
+                self.skip_whitespace();
+                let value_start = self.at;
+                let quoted_in_value = self.quoted.len();
+                let value = self.value()?;
+                let value_end = self.at;
+                let raw = &self.bytes[value_start..value_end];
+                let (edit, failure) = match columns.kinds.get(&key) {
+                    Some(&kind) => check(kind, &value, raw, columns),
+                    // A field of no column: only its syntax matters; arrow-json must not meet
+                    // a token it refuses there either.
+                    None if contains_non_numeric(&value, raw) => (Some(b"null".to_vec()), None),
+                    None => (None, None),
+                };
+                let edit = match (&failure, converted.get(&key)) {
+                    // Spark reads fields one by one: the earlier value stays.
+                    (Some(_), Some(earlier)) => Some(earlier.clone()),
+                    _ => edit,
+                };
+                if failure.is_none() && columns.kinds.contains_key(&key) {
+                    let text = match &edit {
+                        Some(with) => with.clone(),
+                        None if self.quoted.len() == quoted_in_value => raw.to_vec(),
+                        None => b"null".to_vec(),
+                    };
+                    converted.insert(key.clone(), text);
                 }
-                // A field of no column: only its syntax matters; arrow-json must not meet a
-                // token it refuses there either.
-                None if contains_non_numeric(&value, raw) => object.edits.push(Edit {
-                    start: value_start,
-                    end: value_end,
-                    with: b"null".to_vec(),
-                }),
-                None => {}
-            }
-            self.skip_whitespace();
-            match self.peek() {
-                Some(b',') => self.at += 1,
-                Some(b'}') => {
-                    self.at += 1;
-                    object.end = self.at;
-                    return Ok(object);
+                if let Some(with) = edit {
+                    // The whole value is replaced: what was noted inside it goes.
+                    self.quoted.truncate(quoted_in_value);
+                    object.edits.push(Edit {
+                        start: value_start,
+                        end: value_end,
+                        with,
+                    });
                 }
-                _ => return Err(self.unexpected("',' or '}'")),
+                if let (Some(reason), None) = (failure, &object.failed) {
+                    object.failed = Some(format!("field '{key}': {reason}"));
+                }
+                self.skip_whitespace();
+                match self.peek() {
+                    Some(b',') => self.at += 1,
+                    Some(b'}') => break,
+                    _ => return Err(self.unexpected("',' or '}'")),
+                }
             }
         }
+        self.at += 1;
+        object.end = self.at;
+        object.edits.extend(self.quoted.drain(first_quoted..));
+        object.edits.sort_by_key(|edit| edit.start);
+        Ok(object)
     }
 
     /// Any value, validated with Jackson's rules; nested values are walked without recursion.
@@ -337,14 +365,23 @@ impl Cursor<'_> {
 
     fn scalar(&mut self) -> Parsed<Value> {
         match self.peek() {
-            Some(b'"') => self.string(),
+            Some(b'"' | b'\'') => self.string(),
             Some(b'-' | b'0'..=b'9') => self.number(),
             Some(b't') => self.word(b"true", Value::Bool),
             Some(b'f') => self.word(b"false", Value::Bool),
             Some(b'n') => self.word(b"null", Value::Null),
             Some(b'N') => self.word(b"NaN", Value::NonNumeric(f64::NAN)),
             Some(b'I') => self.word(b"Infinity", Value::NonNumeric(f64::INFINITY)),
-            Some(b'+') => self.word(b"+Infinity", Value::NonNumeric(f64::INFINITY)),
+            Some(b'+') => {
+                let word: &[u8] = if self.bytes[self.at..].starts_with(b"+INF")
+                    && !self.bytes[self.at..].starts_with(b"+Infinity")
+                {
+                    b"+INF"
+                } else {
+                    b"+Infinity"
+                };
+                self.word(word, Value::NonNumeric(f64::INFINITY))
+            }
             _ => Err(self.unexpected("a JSON value")),
         }
     }
@@ -366,6 +403,9 @@ impl Cursor<'_> {
     fn number(&mut self) -> Parsed<Value> {
         if self.bytes[self.at..].starts_with(b"-Infinity") {
             return self.word(b"-Infinity", Value::NonNumeric(f64::NEG_INFINITY));
+        }
+        if self.bytes[self.at..].starts_with(b"-INF") {
+            return self.word(b"-INF", Value::NonNumeric(f64::NEG_INFINITY));
         }
         if self.peek() == Some(b'-') {
             self.at += 1;
@@ -412,9 +452,15 @@ impl Cursor<'_> {
         }
     }
 
-    /// A string, unescaped; raw control characters and bad escapes are refused, as Jackson.
+    /// A string in double or single quotes, unescaped; raw control characters and bad escapes
+    /// are refused, as Jackson. A single-quoted one is noted for rewriting with double quotes.
     fn string(&mut self) -> Parsed<Value> {
-        self.expect(b'"')?;
+        let start = self.at;
+        let quote = match self.peek() {
+            Some(quote @ (b'"' | b'\'')) => quote,
+            _ => return Err(self.unexpected("a string")),
+        };
+        self.at += 1;
         let mut text = Vec::new();
         loop {
             let Some(byte) = self.peek() else {
@@ -422,12 +468,13 @@ impl Cursor<'_> {
             };
             self.at += 1;
             match byte {
-                b'"' => break,
+                _ if byte == quote => break,
                 b'\\' => {
                     let escaped = self.peek().ok_or("an unterminated escape")?;
                     self.at += 1;
                     match escaped {
                         b'"' | b'\\' | b'/' => text.push(escaped),
+                        b'\'' if quote == b'\'' => text.push(escaped),
                         b'b' => text.push(8),
                         b'f' => text.push(12),
                         b'n' => text.push(b'\n'),
@@ -454,9 +501,15 @@ impl Cursor<'_> {
                 _ => text.push(byte),
             }
         }
-        String::from_utf8(text)
-            .map(Value::String)
-            .map_err(|_| "invalid UTF-8 in a string".into())
+        let text = String::from_utf8(text).map_err(|_| "invalid UTF-8 in a string")?;
+        if quote == b'\'' {
+            self.quoted.push(Edit {
+                start,
+                end: self.at,
+                with: json_string(&text),
+            });
+        }
+        Ok(Value::String(text))
     }
 
     fn hex4(&mut self) -> Parsed<u16> {

@@ -489,9 +489,15 @@ impl StreamingQueryBuilder {
             if let Some(error) = &error {
                 tracing::error!(query = %execution.label, %error, "streaming query failed");
             }
-            // Listeners first: whoever awaits the termination then sees what they did.
+            // Listeners first: whoever awaits the termination then sees what they did. A
+            // listener that panics is logged; the query still ends.
             for listener in shared.listeners() {
-                listener.on_query_terminated(&identity, error.as_deref());
+                let told = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    listener.on_query_terminated(&identity, error.as_deref())
+                }));
+                if told.is_err() {
+                    tracing::error!(query = %execution.label, "a query listener panicked when told the query ended");
+                }
             }
             shared.update(|s| {
                 s.active = false;

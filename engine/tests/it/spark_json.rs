@@ -49,6 +49,12 @@ const CASES: &[&str] = &[
     r#"5"#,
     r#"{"s":"exp-double","x":1E3}"#,
     r#"{"s":"num-str-1e3","s2":1, "x":"1e3"}"#,
+    r#"{'s':'single','n':1}"#,
+    r#"{"s":"inf-tok","x":-INF}"#,
+    r#"{"s":"pinf-tok","x":+INF}"#,
+    r#"{"s":"INF-tok","x":INF}"#,
+    r#"[{"s":"one","n":1}]"#,
+    r#"{"s":"dupfail","n":2,"n":1.5}"#,
 ];
 
 /// The file as Spark read it.
@@ -103,6 +109,12 @@ const PERMISSIVE: &[&str] = &[
     r#"(None, None, None, None, '5')"#,
     r#"("exp-double", None, 1000.0, None, None)"#,
     r#"("num-str-1e3", None, None, None, '{"s":"num-str-1e3","s2":1, "x":"1e3"}')"#,
+    r#"("single", 1, None, None, None)"#,
+    r#"("inf-tok", None, -inf, None, None)"#,
+    r#"("pinf-tok", None, inf, None, None)"#,
+    r#"(None, None, None, None, '{"s":"INF-tok","x":INF}')"#,
+    r#"("one", 1, None, None, None)"#,
+    r#"("dupfail", 2, None, None, '{"s":"dupfail","n":2,"n":1.5}')"#,
     r#"("cr1", 1, None, None, None)"#,
     r#"("cr2", 2, None, None, None)"#,
     r#"("bom-mid", 1, None, None, None)"#,
