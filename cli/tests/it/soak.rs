@@ -101,6 +101,11 @@ fn distinct_requests_keep_the_dashboard_within_its_cache_budget() {
     let after = rss(pid);
     let status = get(&addr, "/api/status");
     let cache = &status["cache"];
+    eprintln!(
+        "soak: RSS {} MiB after warm-up, {} MiB after 160 more requests; cache {cache}",
+        warm >> 20,
+        after >> 20
+    );
     assert!(
         cache["bytes"].as_u64().unwrap() <= BUDGET_MIB << 20,
         "{cache}"
