@@ -114,9 +114,33 @@ impl StatefulAggregate {
             }
             Ok(TreeNodeRecursion::Continue)
         })?;
-        let (node, aggregate) = match aggregates.len() {
-            0 => return Ok(None),
-            1 => aggregates.remove(0),
+        // One aggregation: a single-phase node, or the two phases DataFusion plans over an
+        // input of several partitions (a UNION ALL of streams): the final phase's node is
+        // the one replaced, the partial phase's input and expressions are the aggregation's.
+        let (node, aggregate, planned) = match &aggregates[..] {
+            [] => return Ok(None),
+            [(node, single)]
+                if matches!(
+                    single.mode(),
+                    AggregateMode::Single | AggregateMode::SinglePartitioned
+                ) =>
+            {
+                (Arc::clone(node), single.clone(), single.schema())
+            }
+            [(node, last), (_, first)]
+                if matches!(
+                    last.mode(),
+                    AggregateMode::Final | AggregateMode::FinalPartitioned
+                ) && first.mode() == &AggregateMode::Partial =>
+            {
+                (Arc::clone(node), first.clone(), last.schema())
+            }
+            [(_, other)] => {
+                return Err(SluiceError::Config(format!(
+                    "unsupported aggregation plan (mode {:?})",
+                    other.mode()
+                )));
+            }
             _ => {
                 return Err(SluiceError::Config(
                     "Multiple streaming aggregations are not supported with streaming DataFrames/Datasets \
@@ -125,15 +149,6 @@ impl StatefulAggregate {
                 ));
             }
         };
-        if !matches!(
-            aggregate.mode(),
-            AggregateMode::Single | AggregateMode::SinglePartitioned
-        ) {
-            return Err(SluiceError::Config(format!(
-                "unsupported aggregation plan (mode {:?})",
-                aggregate.mode()
-            )));
-        }
         let group_by = aggregate.group_expr();
         if !group_by.is_single() {
             return Err(SluiceError::Config(
@@ -171,14 +186,14 @@ impl StatefulAggregate {
             final_input.exec()?,
             input_schema,
         )?);
-        if finalize.schema().fields() != aggregate.schema().fields() {
+        if finalize.schema().fields() != planned.fields() {
             return Err(SluiceError::Config(format!(
                 "internal: the final aggregation's schema {:?} differs from the planned {:?}",
                 finalize.schema(),
-                aggregate.schema()
+                planned
             )));
         }
-        let upper_input = BatchSlot::new(aggregate.schema());
+        let upper_input = BatchSlot::new(Arc::clone(&planned));
         let upper_leaf = upper_input.exec()?;
         let upper = Arc::clone(plan)
             .transform_down(|n| {

@@ -668,3 +668,41 @@ async fn per_batch_distinct_on_keeps_the_first_row_of_each_key() {
         .sink(MemorySink::new());
     assert!(!ordered.explain().await.unwrap().contains("FirstPerKey"));
 }
+
+/// A union of two streams then an aggregation (allowed in Spark) is one streaming aggregation,
+/// though DataFusion plans it in two phases over the union's partitions.
+#[tokio::test]
+async fn union_all_then_group_by_is_one_streaming_aggregation() {
+    let left = MemorySource::new("l", numbers(&[]).schema());
+    let right = MemorySource::new("r", numbers(&[]).schema());
+    let sink = MemorySink::new();
+    let mut execution = StreamingQueryBuilder::new()
+        .source("a", left.clone())
+        .source("b", right.clone())
+        .sql(
+            "SELECT n % 2 AS parity, count(*) AS c, sum(n) AS total \
+             FROM (SELECT n FROM a UNION ALL SELECT n FROM b) GROUP BY n % 2",
+        )
+        .output_mode(sluice_engine::OutputMode::Complete)
+        .sink(sink.clone())
+        .build()
+        .await
+        .unwrap();
+    left.add_batch(numbers(&[1, 2, 3])).unwrap();
+    right.add_batch(numbers(&[4, 5])).unwrap();
+    assert!(execution.run_trigger().await.unwrap());
+    left.add_batch(numbers(&[7])).unwrap();
+    assert!(execution.run_trigger().await.unwrap());
+    let last = sink.batches().into_values().last().unwrap();
+    let mut rows: Vec<String> = render(&last)
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.contains("parity"))
+        .map(String::from)
+        .collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        ["| 0      | 2 | 6     |", "| 1      | 4 | 16    |"],
+        "state across batches and both sources"
+    );
+}
