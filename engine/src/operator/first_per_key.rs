@@ -6,7 +6,9 @@
 //! runs exactly this on every batch, so the plan is rewritten ([`FirstPerKey::plan`]) into the
 //! query's selection followed by the key expressions as extra columns; this operator then keeps
 //! the first row of each key and drops the key columns. Keys compare as Arrow's row format
-//! does: nulls equal to each other (as Spark groups them), values by their bytes.
+//! does: nulls equal to each other (as Spark groups them), values by their bytes — so, unlike
+//! Spark, which normalizes them in grouping keys, `-0.0` and `0.0` are two keys, and so are
+//! NaNs of different bit patterns.
 //!
 //! Stateless: it remembers nothing across batches, which is what `foreachBatch` means.
 
