@@ -38,6 +38,8 @@ pub struct SourceConfig {
     pub computed: Vec<(String, String)>,
     /// The watermark's column and delay in ms.
     pub watermark: Option<(String, i64)>,
+    /// `DEDUPLICATE ON (…)`: the key columns, and whether `WITHIN WATERMARK`.
+    pub dedup: Option<(Vec<String>, bool)>,
     factory: Arc<dyn SourceFactory>,
 }
 
@@ -80,6 +82,31 @@ impl SourceConfig {
             }
             None => None,
         };
+        let dedup = match &decl.dedup {
+            Some(d) => {
+                if let Some(unknown) = d
+                    .columns
+                    .iter()
+                    .find(|c| !names.iter().any(|n| n.value == c.value))
+                {
+                    return Err(Located::new(
+                        unknown.position,
+                        format!("DEDUPLICATE ON an unknown column {}", unknown.value),
+                    ));
+                }
+                if d.within_watermark && watermark.is_none() {
+                    return Err(Located::new(
+                        d.position,
+                        "DEDUPLICATE … WITHIN WATERMARK needs the table's WATERMARK FOR",
+                    ));
+                }
+                Some((
+                    d.columns.iter().map(|c| c.value.clone()).collect(),
+                    d.within_watermark,
+                ))
+            }
+            None => None,
+        };
         let schema = Arc::new(Schema::new(
             decl.columns
                 .iter()
@@ -117,6 +144,7 @@ impl SourceConfig {
                 .map(|c| (c.name.value.clone(), c.expr.value.clone()))
                 .collect(),
             watermark,
+            dedup,
             factory,
         })
     }

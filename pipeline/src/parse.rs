@@ -74,6 +74,8 @@ pub struct TableDecl {
     pub computed: Vec<ComputedDecl>,
     /// `WATERMARK FOR column AS column - INTERVAL …`.
     pub watermark: Option<WatermarkDecl>,
+    /// `DEDUPLICATE ON (columns) [WITHIN WATERMARK]`.
+    pub dedup: Option<DedupDecl>,
     /// The `WITH (…)` options in order, keys lowercased.
     pub options: Vec<(Spanned<String>, Spanned<String>)>,
 }
@@ -94,6 +96,19 @@ pub struct ComputedDecl {
     pub name: Spanned<String>,
     /// The SQL expression, as text.
     pub expr: Spanned<String>,
+}
+
+/// A deduplication of a source's rows (Spark's `dropDuplicates(columns)`, or
+/// `dropDuplicatesWithinWatermark(columns)` with `WITHIN WATERMARK`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DedupDecl {
+    /// Where the clause starts.
+    pub position: Position,
+    /// The key columns.
+    pub columns: Vec<Spanned<String>>,
+    /// Whether keys are forgotten once the watermark passes their first event time plus the
+    /// delay (`WITHIN WATERMARK`).
+    pub within_watermark: bool,
 }
 
 /// A watermark declaration.
@@ -361,6 +376,7 @@ impl Parser<'_> {
             columns: Vec::new(),
             computed: Vec::new(),
             watermark: None,
+            dedup: None,
             options: Vec::new(),
         };
         if self.peek() == Some(&Token::LParen) {
@@ -423,6 +439,44 @@ impl Parser<'_> {
 
     /// A column, a computed column or the watermark.
     fn table_element(&mut self, table: &mut TableDecl) -> Result<(), Located> {
+        if self.is_keyword("DEDUPLICATE") {
+            let position = self.here();
+            self.next += 1;
+            self.keyword("ON")?;
+            self.expect(Token::LParen)?;
+            let mut columns = Vec::new();
+            loop {
+                columns.push(self.identifier("a key column")?);
+                match self.bump() {
+                    Some(Token::Comma) => continue,
+                    Some(Token::RParen) => break,
+                    _ => {
+                        self.next -= 1;
+                        return self.error(format!(
+                            "expected ',' or ')' after a key column, found {}",
+                            self.describe()
+                        ));
+                    }
+                }
+            }
+            let within_watermark = self.is_keyword("WITHIN");
+            if within_watermark {
+                self.next += 1;
+                self.keyword("WATERMARK")?;
+            }
+            if table.dedup.is_some() {
+                return Err(Located::new(
+                    position,
+                    "a table is deduplicated once at most",
+                ));
+            }
+            table.dedup = Some(DedupDecl {
+                position,
+                columns,
+                within_watermark,
+            });
+            return Ok(());
+        }
         if self.is_keyword("WATERMARK") {
             let at = self.here();
             self.next += 1;

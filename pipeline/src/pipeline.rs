@@ -447,6 +447,13 @@ impl Pipeline {
                 let delay = std::time::Duration::from_millis(u64::try_from(*delay).unwrap_or(0));
                 builder = builder.watermark(name, column, delay);
             }
+            builder = match &config.dedup {
+                Some((columns, false)) => builder.drop_duplicates(name, columns.iter().cloned()),
+                Some((columns, true)) => {
+                    builder.drop_duplicates_within_watermark(name, columns.iter().cloned())
+                }
+                None => builder,
+            };
         }
         let sink = query
             .sink

@@ -263,3 +263,96 @@ async fn a_processing_time_trigger_keeps_running_batches() {
     let rows: usize = output.all_rows().iter().map(|b| b.num_rows()).sum();
     assert_eq!(rows, 3);
 }
+
+/// `DEDUPLICATE ON (…)` in a source's column list is Spark's `dropDuplicates` on that source:
+/// across batches, late rows dropped and counted with the watermark's event-time column among
+/// the keys; `WITHIN WATERMARK` needs a watermark; unknown columns are refused.
+#[tokio::test]
+async fn deduplicate_on_drops_repeated_keys_across_batches() {
+    use arrow::array::{RecordBatch, StringArray, TimestampMillisecondArray};
+    use std::sync::Arc;
+
+    let text = "SET checkpoint = 'none';\n\
+        CREATE TABLE t (symbol VARCHAR, ts TIMESTAMP(3),\n\
+          WATERMARK FOR ts AS ts - INTERVAL '10' SECOND,\n\
+          DEDUPLICATE ON (symbol, ts)) WITH (connector = 'memory');\n\
+        CREATE TABLE out WITH (connector = 'memory');\n\
+        INSERT INTO out SELECT symbol, ts FROM t;";
+    let pipeline = Pipeline::parse("job.sql", text, &Variables::none()).unwrap();
+    let input = pipeline.memory_source("t").unwrap();
+    let output = pipeline.memory_sink("out").unwrap();
+    let queries = pipeline.start().await.unwrap();
+    let schema = input.schema();
+    let batch = |rows: &[(&str, i64)]| {
+        RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(TimestampMillisecondArray::from_iter_values(
+                    rows.iter().map(|r| r.1),
+                )),
+            ],
+        )
+        .unwrap()
+    };
+    input
+        .add_batch(batch(&[("a", 1_000), ("b", 1_000), ("a", 1_000)]))
+        .unwrap();
+    queries[0].process_all_available().await.unwrap();
+    // The same key in a later batch, a new one that moves the watermark to 10 s.
+    input
+        .add_batch(batch(&[("a", 1_000), ("c", 20_000)]))
+        .unwrap();
+    queries[0].process_all_available().await.unwrap();
+    // Later than the watermark: dropped and counted.
+    input
+        .add_batch(batch(&[("d", 5_000), ("e", 21_000)]))
+        .unwrap();
+    queries[0].process_all_available().await.unwrap();
+    let kept: Vec<String> = output
+        .all_rows()
+        .iter()
+        .flat_map(|b| {
+            let symbols = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+            symbols
+                .iter()
+                .flatten()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(kept, ["a", "b", "c", "e"]);
+    let late: u64 = queries[0]
+        .recent_progress()
+        .iter()
+        .flat_map(|p| &p.state_operators)
+        .map(|o| o.num_rows_dropped_by_watermark)
+        .sum();
+    assert_eq!(late, 1);
+    queries[0].stop().await.unwrap();
+
+    for (clause, error) in [
+        (
+            "DEDUPLICATE ON (symbol, nope)",
+            "DEDUPLICATE ON an unknown column nope",
+        ),
+        (
+            "DEDUPLICATE ON (symbol) WITHIN WATERMARK",
+            "needs the table's WATERMARK FOR",
+        ),
+    ] {
+        let text = format!(
+            "CREATE TABLE t (symbol VARCHAR, ts TIMESTAMP(3), {clause}) WITH (connector = 'memory');\n\
+             CREATE TABLE out WITH (connector = 'memory');\n\
+             INSERT INTO out SELECT symbol FROM t;"
+        );
+        let message = Pipeline::parse("job.sql", &text, &Variables::none())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            message.contains(error) && message.contains("job.sql:1:"),
+            "{message}"
+        );
+    }
+}
