@@ -14,7 +14,7 @@ use sluice_pipeline::{Pipeline, Variables};
 
 use crate::progress::{Format, label};
 use crate::supervise::{start_all, supervise};
-use crate::telemetry::{self, HttpArgs, Telemetry};
+use crate::telemetry::HttpArgs;
 
 /// The bundled synthetic sample (see `examples/data/README.md`), compiled into the binary so
 /// that the demo runs from any directory and in the container image.
@@ -149,14 +149,7 @@ pub async fn demo(args: Demo) -> anyhow::Result<()> {
         .iter()
         .map(|(file, text)| Pipeline::parse_with(file, text, &variables, &read_bundled))
         .collect::<Result<Vec<_>, _>>()?;
-    let telemetry = Telemetry::default();
-    if let Some((addr, required)) = args
-        .http
-        .resolve(pipelines.iter().map(Pipeline::http_listen))?
-    {
-        telemetry::serve(&telemetry, addr, required).await?;
-    }
-    let queries = start_all(pipelines, &telemetry).await?;
+    let queries = start_all(pipelines, &args.http).await?;
     let address = dashboard.local_addr();
     let (stop_dashboard, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(dashboard.serve(async {

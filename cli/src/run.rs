@@ -12,7 +12,7 @@ use sluice_pipeline::{Pipeline, Variables};
 
 use crate::progress::{Format, label};
 use crate::supervise::{start_all, supervise};
-use crate::telemetry::{self, HttpArgs, Telemetry};
+use crate::telemetry::HttpArgs;
 
 /// `NAME=VALUE` for `--var`.
 fn parse_var(text: &str) -> Result<(String, String), String> {
@@ -103,14 +103,7 @@ pub async fn run(args: Run) -> anyhow::Result<()> {
             pipeline.override_trigger(Trigger::AvailableNow);
         }
     }
-    let telemetry = Telemetry::default();
-    if let Some((addr, required)) = args
-        .http
-        .resolve(pipelines.iter().map(Pipeline::http_listen))?
-    {
-        telemetry::serve(&telemetry, addr, required).await?;
-    }
-    let queries = start_all(pipelines, &telemetry).await?;
+    let queries = start_all(pipelines, &args.http).await?;
     let names: Vec<String> = queries.iter().map(label).collect();
     eprintln!(
         "running {} (Ctrl-C stops after the current batch)",

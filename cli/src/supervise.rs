@@ -10,14 +10,19 @@ use sluice_pipeline::Pipeline;
 
 use crate::process::shutdown_signal;
 use crate::progress::{Format, Printer, label};
-use crate::telemetry::Telemetry;
+use crate::telemetry::{self, HttpArgs, Telemetry};
 
-/// Starts every query of `pipelines`, each told to `telemetry`'s metrics; if one cannot
-/// start, stops those already started and returns its error.
+/// Serves the metrics and health endpoint where `http` and the files say, then starts every
+/// query of `pipelines`, each told to the endpoint's metrics; if one cannot start, stops those
+/// already started and returns its error.
 pub async fn start_all(
     pipelines: Vec<Pipeline>,
-    telemetry: &Telemetry,
+    http: &HttpArgs,
 ) -> anyhow::Result<Arc<[StreamingQuery]>> {
+    let telemetry = Telemetry::default();
+    if let Some((addr, required)) = http.resolve(pipelines.iter().map(Pipeline::http_listen))? {
+        telemetry::serve(&telemetry, addr, required).await?;
+    }
     let mut queries = Vec::new();
     for mut pipeline in pipelines {
         pipeline.add_listener(telemetry.metrics());

@@ -67,6 +67,32 @@ pub fn wait_for_line(
     }
 }
 
+/// `sluice dashboard` over `database` on a free loopback port, with `options`: the process
+/// and the address it serves (`host:port`).
+pub fn start_dashboard(database: &str, options: &[&str]) -> (Process, String) {
+    let mut child = sluice()
+        .args([
+            "dashboard",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            database,
+        ])
+        .args(options)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = stderr_lines(&mut child);
+    let dashboard = Process(child);
+    let banner = wait_for_line(&lines, "dashboard on http://", Duration::from_secs(30))
+        .unwrap_or_else(|seen| panic!("the dashboard did not start:\n{seen}"));
+    let addr = banner.rsplit("http://").next().unwrap().to_owned();
+    // Keep reading its stderr: a closed pipe would fail its later log lines.
+    std::thread::spawn(move || lines.into_iter().for_each(drop));
+    (dashboard, addr)
+}
+
 /// Status and body of `GET path` (a blocking HTTP/1.1 request with `Connection: close`).
 pub fn http_get(addr: &str, path: &str) -> (u16, String) {
     let mut stream = std::net::TcpStream::connect(addr).expect("connect");

@@ -2,12 +2,7 @@
 //! table of 40,000 tickers (the answers of several MB each that once grew the server by
 //! hundreds of MB) leave the process's resident memory bounded by its cache budget.
 
-use std::process::Stdio;
-use std::time::Duration;
-
-use crate::process::{
-    Process, ROOT, drop_file, http_get, sluice, stderr_lines, ticker_file, wait_for_line,
-};
+use crate::process::{ROOT, drop_file, http_get, sluice, start_dashboard, ticker_file};
 
 /// The JSON body of `GET path`, which must answer 200.
 fn get(addr: &str, path: &str) -> serde_json::Value {
@@ -59,24 +54,7 @@ fn distinct_requests_keep_the_dashboard_within_its_cache_budget() {
         String::from_utf8_lossy(&loaded.stderr)
     );
 
-    let mut child = sluice()
-        .args([
-            "dashboard",
-            "--listen",
-            "127.0.0.1:0",
-            "--database-url",
-            &database,
-        ])
-        .args(["--cache-mib", &BUDGET_MIB.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = stderr_lines(&mut child);
-    let dashboard = Process(child);
-    let banner = wait_for_line(&lines, "dashboard on http://", Duration::from_secs(30))
-        .unwrap_or_else(|seen| panic!("the dashboard did not start:\n{seen}"));
-    let addr = banner.rsplit("http://").next().unwrap().to_owned();
+    let (dashboard, addr) = start_dashboard(&database, &["--cache-mib", &BUDGET_MIB.to_string()]);
     let pid = dashboard.0.id();
 
     // Details of each symbol at distinct limits: answers from about 0.2 to 3 MB in memory,

@@ -5,7 +5,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::process::{
-    Process, ROOT, drop_file, http_get as get, sluice, stderr_lines, ticker_file, wait_for_line,
+    Process, ROOT, drop_file, http_get as get, sluice, start_dashboard, stderr_lines, ticker_file,
+    wait_for_line,
 };
 
 /// The value of the series `name{labels}` in a scrape (labels as printed, in order).
@@ -190,23 +191,8 @@ fn logs_are_json_on_request_and_never_coloured_off_a_terminal() {
 fn probe_exits_0_only_on_200() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("none.db").display());
-    let mut child = sluice()
-        .args([
-            "dashboard",
-            "--listen",
-            "127.0.0.1:0",
-            "--database-url",
-            &url,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = stderr_lines(&mut child);
-    let dashboard = Process(child);
-    let banner = wait_for_line(&lines, "dashboard on http://", Duration::from_secs(30))
-        .unwrap_or_else(|seen| panic!("{seen}"));
-    let base = banner.rsplit(' ').next().unwrap().to_owned();
+    let (dashboard, addr) = start_dashboard(&url, &[]);
+    let base = format!("http://{addr}");
     let probe = |url: &str| sluice().args(["probe", url]).output().unwrap();
     let ok = probe(&format!("{base}/api/status"));
     assert!(
