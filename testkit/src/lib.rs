@@ -1,8 +1,12 @@
 //! Test support shared by the integration tests of the Sluice crates.
 //!
-//! - [`service`]: the address of a service a test needs (PostgreSQL, the Kafka broker), read
-//!   from its environment variable. Locally a missing service skips the test with a message;
-//!   under `CI=true` it fails the test, so CI never passes by skipping.
+//! - [`postgres::url`]: PostgreSQL at `DATABASE_URL`, or a throwaway cluster the test process
+//!   starts itself when PostgreSQL's server is installed;
+//! - `kafka::kafka` (feature `kafka`): the broker at `KAFKA_BOOTSTRAP`, or librdkafka's
+//!   in-process mock cluster;
+//! - [`build::declare_test_cfgs`]: for build scripts, the `cfg`s that mark the tests this
+//!   machine cannot run as ignored, with the reason. Under `CI=true` nothing is ignored and a
+//!   missing service fails its tests, so CI never passes by skipping.
 //! - [`candles`]: the reference computation of 1-minute candles, written plainly, that the
 //!   pipeline's `candles_1m` output is compared with.
 //!
@@ -14,9 +18,14 @@
 //!   write it without running the query.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
+pub mod build;
 #[cfg(feature = "engine")]
 mod crashing_sink;
+#[cfg(feature = "kafka")]
+pub mod kafka;
+pub mod postgres;
 #[cfg(feature = "engine")]
 mod projet_bdcc;
 
@@ -30,19 +39,12 @@ pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
-/// The value of `variable` (e.g. `DATABASE_URL`, `KAFKA_BOOTSTRAP`), or `None` to skip the
-/// test. Panics when the variable is unset and `CI=true`.
-pub fn service(variable: &str) -> Option<String> {
-    match std::env::var(variable) {
-        Ok(value) if !value.is_empty() => Some(value),
-        _ if in_ci() => {
-            panic!("CI=true but {variable} is not set: the tests that need it must run")
-        }
-        _ => {
-            eprintln!("{variable} is not set: skipping a test that needs it");
-            None
-        }
-    }
+/// The first of `names` found in a directory of `PATH`.
+pub fn find_program(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .flat_map(|dir| names.iter().map(move |n| dir.join(n)))
+        .find(|p| p.is_file())
 }
 
 /// One ticker: symbol, close price, 24 h volume, event time (ms since the epoch).

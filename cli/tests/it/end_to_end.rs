@@ -10,12 +10,11 @@ use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
 use rdkafka::Message;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use sluice_connectors::binance::capture::read_capture;
 use sluice_connectors::binance::replay::{Pacing, ReplayOptions, ReplayServer};
-use sluice_testkit::{Tick, candles, service};
+use sluice_testkit::kafka::kafka;
+use sluice_testkit::{Tick, candles, postgres};
 use sqlx::Row;
 
 use crate::process::{Process, ROOT, http_get, sluice};
@@ -71,29 +70,19 @@ fn same(a: f64, b: f64) -> bool {
     a == b || (a - b).abs() <= 4.0 * f64::EPSILON * a.abs().max(b.abs())
 }
 
+#[cfg_attr(
+    sluice_no_postgres,
+    ignore = "needs PostgreSQL: DATABASE_URL, or its server programs (initdb, pg_ctl) installed"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_to_postgres_through_kafka_survives_a_killed_pipeline() {
-    let (Some(database), Some(bootstrap)) = (service("DATABASE_URL"), service("KAFKA_BOOTSTRAP"))
-    else {
-        return;
-    };
+    let database = postgres::url().expect("PostgreSQL");
+    let bootstrap = kafka().bootstrap();
     let id = uuid::Uuid::new_v4().simple().to_string();
     let topic = format!("e2e-{id}");
     let schema = format!("e2e_{id}");
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .create()
-        .expect("admin");
     // One partition: the tickers stay in event-time order, so no candle input is late.
-    admin
-        .create_topics(
-            &[NewTopic::new(&topic, 1, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        )
-        .await
-        .expect("create topic")[0]
-        .as_ref()
-        .expect("topic created");
+    kafka().create_topic(&topic, 1).await;
     let pool = sqlx::PgPool::connect(&database).await.expect("PostgreSQL");
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
         .execute(&pool)
@@ -127,7 +116,7 @@ async fn replay_to_postgres_through_kafka_survives_a_killed_pipeline() {
                 "--url",
                 &replay.url("!miniTicker@arr"),
             ])
-            .args(["--topic", &topic, "--bootstrap", &bootstrap])
+            .args(["--topic", &topic, "--bootstrap", bootstrap])
             .stdout(Stdio::null())
             .spawn()
             .expect("producer"),
@@ -145,7 +134,7 @@ async fn replay_to_postgres_through_kafka_survives_a_killed_pipeline() {
                 .current_dir(ROOT)
                 .args(["run", "queries/projet_bdcc.sql", "queries/candles_1m.sql"])
                 .args(["--http-listen", &http])
-                .env("KAFKA_BOOTSTRAP", &bootstrap)
+                .env("KAFKA_BOOTSTRAP", bootstrap)
                 .env("TICKS_TOPIC", &topic)
                 .env("TICKS_MAX_PER_TRIGGER", "500")
                 .env("SINK_CONNECTOR", "postgres")
@@ -173,7 +162,7 @@ async fn replay_to_postgres_through_kafka_survives_a_killed_pipeline() {
     let mut size = 0;
     loop {
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let now = topic_size(&bootstrap, &topic);
+        let now = topic_size(bootstrap, &topic);
         if now > 0 && now == size && replay_started.elapsed() > Duration::from_secs(22) {
             break;
         }
@@ -183,7 +172,7 @@ async fn replay_to_postgres_through_kafka_survives_a_killed_pipeline() {
         producer.terminate().success(),
         "the producer stops cleanly on SIGTERM"
     );
-    let ticks = read_topic(&bootstrap, &topic);
+    let ticks = read_topic(bootstrap, &topic);
     assert!(ticks.len() > 5_000, "{} tickers", ticks.len());
     assert!(
         rows_before_kill > 0 && (rows_before_kill as usize) < ticks.len(),

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
-use sluice_testkit::service;
+use sluice_testkit::postgres;
 use sqlx::AssertSqlSafe;
 
 use crate::process::{Process, ROOT, drop_file, sluice, ticker_file};
@@ -262,11 +262,13 @@ async fn killed_at_random_into_sqlite_the_tables_equal_an_uninterrupted_run() {
     .await;
 }
 
+#[cfg_attr(
+    sluice_no_postgres,
+    ignore = "needs PostgreSQL: DATABASE_URL, or its server programs (initdb, pg_ctl) installed"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_at_random_into_postgres_the_tables_equal_an_uninterrupted_run() {
-    let Some(url) = service("DATABASE_URL") else {
-        return;
-    };
+    let url = postgres::url().expect("PostgreSQL");
     let id = uuid::Uuid::new_v4().simple().to_string();
     let pool = sqlx::PgPool::connect(&url).await.expect("PostgreSQL");
     let schemas = [format!("torture_{id}"), format!("torture_ref_{id}")];

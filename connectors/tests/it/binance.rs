@@ -18,7 +18,7 @@ use sluice_connectors::kafka::{KafkaSource, StartingOffsets, Subscription};
 use sluice_connectors::ticker;
 use sluice_engine::{JsonOptions, MemorySink, StreamingQueryBuilder};
 
-use crate::common::{OwnBroker, bootstrap, create_topic};
+use crate::common::{OwnBroker, kafka};
 
 const MINI: &str = r#"{"e":"24hrMiniTicker","E":1672515782136,"s":"BNBBTC","c":"0.00250000","o":"0.0010","h":"0.0025","l":"0.0010","v":"10000","q":"18"}"#;
 const NORMALIZED: &str = r#"{"symbol":"BNBBTC","close_price":0.00250000,"open_price":0.0010,"high_price":0.0025,"low_price":0.0010,"volume":10000,"quote_volume":18,"timestamp":1672515782136}"#;
@@ -486,8 +486,8 @@ fn producer_options(url: String, bootstrap: &str, topic: &str) -> ProducerOption
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_ticker_reaches_the_broker_once_keyed_by_symbol() {
-    let Some(bootstrap) = bootstrap() else { return };
-    let topic = create_topic(&bootstrap, 3).await;
+    let bootstrap = kafka().bootstrap();
+    let topic = kafka().new_topic(3).await;
     let mut frames = small_capture();
     frames.insert(
         5,
@@ -503,7 +503,7 @@ async fn every_ticker_reaches_the_broker_once_keyed_by_symbol() {
     let server = fast_server(frames).await;
     let producer = producer::start(producer_options(
         server.url("!miniTicker@arr"),
-        &bootstrap,
+        bootstrap,
         &topic,
     ))
     .unwrap();
@@ -518,17 +518,18 @@ async fn every_ticker_reaches_the_broker_once_keyed_by_symbol() {
     assert_eq!(metrics.malformed_frames.load(Ordering::Relaxed), 1);
     let mut expected = expected;
     expected.sort();
-    assert_eq!(topic_messages(&bootstrap, &topic).await, expected);
+    assert_eq!(topic_messages(bootstrap, &topic).await, expected);
 }
 
+#[cfg_attr(
+    sluice_no_nisshi,
+    ignore = "needs Nisshi (NISSHI_BIN or nisshi on PATH): restarts a broker of its own"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_outage_holds_the_producer_back_then_everything_is_delivered_once() {
-    if bootstrap().is_none() {
-        return;
-    }
     let mut broker = OwnBroker::start();
     let address = broker.address();
-    let topic = create_topic(&address, 2).await;
+    let topic = broker.kafka().new_topic(2).await;
     broker.kill();
 
     let frames = small_capture();

@@ -7,15 +7,17 @@ use std::time::Duration;
 
 use arrow::array::{Float64Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
+use sluice_testkit::kafka::Kafka;
 use sqlx::Row;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-/// PostgreSQL's URL, or `None` (test skipped) when `DATABASE_URL` is unset outside CI.
-pub fn postgres_url() -> Option<String> {
-    sluice_testkit::service("DATABASE_URL")
+/// PostgreSQL's URL (`DATABASE_URL` or a throwaway cluster). The tests calling it are
+/// ignored, with the reason, when the build found neither (`sluice_no_postgres`).
+pub fn postgres_url() -> String {
+    sluice_testkit::postgres::url().expect("PostgreSQL: DATABASE_URL or its server programs")
 }
 
 /// A SQLite database in a fresh temporary directory (kept alive by the returned guard).
@@ -25,11 +27,14 @@ pub fn sqlite_url() -> (String, tempfile::TempDir) {
     (url, dir)
 }
 
-/// Every back end available: SQLite always, PostgreSQL when configured.
+/// Every back end available: SQLite always, PostgreSQL unless the build found none (then
+/// the build's warning says so).
 pub fn databases() -> Vec<(String, Option<tempfile::TempDir>)> {
     let (sqlite, dir) = sqlite_url();
     let mut urls = vec![(sqlite, Some(dir))];
-    urls.extend(postgres_url().map(|url| (url, None)));
+    if cfg!(not(sluice_no_postgres)) {
+        urls.push((postgres_url(), None));
+    }
     urls
 }
 
@@ -182,36 +187,17 @@ pub fn host_port(url: &str) -> String {
 
 // ---------------------------------------------------------------- Kafka
 
-/// The broker's address, or `None` (test skipped) when `KAFKA_BOOTSTRAP` is unset outside CI.
-pub fn bootstrap() -> Option<String> {
-    sluice_testkit::service("KAFKA_BOOTSTRAP")
+/// The broker under test: `KAFKA_BOOTSTRAP`, or librdkafka's in-process mock cluster.
+pub fn kafka() -> &'static Kafka {
+    sluice_testkit::kafka::kafka()
 }
 
+/// An admin client of the broker at `bootstrap` (an external one: the mock has no admin API).
 pub fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()
         .expect("admin client")
-}
-
-pub async fn create_topic(bootstrap: &str, partitions: i32) -> String {
-    let topic = format!("t-{}", uuid::Uuid::new_v4().simple());
-    create_named_topic(bootstrap, &topic, partitions).await;
-    topic
-}
-
-/// Creates topic `topic` with `partitions` partitions.
-pub async fn create_named_topic(bootstrap: &str, topic: &str, partitions: i32) {
-    let results = admin(bootstrap)
-        .create_topics(
-            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-        )
-        .await
-        .expect("create topic");
-    for result in results {
-        result.expect("topic created");
-    }
 }
 
 /// A broker of our own, for the test that restarts it: Nisshi with SQLite storage, so that
@@ -241,6 +227,11 @@ impl OwnBroker {
     /// The broker's address, `127.0.0.1:<port>`.
     pub fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The broker, to create topics on.
+    pub fn kafka(&self) -> Kafka {
+        Kafka::at(self.address())
     }
 
     /// Stops the broker (as a crash would).

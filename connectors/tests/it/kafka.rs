@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::{OwnBroker, admin, bootstrap, create_named_topic, create_topic};
+use crate::common::{OwnBroker, admin, kafka};
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema, SchemaRef, TimeUnit};
 use rdkafka::ClientConfig;
@@ -255,14 +255,14 @@ fn rows(batches: &[RecordBatch]) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn windowed_query_over_three_partitions_gives_exact_aggregates() {
-    let Some(bootstrap) = bootstrap() else { return };
+    let bootstrap = kafka().bootstrap();
     const MESSAGES: usize = 100_000;
     const SYMBOLS: usize = 50;
-    let topic = create_topic(&bootstrap, 3).await;
+    let topic = kafka().new_topic(3).await;
     let messages = tickers(MESSAGES, SYMBOLS, 3);
-    produce(&bootstrap, &topic, &messages).await;
+    produce(bootstrap, &topic, &messages).await;
 
-    let source = KafkaSource::new("ticks", &bootstrap, Subscription::Topics(vec![topic]))
+    let source = KafkaSource::new("ticks", bootstrap, Subscription::Topics(vec![topic]))
         .unwrap()
         .starting_offsets(StartingOffsets::Earliest)
         .max_offsets_per_trigger(30_000)
@@ -373,19 +373,19 @@ fn read_offsets(sink: &MemorySink) -> Vec<(i32, i64)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_mid_stream_reads_every_message_once_and_new_partitions_from_their_start() {
-    let Some(bootstrap) = bootstrap() else { return };
+    let bootstrap = kafka().bootstrap();
     // A pattern subscription: a topic created while the query is down brings new partitions.
     let prefix = format!("p{}", uuid::Uuid::new_v4().simple());
     let first = format!("{prefix}-a");
-    create_named_topic(&bootstrap, &first, 2).await;
+    kafka().create_topic(&first, 2).await;
     let messages = tickers(1_000, 10, 2);
-    produce(&bootstrap, &first, &messages[..600]).await;
+    produce(bootstrap, &first, &messages[..600]).await;
     let checkpoint = tempfile::tempdir().unwrap();
     let sink = MemorySink::new();
     let source = || {
         KafkaSource::new(
             "k",
-            &bootstrap,
+            bootstrap,
             Subscription::Pattern(format!("{prefix}-.*")),
         )
         .unwrap()
@@ -404,13 +404,13 @@ async fn a_restart_mid_stream_reads_every_message_once_and_new_partitions_from_t
     assert!(run.run_trigger().await.unwrap());
     drop(run); // the process stops mid-stream
 
-    produce(&bootstrap, &first, &messages[600..]).await;
+    produce(bootstrap, &first, &messages[600..]).await;
     let second = format!("{prefix}-b");
-    create_named_topic(&bootstrap, &second, 1).await;
+    kafka().create_topic(&second, 1).await;
     let extra: Vec<(String, String, i32)> = (0..5)
         .map(|i| ("x".to_string(), format!(r#"{{"n":{i}}}"#), 0))
         .collect();
-    produce(&bootstrap, &second, &extra).await;
+    produce(bootstrap, &second, &extra).await;
 
     let mut run = query(source()).build().await.unwrap();
     drain(&mut run).await.unwrap();
@@ -443,8 +443,8 @@ async fn a_restart_mid_stream_reads_every_message_once_and_new_partitions_from_t
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_values_are_handled_per_parse_mode() {
-    let Some(bootstrap) = bootstrap() else { return };
-    let topic = create_topic(&bootstrap, 1).await;
+    let bootstrap = kafka().bootstrap();
+    let topic = kafka().new_topic(1).await;
     let values = [
         r#"{"symbol":"A","close_price":1.5,"timestamp":1000}"#,
         r#"{"symbol":"B","close_price":"#,
@@ -455,12 +455,11 @@ async fn malformed_values_are_handled_per_parse_mode() {
         .iter()
         .map(|v| ("k".to_string(), v.to_string(), 0))
         .collect();
-    produce(&bootstrap, &topic, &messages).await;
+    produce(bootstrap, &topic, &messages).await;
     let run = |mode: ParseMode| {
-        let bootstrap = bootstrap.clone();
         let topic = topic.clone();
         async move {
-            let source = KafkaSource::new("k", &bootstrap, Subscription::Topics(vec![topic]))
+            let source = KafkaSource::new("k", bootstrap, Subscription::Topics(vec![topic]))
                 .unwrap()
                 .starting_offsets(StartingOffsets::Earliest)
                 .include_metadata(true)
@@ -535,7 +534,7 @@ struct ReadThenDeleted {
 
 /// Reads a new 10-message topic to its end with `fail_on_data_loss(fail)`, then deletes it.
 async fn read_then_delete_topic(bootstrap: &str, fail: bool) -> ReadThenDeleted {
-    let topic = create_topic(bootstrap, 1).await;
+    let topic = kafka().new_topic(1).await;
     produce(bootstrap, &topic, &tickers(10, 2, 1)).await;
     let source = KafkaSource::new("k", bootstrap, Subscription::Topics(vec![topic.clone()]))
         .unwrap()
@@ -567,9 +566,13 @@ async fn read_then_delete_topic(bootstrap: &str, fail: bool) -> ReadThenDeleted 
     }
 }
 
+#[cfg_attr(
+    sluice_no_broker,
+    ignore = "needs an external broker (KAFKA_BOOTSTRAP): deletes a topic, which the in-process mock cannot"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_topic_stops_the_query_unless_data_loss_is_allowed() {
-    let Some(bootstrap) = bootstrap() else { return };
+    let bootstrap = kafka().bootstrap();
     for fail in [true, false] {
         let ReadThenDeleted {
             topic,
@@ -577,7 +580,7 @@ async fn a_deleted_topic_stops_the_query_unless_data_loss_is_allowed() {
             events,
             _checkpoint,
             ..
-        } = read_then_delete_topic(&bootstrap, fail).await;
+        } = read_then_delete_topic(bootstrap, fail).await;
         let outcome = drain(&mut execution).await;
         if fail {
             let error = outcome.unwrap_err().to_string();
@@ -592,9 +595,13 @@ async fn a_deleted_topic_stops_the_query_unless_data_loss_is_allowed() {
     }
 }
 
+#[cfg_attr(
+    sluice_no_broker,
+    ignore = "needs an external broker (KAFKA_BOOTSTRAP): deletes a topic, which the in-process mock cannot"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offsets_going_backwards_are_data_loss_not_a_silent_skip() {
-    let Some(bootstrap) = bootstrap() else { return };
+    let bootstrap = kafka().bootstrap();
     for fail in [true, false] {
         let ReadThenDeleted {
             topic,
@@ -602,11 +609,11 @@ async fn offsets_going_backwards_are_data_loss_not_a_silent_skip() {
             sink,
             events,
             _checkpoint,
-        } = read_then_delete_topic(&bootstrap, fail).await;
+        } = read_then_delete_topic(bootstrap, fail).await;
         // The topic is recreated with fewer messages than the query has read.
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {
-            let results = admin(&bootstrap)
+            let results = admin(bootstrap)
                 .create_topics(
                     &[rdkafka::admin::NewTopic::new(
                         &topic,
@@ -623,7 +630,7 @@ async fn offsets_going_backwards_are_data_loss_not_a_silent_skip() {
             assert!(std::time::Instant::now() < deadline, "{results:?}");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        produce(&bootstrap, &topic, &tickers(3, 1, 1)).await;
+        produce(bootstrap, &topic, &tickers(3, 1, 1)).await;
         let outcome = drain(&mut execution).await;
         if fail {
             let error = outcome.unwrap_err().to_string();
@@ -668,8 +675,8 @@ async fn an_unreachable_broker_fails_the_start_with_a_clear_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sink_writes_one_keyed_json_message_per_row() {
-    let Some(bootstrap) = bootstrap() else { return };
-    let topic = create_topic(&bootstrap, 2).await;
+    let bootstrap = kafka().bootstrap();
+    let topic = kafka().new_topic(2).await;
     let input = MemorySource::new("ticks", ticker_schema());
     let json = tickers(20, 4, 1);
     let mut decoder =
@@ -683,13 +690,13 @@ async fn the_sink_writes_one_keyed_json_message_per_row() {
     let mut execution = StreamingQueryBuilder::new()
         .source("ticks", input)
         .sql("SELECT symbol, close_price FROM ticks")
-        .sink(KafkaSink::new(&bootstrap, &topic).key_columns(["symbol"]))
+        .sink(KafkaSink::new(bootstrap, &topic).key_columns(["symbol"]))
         .build()
         .await
         .unwrap();
     drain(&mut execution).await.unwrap();
 
-    let read = KafkaSource::new("k", &bootstrap, Subscription::Topics(vec![topic]))
+    let read = KafkaSource::new("k", bootstrap, Subscription::Topics(vec![topic]))
         .unwrap()
         .starting_offsets(StartingOffsets::Earliest);
     let sink = MemorySink::new();
@@ -723,14 +730,15 @@ async fn the_sink_writes_one_keyed_json_message_per_row() {
     assert_eq!(rows(&sink.all_rows()), 20);
 }
 
+#[cfg_attr(
+    sluice_no_nisshi,
+    ignore = "needs Nisshi (NISSHI_BIN or nisshi on PATH): restarts a broker of its own"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_restart_during_the_query_loses_nothing() {
-    if bootstrap().is_none() {
-        return;
-    }
     let mut broker = OwnBroker::start();
     let address = broker.address();
-    let topic = create_topic(&address, 2).await;
+    let topic = broker.kafka().new_topic(2).await;
     let messages = tickers(400, 8, 2);
     produce(&address, &topic, &messages[..200]).await;
 

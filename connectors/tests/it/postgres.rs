@@ -35,9 +35,13 @@ async fn count(url: &str, table: &str) -> String {
         .unwrap_or_default()
 }
 
+#[cfg_attr(
+    sluice_no_postgres,
+    ignore = "needs PostgreSQL: DATABASE_URL, or its server programs (initdb, pg_ctl) installed"
+)]
 #[tokio::test]
 async fn each_committed_batch_is_notified_with_its_table_id_and_rows() {
-    let Some(url) = postgres_url() else { return };
+    let url = postgres_url();
     let table = unique_table("notified");
     let mut listener = PgListener::connect(&url).await.unwrap();
     listener.listen(NOTIFY_CHANNEL).await.unwrap();
@@ -67,9 +71,13 @@ async fn each_committed_batch_is_notified_with_its_table_id_and_rows() {
     );
 }
 
+#[cfg_attr(
+    sluice_no_postgres,
+    ignore = "needs PostgreSQL: DATABASE_URL, or its server programs (initdb, pg_ctl) installed"
+)]
 #[tokio::test]
 async fn a_cut_connection_is_retried_and_the_batch_lands_once() {
-    let Some(url) = postgres_url() else { return };
+    let url = postgres_url();
     let proxy = Proxy::start(host_port(&url)).await;
     let table = unique_table("retried");
     let mut sink = RelationalSink::new(&proxy.url(&url), &table).unwrap();
@@ -100,9 +108,13 @@ async fn a_cut_connection_is_retried_and_the_batch_lands_once() {
     assert_eq!(count(&url, &table).await, "2");
 }
 
+#[cfg_attr(
+    sluice_no_postgres,
+    ignore = "needs PostgreSQL: DATABASE_URL, or its server programs (initdb, pg_ctl) installed"
+)]
 #[tokio::test]
 async fn when_retries_run_out_the_batch_fails_uncommitted_and_can_be_rerun() {
-    let Some(url) = postgres_url() else { return };
+    let url = postgres_url();
     let proxy = Proxy::start(host_port(&url)).await;
     let table = unique_table("exhausted");
     let policy = RetryPolicy {
@@ -136,9 +148,13 @@ async fn when_retries_run_out_the_batch_fails_uncommitted_and_can_be_rerun() {
     assert_eq!(sink.metrics()["numRetries"], "0", "counted per batch");
 }
 
+#[cfg_attr(
+    sluice_no_postgres,
+    ignore = "needs PostgreSQL: DATABASE_URL, or its server programs (initdb, pg_ctl) installed"
+)]
 #[tokio::test]
 async fn errors_name_the_column_and_batch_and_never_show_the_password() {
-    let Some(url) = postgres_url() else { return };
+    let url = postgres_url();
     let mut wrong = url::Url::parse(&url).unwrap();
     wrong
         .set_password(Some("hunter2-not-the-password"))
@@ -184,9 +200,13 @@ async fn errors_name_the_column_and_batch_and_never_show_the_password() {
     );
 }
 
+#[cfg_attr(
+    sluice_no_postgres,
+    ignore = "needs PostgreSQL: DATABASE_URL, or its server programs (initdb, pg_ctl) installed"
+)]
 #[tokio::test]
 async fn every_mapped_type_round_trips_through_binary_copy() {
-    let Some(url) = postgres_url() else { return };
+    let url = postgres_url();
     let table = unique_table("types");
     let schema = Arc::new(Schema::new(vec![
         Field::new("d", DataType::Decimal128(20, 4), true),

@@ -94,10 +94,10 @@ impl Fixture {
         }
     }
 
-    /// A fresh schema in `DATABASE_URL`'s database (the dashboard's URL sets `search_path` to
-    /// it); `None` when `DATABASE_URL` is unset outside CI. Panics in CI without it.
-    pub async fn postgres() -> Option<Fixture> {
-        let base = sluice_testkit::service("DATABASE_URL")?;
+    /// A fresh schema in the test PostgreSQL's database (`DATABASE_URL` or a throwaway
+    /// cluster; the dashboard's URL sets `search_path` to it).
+    pub async fn postgres() -> Fixture {
+        let base = sluice_testkit::postgres::url().expect("PostgreSQL");
         let schema = format!(
             "dash_{}_{}_{}",
             std::process::id(),
@@ -117,13 +117,13 @@ impl Fixture {
             .connect(&url)
             .await
             .unwrap();
-        Some(Fixture {
+        Fixture {
             backend: Backend::Postgres,
             url,
             pool: Pool::Postgres(pool),
             schema: Some(schema),
             _dir: None,
-        })
+        }
     }
 
     /// Runs SQL statements (DDL, test checks).
@@ -390,11 +390,14 @@ macro_rules! both {
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        #[cfg_attr(
+            sluice_no_postgres,
+            ignore = "needs PostgreSQL: DATABASE_URL, or its server programs (initdb, pg_ctl) installed"
+        )]
         async fn $postgres() {
-            if let Some(fixture) = $crate::fixtures::Fixture::postgres().await {
-                $check(&fixture).await;
-                fixture.cleanup().await;
-            }
+            let fixture = $crate::fixtures::Fixture::postgres().await;
+            $check(&fixture).await;
+            fixture.cleanup().await;
         }
     };
 }

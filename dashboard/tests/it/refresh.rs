@@ -225,10 +225,12 @@ both!(
 /// PostgreSQL: while the refresh after a commit is blocked (the ticker table locked), requests
 /// get the previous results at once; the new ones appear when it completes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    sluice_no_postgres,
+    ignore = "needs PostgreSQL: DATABASE_URL, or its server programs (initdb, pg_ctl) installed"
+)]
 async fn stale_results_served_while_the_refresh_is_blocked() {
-    let Some(fixture) = Fixture::postgres().await else {
-        return;
-    };
+    let fixture = Fixture::postgres().await;
     let server = Server::after_first_commit(&fixture, T).await;
     let a = server.addr.clone();
     let mut events = Events::open(&a).await;
