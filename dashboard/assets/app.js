@@ -12,6 +12,10 @@ const state = {
   status: null,
   renders: 0,
   seq: 0,
+  // Whether the event stream said hello, and how many tab refreshes are under way (a page is
+  // quiet when the stream is up, no refresh is pending and none runs).
+  streaming: false,
+  inflight: 0,
 };
 window.__sluice = state;
 
@@ -183,9 +187,14 @@ function liveRefresh() {
   if (pending) return;
   pending = setTimeout(async () => {
     pending = null;
-    await loadStatus();
-    if (state.symbols.length === 0) await loadSymbols();
-    await refresh();
+    state.inflight += 1;
+    try {
+      await loadStatus();
+      if (state.symbols.length === 0) await loadSymbols();
+      await refresh();
+    } finally {
+      state.inflight -= 1;
+    }
   }, 150);
 }
 
@@ -200,7 +209,7 @@ function connectEvents() {
       liveRefresh();
     }
   };
-  source.addEventListener("hello", onEvent);
+  source.addEventListener("hello", (e) => { state.streaming = true; onEvent(e); });
   source.addEventListener("batch", onEvent);
 }
 
@@ -211,6 +220,7 @@ async function refresh() {
   const mine = ++generation;
   const tab = state.tab;
   const target = $("tab-" + tab);
+  state.inflight += 1;
   try {
     const render = RENDER[tab];
     const node = await render();
@@ -224,6 +234,8 @@ async function refresh() {
     if (mine !== generation) return;
     target.textContent = "";
     target.appendChild(h("p", { class: "empty" }, e.status ? "Could not load: " + e.message : "Could not reach the server."));
+  } finally {
+    state.inflight -= 1;
   }
 }
 
@@ -295,7 +307,7 @@ async function renderCharts() {
   return h("div", {}, h("p", { class: "muted" }, `One-minute candles from ${body.source || "–"}, with MA7 and MA25 of the close.`),
     h("div", { class: "grid charts-grid" }, body.series.map((s) => h("div", { class: "card chart-card", "data-symbol": s.symbol },
       h("h3", {}, `${s.symbol} · ${s.candles.length} candles`),
-      chart((n) => Charts.candles(n, s), "candles")))));
+      chart((n) => Charts.candles(n, s, `candles:${s.symbol}:${state.period}`), "candles")))));
 }
 
 async function renderTop() {
@@ -311,7 +323,7 @@ async function renderTop() {
     h("div", { class: "grid" },
       h("div", { class: "card" }, table([STAT_COLUMNS[0], STAT_COLUMNS[1], STAT_COLUMNS[3]], body.gainers)),
       h("div", { class: "card" }, h("h3", {}, "Price index (base 100)"),
-        chart((n) => Charts.lines(n, body.gainers_index.map((g) => ({ name: g.symbol, points: g.points })))))),
+        chart((n) => Charts.lines(n, body.gainers_index.map((g) => ({ name: g.symbol, points: g.points })), {}, `gainers:${state.period}`)))),
     h("h2", {}, "Top 5 losers"),
     h("div", { class: "grid" },
       h("div", { class: "card" }, table([STAT_COLUMNS[0], STAT_COLUMNS[1], STAT_COLUMNS[3]], body.losers)),
@@ -361,9 +373,9 @@ async function renderDetails() {
           { name: "low", points: at(3), color: "#ef5350" },
           { name: "close", points: at(4), color: "#4c9be8" },
           { name: "MA7", points: at("ma7"), color: "#ffb347", dash: "4 3" },
-          { name: "MA25", points: at("ma25"), color: "#b48ef0", dash: "4 3" }]))),
+          { name: "MA25", points: at("ma25"), color: "#b48ef0", dash: "4 3" }], {}, `details-price:${state.detail}:${state.period}`))),
       h("div", { class: "card" }, h("h3", {}, "Volume (24 h rolling)"),
-        chart((n) => Charts.lines(n, [{ name: "volume", points: at(5), color: "#4c9be8" }])))),
+        chart((n) => Charts.lines(n, [{ name: "volume", points: at(5), color: "#4c9be8" }], { compact: true }, `details-volume:${state.detail}:${state.period}`)))),
     h("h2", {}, `History (${body.history.length} rows, newest first)`), table(cols, body.history));
 }
 
@@ -383,8 +395,18 @@ async function start() {
   const every = (state.status && state.status.refresh_ms) || 5000;
   // Fallback when the event stream is down, and the "waiting" state.
   setInterval(() => { if (!state.status || state.status.state !== "live") liveRefresh(); }, every);
+  // Redraw when the width changed (SVG charts are drawn to it); not for a height change or a
+  // passing resize that ends at the same width (a screenshot of the whole page does that).
   let resize = null;
-  window.addEventListener("resize", () => { clearTimeout(resize); resize = setTimeout(refresh, 250); });
+  let width = window.innerWidth;
+  window.addEventListener("resize", () => {
+    clearTimeout(resize);
+    resize = setTimeout(() => {
+      if (window.innerWidth === width) return;
+      width = window.innerWidth;
+      refresh();
+    }, 250);
+  });
 }
 
 start();

@@ -1,5 +1,6 @@
-// Sluice dashboard charts: small dependency-free SVG charts (candlesticks with volume and
-// moving averages, multi-line, bars). Part of sluice-dashboard (Apache-2.0).
+// Sluice dashboard charts: candlesticks (with volume and moving averages) and lines as
+// interactive canvas charts on the vendored TradingView Lightweight Charts (assets/vendor), and
+// bar charts of rankings as small SVGs. Part of sluice-dashboard (Apache-2.0).
 "use strict";
 
 const Charts = (() => {
@@ -57,13 +58,6 @@ const Charts = (() => {
     return values.map((v) => String(v));
   }
 
-  function fmtTime(ms, spanMs) {
-    const d = new Date(ms);
-    const p = (n) => String(n).padStart(2, "0");
-    const hm = p(d.getHours()) + ":" + p(d.getMinutes());
-    return spanMs > 2 * 86400000 ? p(d.getMonth() + 1) + "-" + p(d.getDate()) + " " + hm : hm;
-  }
-
   function frame(container, height) {
     container.textContent = "";
     const width = Math.max(280, container.clientWidth || 600);
@@ -91,104 +85,196 @@ const Charts = (() => {
     });
   }
 
-  function xAxis(svg, box, t0, t1, xs, y) {
-    const n = Math.max(2, Math.floor((box.w || 400) / 110));
-    for (let i = 0; i <= n; i++) {
-      const t = t0 + ((t1 - t0) * i) / n;
-      const t_ = el("text", { x: xs(t), y, fill: TEXT, "font-size": 11, "text-anchor": i === 0 ? "start" : i === n ? "end" : "middle" }, svg);
-      t_.textContent = fmtTime(t, t1 - t0);
-    }
+  // ---- interactive time charts (TradingView Lightweight Charts, vendored) ----------------
+  //
+  // Candlesticks and lines are canvas charts with zoom (mouse wheel, pinch), pan (drag),
+  // a crosshair, and a legend that shows the values under it. Each chart has a key; a chart
+  // drawn again under the same key (every live refresh rebuilds the tab) keeps the range the
+  // user zoomed or panned to. Double-click resets it.
+
+  const LWC = window.LightweightCharts;
+  const views = new Map(); // key -> {chart, node, zoomed range or null}
+
+  // Digits after the decimal point that tell apart prices `step` apart (may be negative).
+  function digitsFor(values) {
+    const finite = values.filter((v) => v !== null && isFinite(v));
+    if (!finite.length) return 2;
+    const lo = Math.min(...finite);
+    const hi = Math.max(...finite);
+    const step = (hi - lo) / 200 || Math.abs(hi) / 1e4 || 1e-2;
+    return Math.max(-9, Math.min(10, Math.ceil(-Math.log10(step))));
   }
 
-  function path(points) {
-    let d = "";
-    let pen = false;
-    for (const [x, y] of points) {
-      if (y === null || !isFinite(y)) { pen = false; continue; }
-      d += (pen ? "L" : "M") + x.toFixed(1) + " " + y.toFixed(1);
-      pen = true;
-    }
-    return d;
+  // A price format whose axis labels never repeat: ticks are multiples of `minMove`, printed
+  // with as many decimals as it has (`compact`: with k/M/B suffixes, for volumes).
+  function priceFormat(values, compact) {
+    const digits = digitsFor(values);
+    const fixed = (v, d) => v.toFixed(Math.max(0, d));
+    const formatter = (v) => {
+      const a = compact ? Math.abs(v) : 0;
+      if (a >= 1e9) return fixed(v / 1e9, digits + 9) + "B";
+      if (a >= 1e6) return fixed(v / 1e6, digits + 6) + "M";
+      if (a >= 1e4) return fixed(v / 1e3, digits + 3) + "k";
+      return fixed(v, digits);
+    };
+    return { type: "custom", minMove: Math.pow(10, -digits), formatter };
   }
 
-  // candles: [[t, o, h, l, c, v]...]; ma7/ma25 aligned arrays (null-padded).
-  function candles(container, data) {
+  // A value in a legend: exact to 8 significant digits, with thousands separators.
+  const precise = (v) => (v === null || v === undefined || !isFinite(v) ? "–" : v.toLocaleString("en-US", { maximumSignificantDigits: 8 }));
+
+  const seconds = (ms) => Math.floor(ms / 1000);
+  const localTime = (t) => {
+    const d = new Date(t * 1000);
+    const p = (n) => String(n).padStart(2, "0");
+    return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+  };
+  const tickMark = (t, type) => {
+    const d = new Date(t * 1000);
+    const p = (n) => String(n).padStart(2, "0");
+    // TickMarkType: 0 year, 1 month, 2 day of month, 3 time, 4 time with seconds.
+    if (type <= 1) return `${d.getFullYear()}-${p(d.getMonth() + 1)}`;
+    if (type === 2) return `${p(d.getMonth() + 1)}-${p(d.getDate())}`;
+    return `${p(d.getHours())}:${p(d.getMinutes())}` + (type === 4 ? `:${p(d.getSeconds())}` : "");
+  };
+
+  // A chart in `container` under `key`, replacing the previous one drawn under that key.
+  function timeChart(container, key, height) {
+    const previous = views.get(key);
+    let zoomed = null;
+    if (previous) {
+      zoomed = previous.zoomed;
+      previous.chart.remove();
+    }
+    container.textContent = "";
+    container.classList.add("time-chart");
+    container.style.height = height + "px";
+    const legend = document.createElement("div");
+    legend.className = "chart-legend";
+    container.appendChild(legend);
+    const chart = LWC.createChart(container, {
+      autoSize: true,
+      layout: { background: { color: "transparent" }, textColor: TEXT, fontSize: 11 },
+      grid: { vertLines: { color: GRID }, horzLines: { color: GRID } },
+      rightPriceScale: { borderColor: GRID },
+      timeScale: { borderColor: GRID, timeVisible: true, secondsVisible: false, tickMarkFormatter: tickMark },
+      localization: { timeFormatter: localTime },
+      crosshair: { mode: LWC.CrosshairMode.Normal },
+    });
+    const view = { chart, node: container, zoomed: null, full: null };
+    views.set(key, view);
+    // Forget the charts whose node left the page (a tab switch or refresh dropped them).
+    for (const [k, v] of views) if (k !== key && !v.node.isConnected) { v.chart.remove(); views.delete(k); }
+    container.addEventListener("dblclick", () => { view.zoomed = null; chart.timeScale().fitContent(); });
+    const finish = (points) => {
+      container.dataset.points = String(points);
+      const scale = chart.timeScale();
+      if (zoomed) scale.setVisibleLogicalRange(zoomed); else scale.fitContent();
+      view.zoomed = zoomed;
+      // Track what the user does; the visible range is also on the node, for tests and tools.
+      scale.subscribeVisibleLogicalRangeChange((range) => {
+        if (!range) return;
+        const full = range.from <= 0.5 && range.to >= points - 1.5;
+        view.zoomed = full ? null : { from: range.from, to: range.to };
+        container.dataset.visibleFrom = range.from.toFixed(1);
+        container.dataset.visibleTo = range.to.toFixed(1);
+      });
+    };
+    return { chart, legend, finish };
+  }
+
+  function swatch(color, text) {
+    const span = document.createElement("span");
+    span.style.color = color;
+    span.textContent = text;
+    return span;
+  }
+
+  function setLegend(legend, parts) {
+    legend.textContent = "";
+    for (const part of parts) legend.appendChild(part);
+  }
+
+  // data: {candles: [[t, o, h, l, c, v]...], ma7, ma25 (aligned, null-padded)}; key: a name
+  // that stays the same from one refresh to the next.
+  function candles(container, data, key) {
     const rows = data.candles || [];
     if (!rows.length) return empty(container);
-    const { svg, width, height } = frame(container, 340);
-    const box = { left: 8, right: 62, top: 10, bottom: 20 };
-    const priceH = 230;
-    const volTop = box.top + priceH + 12;
-    const volH = height - volTop - box.bottom;
-    box.w = width - box.left - box.right;
-    const t0 = rows[0][0];
-    const t1 = rows[rows.length - 1][0];
-    const slot = box.w / rows.length;
-    const xi = (i) => box.left + slot * (i + 0.5);
-    let lo = Infinity;
-    let hi = -Infinity;
-    for (const r of rows) { lo = Math.min(lo, r[3]); hi = Math.max(hi, r[2]); }
-    for (const m of [data.ma7, data.ma25]) for (const v of m || []) if (v !== null) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
-    if (lo === hi) { lo -= 1; hi += 1; }
-    const pad = (hi - lo) * 0.05;
-    lo -= pad; hi += pad;
-    const ys = (v) => box.top + priceH - ((v - lo) / (hi - lo)) * priceH;
-    yAxis(svg, box, lo, hi, ys, width);
-    const vmax = Math.max(...rows.map((r) => r[5]), 0) || 1;
-    const vs = (v) => volTop + volH - (v / vmax) * volH;
-    const bodyW = Math.max(1, Math.min(12, slot * 0.7));
-    rows.forEach((r, i) => {
-      const [t, o, h, l, c, v] = r;
-      const color = c >= o ? UP : DOWN;
-      const x = xi(i);
-      const g = el("g", { class: "candle" }, svg);
-      el("line", { x1: x, x2: x, y1: ys(h), y2: ys(l), stroke: color }, g);
-      const top = ys(Math.max(o, c));
-      el("rect", { x: x - bodyW / 2, y: top, width: bodyW, height: Math.max(1, ys(Math.min(o, c)) - top), fill: color }, g);
-      el("rect", { x: x - bodyW / 2, y: vs(v), width: bodyW, height: Math.max(0.5, volTop + volH - vs(v)), fill: color, opacity: 0.45 }, g);
-      title(g, `${new Date(t).toLocaleString()}\nO ${fmtNum(o)}  H ${fmtNum(h)}  L ${fmtNum(l)}  C ${fmtNum(c)}\nVol ${fmtNum(v)}`);
+    const { chart, legend, finish } = timeChart(container, key, 340);
+    const prices = rows.flatMap((r) => [r[2], r[3]]);
+    const format = priceFormat(prices);
+    const series = chart.addSeries(LWC.CandlestickSeries, {
+      upColor: UP, downColor: DOWN, borderVisible: false, wickUpColor: UP, wickDownColor: DOWN,
+      priceFormat: format,
     });
-    const lines = [["MA7", data.ma7, COLORS[1]], ["MA25", data.ma25, COLORS[2]]];
-    for (const [, values, color] of lines) {
-      const d = path((values || []).map((v, i) => [xi(i), v === null ? null : ys(v)]));
-      if (d) el("path", { d, fill: "none", stroke: color, "stroke-width": 1.5 }, svg);
-    }
-    const lt = el("text", { x: box.left + 4, y: box.top + 12, "font-size": 11, fill: TEXT }, svg);
-    lt.innerHTML = `<tspan fill="${COLORS[1]}">━ MA7</tspan>  <tspan fill="${COLORS[2]}">━ MA25</tspan>  <tspan>volume ▁</tspan>`;
-    xAxis(svg, box, t0, t1, (t) => (t1 === t0 ? box.left : box.left + slot / 2 + ((t - t0) / (t1 - t0)) * (box.w - slot)), height - 4);
+    series.setData(rows.map((r) => ({ time: seconds(r[0]), open: r[1], high: r[2], low: r[3], close: r[4] })));
+    const volume = chart.addSeries(LWC.HistogramSeries, {
+      priceScaleId: "volume", priceFormat: priceFormat(rows.map((r) => r[5]), true), lastValueVisible: false, priceLineVisible: false,
+    });
+    chart.priceScale("volume").applyOptions({ scaleMargins: { top: 0.8, bottom: 0 } });
+    chart.priceScale("right").applyOptions({ scaleMargins: { top: 0.08, bottom: 0.25 } });
+    volume.setData(rows.map((r) => ({ time: seconds(r[0]), value: r[5], color: (r[4] >= r[1] ? UP : DOWN) + "73" })));
+    const averages = [["MA7", data.ma7, COLORS[1]], ["MA25", data.ma25, COLORS[2]]].map(([name, values, color]) => {
+      const line = chart.addSeries(LWC.LineSeries, {
+        color, lineWidth: 2, priceFormat: format, lastValueVisible: false, priceLineVisible: false, crosshairMarkerVisible: false,
+      });
+      line.setData(rows.map((r, i) => {
+        const v = (values || [])[i];
+        return v === null || v === undefined ? { time: seconds(r[0]) } : { time: seconds(r[0]), value: v };
+      }));
+      return { name, line, color };
+    });
+    const byTime = new Map(rows.map((r, i) => [seconds(r[0]), i]));
+    const show = (i) => {
+      const [t, o, hi, lo, c, v] = rows[i];
+      const f = precise;
+      const parts = [swatch(TEXT, `${localTime(seconds(t))}  `),
+        swatch(c >= o ? UP : DOWN, `O ${f(o)}  H ${f(hi)}  L ${f(lo)}  C ${f(c)}  `),
+        swatch(TEXT, `Vol ${fmtNum(v)}  `)];
+      for (const a of averages) {
+        const value = ((a.name === "MA7" ? data.ma7 : data.ma25) || [])[i];
+        parts.push(swatch(a.color, `${a.name} ${f(value)}  `));
+      }
+      setLegend(legend, parts);
+    };
+    show(rows.length - 1);
+    chart.subscribeCrosshairMove((param) => {
+      const i = param.time === undefined ? undefined : byTime.get(param.time);
+      show(i === undefined ? rows.length - 1 : i);
+    });
+    finish(rows.length);
   }
 
-  // series: [{name, points: [[t, v]...], color?, dash?}]
-  function lines(container, series, opts) {
+  // series: [{name, points: [[t_ms, v]...], color?, dash?}]; key as for `candles`.
+  function lines(container, series, opts, key) {
     const all = series.flatMap((s) => s.points.filter((p) => p[1] !== null && isFinite(p[1])));
     if (!all.length) return empty(container);
-    const { svg, width, height } = frame(container, (opts && opts.height) || 280);
-    const box = { left: 8, right: 62, top: 26, bottom: 20 };
-    box.w = width - box.left - box.right;
-    const h = height - box.top - box.bottom;
-    let t0 = Math.min(...all.map((p) => p[0]));
-    let t1 = Math.max(...all.map((p) => p[0]));
-    if (t0 === t1) { t0 -= 30000; t1 += 30000; }
-    let lo = Math.min(...all.map((p) => p[1]));
-    let hi = Math.max(...all.map((p) => p[1]));
-    if (lo === hi) { lo -= Math.abs(lo) * 0.01 || 1; hi += Math.abs(hi) * 0.01 || 1; }
-    const pad = (hi - lo) * 0.05;
-    lo -= pad; hi += pad;
-    const xs = (t) => box.left + ((t - t0) / (t1 - t0)) * box.w;
-    const ys = (v) => box.top + h - ((v - lo) / (hi - lo)) * h;
-    yAxis(svg, box, lo, hi, ys, width);
-    let lx = box.left + 4;
-    series.forEach((s, i) => {
+    const { chart, legend, finish } = timeChart(container, key, (opts && opts.height) || 280);
+    const format = priceFormat(all.map((p) => p[1]), opts && opts.compact);
+    const times = new Set();
+    const drawn = series.map((s, i) => {
       const color = s.color || COLORS[i % COLORS.length];
-      const d = path(s.points.map(([t, v]) => [xs(t), v === null ? null : ys(v)]));
-      const p = el("path", { d, fill: "none", stroke: color, "stroke-width": s.width || 1.6 }, svg);
-      if (s.dash) p.setAttribute("stroke-dasharray", s.dash);
-      title(p, s.name);
-      const label = el("text", { x: lx, y: 14, "font-size": 11, fill: color }, svg);
-      label.textContent = "━ " + s.name;
-      lx += 24 + s.name.length * 7;
+      const line = chart.addSeries(LWC.LineSeries, {
+        color, lineWidth: s.width || 2, lineStyle: s.dash ? LWC.LineStyle.Dashed : LWC.LineStyle.Solid,
+        priceFormat: format, lastValueVisible: false, priceLineVisible: false, title: "",
+      });
+      // One point per second (the chart's time unit), the last of each; gaps stay gaps.
+      const bySecond = new Map();
+      for (const [t, v] of s.points) bySecond.set(seconds(t), v);
+      const points = [...bySecond].sort((a, b) => a[0] - b[0]);
+      for (const [t] of points) times.add(t);
+      line.setData(points.map(([t, v]) => (v === null || !isFinite(v) ? { time: t } : { time: t, value: v })));
+      return { name: s.name, color, values: new Map(points) };
     });
-    xAxis(svg, box, t0, t1, xs, height - 4);
+    const show = (time) => {
+      setLegend(legend, [swatch(TEXT, time === undefined ? "" : `${localTime(time)}  `)].concat(drawn.map((d) => {
+        const v = time === undefined ? undefined : d.values.get(time);
+        return swatch(d.color, `━ ${d.name}${v === undefined || v === null ? "" : " " + precise(v)}  `);
+      })));
+    };
+    show(undefined);
+    chart.subscribeCrosshairMove((param) => show(param.time));
+    finish(times.size);
   }
 
   // items: [{label, value}]; positive bars green (or the given color), negative red.
@@ -219,5 +305,5 @@ const Charts = (() => {
     el("line", { x1: box.left, x2: width - box.right, y1: ys(0), y2: ys(0), stroke: TEXT }, svg);
   }
 
-  return { candles, lines, bars, empty, fmtNum, COLORS };
+  return { candles, lines, bars, empty, fmtNum, priceFormat, COLORS };
 })();

@@ -22,6 +22,8 @@ const INDEX_HTML: &str = include_str!("../assets/index.html");
 const APP_JS: &str = include_str!("../assets/app.js");
 const ERRORS_JS: &str = include_str!("../assets/errors.js");
 const CHARTS_JS: &str = include_str!("../assets/charts.js");
+/// TradingView Lightweight Charts 5.2.1, vendored (see `assets/vendor/README.md`).
+const LIGHTWEIGHT_CHARTS_JS: &str = include_str!("../assets/vendor/lightweight-charts.js");
 const STYLE_CSS: &str = include_str!("../assets/style.css");
 const FAVICON_SVG: &str = include_str!("../assets/favicon.svg");
 
@@ -46,6 +48,10 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route(
             "/assets/charts.js",
             get(|| async { asset("text/javascript; charset=utf-8", CHARTS_JS) }),
+        )
+        .route(
+            "/assets/vendor/lightweight-charts.js",
+            get(|| async { asset("text/javascript; charset=utf-8", LIGHTWEIGHT_CHARTS_JS) }),
         )
         .route(
             "/assets/style.css",

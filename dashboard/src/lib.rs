@@ -69,7 +69,7 @@
 //!
 //! | endpoint | answer |
 //! | --- | --- |
-//! | `GET /` | the page (with `/assets/app.js`, `/assets/charts.js`, `/assets/style.css`) |
+//! | `GET /` | the page (with `/assets/app.js`, `/assets/charts.js`, `/assets/style.css`, and the vendored charting library `/assets/vendor/lightweight-charts.js`) |
 //! | `GET /api/status` | `state` (`live`, `waiting for data`, `waiting for the database`), `backend`, `connected`, `tables.{ticker,candles}`, `latest_ms`, `last_commit_ms`, `observed_ms`, `seq`, `refresh_ms`, `server_ms`, `cache` ([`CacheStats`]) |
 //! | `GET /api/symbols` | `symbols` (sorted distinct symbols), `default` |
 //! | `GET /api/overview?symbols&period` | `symbols`, `stats`: one object per symbol with rows (fields above) |

@@ -119,7 +119,8 @@ impl Browser {
         }
     }
 
-    async fn click(&self, css: &str) {
+    /// The WebDriver reference of the first element matching `css`.
+    async fn element(&self, css: &str) -> String {
         let element = self
             .call(
                 "POST",
@@ -127,14 +128,26 @@ impl Browser {
                 Some(json!({ "using": "css selector", "value": css })),
             )
             .await;
-        let id = element
+        element
             .as_object()
             .and_then(|o| o.values().next())
             .and_then(Value::as_str)
             .unwrap_or_else(|| panic!("no element {css}"))
-            .to_owned();
+            .to_owned()
+    }
+
+    async fn click(&self, css: &str) {
+        let id = self.element(css).await;
         self.call("POST", &format!("/element/{id}/click"), Some(json!({})))
             .await;
+    }
+
+    /// Performs WebDriver input actions (a real pointer and wheel, as a user's), then
+    /// releases whatever they left pressed.
+    async fn actions(&self, actions: Value) {
+        self.call("POST", "/actions", Some(json!({ "actions": actions })))
+            .await;
+        self.call("DELETE", "/actions", None).await;
     }
 
     async fn errors(&self) -> Vec<String> {
@@ -248,12 +261,33 @@ fn market() -> Vec<Tick> {
     ticks
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[test]
 #[cfg_attr(
     sluice_no_chromium,
     ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver)"
 )]
-async fn page_in_headless_chromium() {
+fn page_in_headless_chromium() {
+    // On a thread of its own with a larger stack: in a debug build, the poll frames of this
+    // long walk-through outgrow the test thread's 2 MiB.
+    let walk = std::thread::Builder::new()
+        .name("browser".into())
+        .stack_size(16 << 20)
+        .spawn(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime")
+                .block_on(walk_through())
+        })
+        .expect("start the browser test's thread");
+    if let Err(panic) = walk.join() {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Every tab, the charts under the mouse, a live update and a phone-sized window.
+async fn walk_through() {
     let missing = "chromium and chromedriver (apt-get install chromium chromium-driver)";
     let chromedriver = find_program(&["chromedriver"]).expect(missing);
     let chromium = find_program(&["chromium", "chromium-browser", "google-chrome"]).expect(missing);
@@ -296,7 +330,7 @@ async fn page_in_headless_chromium() {
     browser
         .wait_for(
             "the charts",
-            "document.querySelectorAll('#tab-charts .chart-card .candle').length > 0",
+            "document.querySelectorAll('#tab-charts .chart-card .chart[data-points]').length === 2",
         )
         .await;
     let titles = "return [...document.querySelectorAll('#tab-charts .chart-card h3')].map(h => h.textContent);";
@@ -305,11 +339,12 @@ async fn page_in_headless_chromium() {
         json!(["BTCUSDT · 121 candles", "ETHUSDT · 121 candles"])
     );
     browser.screenshot("charts").await;
+    zoom_pan_and_crosshair(&browser, &fixture).await;
     browser.click("#add-symbol option[value=SOLUSDT]").await;
     browser
         .wait_for(
             "the SOLUSDT chart",
-            "document.querySelectorAll('#tab-charts .chart-card[data-symbol=SOLUSDT] .candle').length === 121",
+            "document.querySelector('#tab-charts .chart-card[data-symbol=SOLUSDT] .chart[data-points=\"121\"]')",
         )
         .await;
     browser.click("#periods [data-period='1h']").await;
@@ -329,9 +364,9 @@ async fn page_in_headless_chromium() {
     );
     assert_eq!(
         browser
-            .js("return document.querySelectorAll('#tab-charts .chart-card[data-symbol=BTCUSDT] .candle').length;")
+            .js("return document.querySelector('#tab-charts .chart-card[data-symbol=BTCUSDT] .chart').dataset.points;")
             .await,
-        61
+        "61"
     );
     assert_eq!(
         browser
@@ -394,7 +429,7 @@ async fn page_in_headless_chromium() {
             &[("BTCUSDT", 0, 77_777.25, 78_000.0, 60_000.0, 5.0)],
         )
         .await;
-    fixture.commit(T, 1, 1).await;
+    fixture.commit(T, 2, 1).await;
     browser
         .wait_for(
             "the new batch",
@@ -433,3 +468,167 @@ async fn page_in_headless_chromium() {
     fixture.cleanup().await;
     eprintln!("screenshots in {}", screenshot_dir().display());
 }
+
+/// The BTCUSDT candle chart (121 one-minute candles: logical range 0 to 120 when all show)
+/// under a real mouse: the crosshair's
+/// legend shows the candle under the pointer, the wheel zooms in, a drag pans, the zoom
+/// survives a live refresh (a committed batch redraws the tab), a double-click resets it.
+async fn zoom_pan_and_crosshair(browser: &Browser, fixture: &Fixture) {
+    const CHART: &str = "#tab-charts .chart-card[data-symbol=BTCUSDT] .chart";
+    // A quiet page first: the event stream's hello may redraw the tab once it arrives.
+    browser
+        .wait_for(
+            "a quiet page",
+            "__sluice.streaming && __sluice.inflight === 0 && pending === null",
+        )
+        .await;
+    let legend = format!("return document.querySelector('{CHART} .chart-legend').textContent;");
+    let span = format!(
+        "(d => Number(d.visibleTo) - Number(d.visibleFrom))(document.querySelector('{CHART}').dataset)"
+    );
+    browser
+        .wait_for("the chart's visible range", &format!("{span} >= 119.5"))
+        .await;
+    let latest = browser.js(&legend).await;
+    assert!(latest.as_str().unwrap().contains("O "), "{latest}");
+
+    // Axis labels: ticks are multiples of the format's `minMove`, which its labels tell apart
+    // (a narrow range of millions once read "2.08M" three times).
+    let labels = browser
+        .js("return [[[2080100, 2081900], true], [[64000.5, 64010.5], false], [[0.00012, 0.000121], false]]
+            .map(([range, compact]) => { const f = Charts.priceFormat(range, compact);
+              return [0, 1, 2, 3, 4].map((i) => f.formatter(range[0] + i * f.minMove)); });")
+        .await;
+    for ticks in labels.as_array().unwrap() {
+        let distinct: std::collections::BTreeSet<&str> = ticks
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(distinct.len(), 5, "{ticks}");
+    }
+
+    // Crosshair: the pointer 150 px left of the centre shows an older candle's values.
+    // (The element is looked up before each gesture: a live refresh may have redrawn it.)
+    let chart = browser.element(CHART).await;
+    browser.actions(mouse(&chart, -150, &[])).await;
+    browser
+        .wait_for(
+            "the crosshair's legend",
+            &format!("document.querySelector('{CHART} .chart-legend').textContent !== {latest}"),
+        )
+        .await;
+    let hovered = browser.js(&legend).await;
+    for part in ["O ", "H ", "L ", "C ", "Vol ", "MA7 ", "MA25 "] {
+        assert!(hovered.as_str().unwrap().contains(part), "{hovered}");
+    }
+    browser.screenshot("charts-crosshair").await;
+
+    // Zoom: the wheel over the chart shows fewer candles (about a tenth fewer per notch).
+    let chart = browser.element(CHART).await;
+    browser.actions(wheel(&chart, -500, 4)).await;
+    browser.wait_for("the zoom", &format!("{span} < 100")).await;
+    let zoomed: f64 = browser
+        .js(&format!("return {span};"))
+        .await
+        .as_f64()
+        .unwrap();
+    browser.screenshot("charts-zoomed").await;
+
+    // Pan: dragging to the right brings older candles into view.
+    let from = format!("Number(document.querySelector('{CHART}').dataset.visibleFrom)");
+    let before = browser
+        .js(&format!("return {from};"))
+        .await
+        .as_f64()
+        .unwrap();
+    let chart = browser.element(CHART).await;
+    browser
+        .actions(mouse(&chart, -100, &[Press, DragBy(200), Release]))
+        .await;
+    browser
+        .wait_for("the pan", &format!("{from} < {} - 5", before))
+        .await;
+    let panned = browser
+        .js(&format!("return {from};"))
+        .await
+        .as_f64()
+        .unwrap();
+    browser.screenshot("charts-panned").await;
+
+    // A committed batch redraws the tab; the chart keeps the user's range.
+    let renders = "Number(document.querySelector('#tab-charts').dataset.renders)";
+    let before_renders = browser
+        .js(&format!("return {renders};"))
+        .await
+        .as_f64()
+        .unwrap();
+    fixture.commit(T, 1, 0).await;
+    browser
+        .wait_for("the redraw", &format!("{renders} > {before_renders}"))
+        .await;
+    browser
+        .wait_for(
+            "the range restored",
+            &format!("document.querySelector('{CHART}').dataset.visibleFrom !== undefined"),
+        )
+        .await;
+    let kept = browser.js(&format!("return [{from}, {span}];")).await;
+    assert!(
+        (kept[0].as_f64().unwrap() - panned).abs() < 1.0
+            && (kept[1].as_f64().unwrap() - zoomed).abs() < 1.0,
+        "after the redraw: {kept}, before: from {panned}, span {zoomed}"
+    );
+
+    // A double-click shows every candle again.
+    let chart = browser.element(CHART).await;
+    browser
+        .actions(mouse(&chart, 0, &[Press, Release, Press, Release]))
+        .await;
+    browser
+        .wait_for("the reset", &format!("{span} >= 119.5"))
+        .await;
+}
+
+/// A mouse step after the pointer reached its start.
+enum Step {
+    Press,
+    Release,
+    /// Moves the pointer right by this many pixels, in ten steps over 300 ms.
+    DragBy(i64),
+}
+use Step::{DragBy, Press, Release};
+
+/// WebDriver actions of the mouse: to `x` px right of `element`'s centre (20 px above it, in
+/// the candles' pane), then `steps`. Built outside the async test: `json!` in an async body
+/// makes a debug build's poll frame huge.
+fn mouse(element: &str, x: i64, steps: &[Step]) -> Value {
+    let mut actions = vec![json!({
+        "type": "pointerMove", "origin": { WEBDRIVER_ELEMENT: element }, "x": x, "y": -20, "duration": 0
+    })];
+    for step in steps {
+        match step {
+            Press => actions.push(json!({ "type": "pointerDown", "button": 0 })),
+            Release => actions.push(json!({ "type": "pointerUp", "button": 0 })),
+            // In ten moves, as a hand would: the chart follows each.
+            DragBy(dx) => actions.extend((0..10).map(|_| {
+                json!({ "type": "pointerMove", "origin": "pointer", "x": dx / 10, "y": 0, "duration": 30 })
+            })),
+        }
+    }
+    json!([{ "type": "pointer", "id": "mouse", "parameters": { "pointerType": "mouse" }, "actions": actions }])
+}
+
+/// WebDriver actions of the wheel: `notches` scrolls of `delta_y` px over `element`'s centre
+/// (negative: up).
+fn wheel(element: &str, delta_y: i64, notches: usize) -> Value {
+    let scroll = json!({
+        "type": "scroll", "origin": { WEBDRIVER_ELEMENT: element },
+        "x": 0, "y": 0, "deltaX": 0, "deltaY": delta_y, "duration": 0
+    });
+    json!([{ "type": "wheel", "id": "wheel", "actions": vec![scroll; notches] }])
+}
+
+/// The key of an element reference in WebDriver's JSON.
+const WEBDRIVER_ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
