@@ -62,6 +62,15 @@ pub enum SluiceError {
         message: String,
     },
 
+    /// A view of the query (see `StreamingQueryBuilder::view`) could not be planned.
+    #[error("view '{view}': {error}")]
+    View {
+        /// The view's name.
+        view: String,
+        /// Why it could not be planned.
+        error: Box<SluiceError>,
+    },
+
     /// A user-supplied option or argument is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use datafusion::catalog::streaming::StreamingTable;
+use datafusion::catalog::view::ViewTable;
 use datafusion::common::JoinType;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::logical_expr::{
@@ -124,8 +125,9 @@ pub(crate) struct StreamPlan {
 }
 
 impl StreamPlan {
-    /// Registers one table per source (name → schema) in `ctx` and plans `sql` over them, for
-    /// output mode `mode`; `dedups` deduplicate sources' rows before the SQL sees them.
+    /// Registers one table per source (name → schema) and the `views` (name → SQL, in order:
+    /// each may read the sources and the views before it) in `ctx`, and plans `sql` over them,
+    /// for output mode `mode`; `dedups` deduplicate sources' rows before the SQL sees them.
     ///
     /// Only queries are accepted: DDL, DML and other statements are rejected with an error.
     /// With `per_batch`, the SQL runs on each micro-batch alone (Spark's `foreachBatch`);
@@ -133,6 +135,7 @@ impl StreamPlan {
     pub(crate) async fn new(
         ctx: SessionContext,
         sources: &[(String, SchemaRef)],
+        views: &[(String, String)],
         sql: &str,
         per_batch: bool,
         mode: OutputMode,
@@ -169,7 +172,16 @@ impl StreamPlan {
             .with_allow_ddl(false)
             .with_allow_dml(false)
             .with_allow_statements(false);
+        for (name, view_sql) in views {
+            register_view(&ctx, name, view_sql, options)
+                .await
+                .map_err(|error| SluiceError::View {
+                    view: name.clone(),
+                    error: Box::new(error),
+                })?;
+        }
         check_operator_chains(sql)?;
+        // DataFusion expands each view read into its plan here, over the same source tables.
         let (state, logical) = ctx.sql_with_options(sql, options).await?.into_parts();
         let (logical, first_per_key) = match per_batch {
             true => match FirstPerKey::plan(&logical)? {
@@ -305,6 +317,31 @@ impl StreamPlan {
         }
         result
     }
+}
+
+/// Registers view `name` = `sql` in `ctx` (replacing the one a previous plan of the same
+/// builder left, never a source or another table of the session).
+async fn register_view(
+    ctx: &SessionContext,
+    name: &str,
+    sql: &str,
+    options: SQLOptions,
+) -> Result<()> {
+    if let Some(existing) = ctx.deregister_table(name)?
+        && existing.downcast_ref::<ViewTable>().is_none()
+    {
+        ctx.register_table(name, existing)?;
+        return Err(SluiceError::Config(format!(
+            "'{name}' is already a source or a table of the session"
+        )));
+    }
+    check_operator_chains(sql)?;
+    let plan = ctx
+        .sql_with_options(sql, options)
+        .await?
+        .into_unoptimized_plan();
+    ctx.register_table(name, Arc::new(ViewTable::new(plan, Some(sql.to_string()))))?;
+    Ok(())
 }
 
 /// The most binary operators one expression may chain (`a + b + …`, `x = 1 AND …`).

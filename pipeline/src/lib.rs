@@ -31,6 +31,9 @@
 //!   A live stream (`binance`, `websocket`) is read once for all of them (one shared
 //!   connection per URL); Kafka and files are read by each query at its own offsets, as Spark
 //!   does, so that each query's exactly-once output does not depend on the others.
+//! - `CREATE VIEW name AS <query>` names a query that `INSERT`s and later views read as a
+//!   table; each query reading it expands it into its own plan (see
+//!   `StreamingQueryBuilder::view`).
 //! - `SET key = value` sets `trigger`, `checkpoint`, `query_name`, `foreach_batch`,
 //!   `watermark_policy`, `retained_batches` for the `INSERT`s after it.
 //! - `${VAR}` and `${VAR:-default}` are replaced from [`Variables`] (see [`vars`]).

@@ -1,9 +1,10 @@
 //! The pipeline file's statements, parsed without any I/O: `SET`, `CREATE TABLE … WITH (…)`,
-//! `INSERT INTO … <query>` and `INCLUDE 'file.sql'` (which the `include` module resolves).
+//! `CREATE VIEW … AS <query>`, `INSERT INTO … <query>` and `INCLUDE 'file.sql'` (which the
+//! `include` module resolves).
 //!
 //! The text is tokenized with DataFusion's SQL tokenizer (so quoting, comments and literals
 //! follow DataFusion's rules); the statement forms are parsed here, and the query of an
-//! `INSERT` is kept as text for DataFusion to plan, padded so that DataFusion's own error
+//! `INSERT` or a view is kept as text for DataFusion to plan, padded so that DataFusion's own error
 //! positions are the file's.
 //!
 //! Positions are in the line numbering of the whole pipeline: a file whose first line is the
@@ -57,6 +58,8 @@ pub enum Statement {
     },
     /// `CREATE TABLE name (…) WITH (…)`: a source or sink.
     CreateTable(TableDecl),
+    /// `CREATE VIEW name AS <query>`: a named query the queries after it may read.
+    CreateView(ViewDecl),
     /// `INSERT INTO sink <query>`: a streaming query.
     Insert(InsertDecl),
 }
@@ -127,6 +130,17 @@ pub struct InsertDecl {
     pub target: Spanned<String>,
     /// The query, preceded by line breaks and spaces so that its first character sits at its
     /// line and column in the file.
+    pub query: String,
+    /// Where the query starts.
+    pub query_position: Position,
+}
+
+/// A `CREATE VIEW`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ViewDecl {
+    /// The view's name (as DataFusion normalizes it: lowercased unless quoted).
+    pub name: Spanned<String>,
+    /// The query, padded as an `INSERT`'s.
     pub query: String,
     /// Where the query starts.
     pub query_position: Position,
@@ -311,6 +325,24 @@ impl Parser<'_> {
         &self.lines.text[from..to.max(from)]
     }
 
+    /// The rest of the statement as a query for DataFusion, padded with line breaks and
+    /// spaces so that DataFusion's positions are the file's, and where it starts; `what`
+    /// names the statement for the error when there is none.
+    fn query(&mut self, what: &str) -> Result<(String, Position), Located> {
+        let Some(first) = self.tokens.get(self.next) else {
+            return self.error(format!("{what} needs a query"));
+        };
+        let start_location = position(first.span.start);
+        let text = self.text(self.next, self.tokens.len());
+        let query_position = self.original(first.span.start);
+        let query = format!(
+            "{}{}{text}",
+            "\n".repeat(start_location.line - 1),
+            " ".repeat(start_location.column - 1)
+        );
+        Ok((query, query_position))
+    }
+
     /// The statement (or `INCLUDE`) of this parser's tokens.
     fn item(&mut self) -> Result<Item, Located> {
         if self.is_keyword("SET") {
@@ -322,24 +354,29 @@ impl Parser<'_> {
             Ok(Item::Statement(Statement::Set { key, value }))
         } else if self.is_keyword("CREATE") {
             self.next += 1;
-            self.keyword("TABLE")?;
+            if self.is_keyword("VIEW") {
+                self.next += 1;
+                let name = self.identifier("the view's name")?;
+                self.keyword("AS")?;
+                let (query, query_position) =
+                    self.query(&format!("CREATE VIEW {} AS", name.value))?;
+                return Ok(Item::Statement(Statement::CreateView(ViewDecl {
+                    name,
+                    query,
+                    query_position,
+                })));
+            }
+            if !self.is_keyword("TABLE") {
+                return self.error(format!("expected TABLE or VIEW, found {}", self.describe()));
+            }
+            self.next += 1;
             self.create_table()
                 .map(|table| Item::Statement(Statement::CreateTable(table)))
         } else if self.is_keyword("INSERT") {
             self.next += 1;
             self.keyword("INTO")?;
             let target = self.identifier("the sink table's name")?;
-            let Some(first) = self.tokens.get(self.next) else {
-                return self.error(format!("INSERT INTO {} needs a query", target.value));
-            };
-            let start_location = position(first.span.start);
-            let text = self.text(self.next, self.tokens.len());
-            let query_position = self.original(first.span.start);
-            let query = format!(
-                "{}{}{text}",
-                "\n".repeat(start_location.line - 1),
-                " ".repeat(start_location.column - 1)
-            );
+            let (query, query_position) = self.query(&format!("INSERT INTO {}", target.value))?;
             Ok(Item::Statement(Statement::Insert(InsertDecl {
                 target,
                 query,
@@ -362,7 +399,7 @@ impl Parser<'_> {
             Ok(Item::Include(IncludeDecl { path, position }))
         } else {
             self.error(format!(
-                "expected SET, CREATE TABLE or INSERT INTO, found {}",
+                "expected SET, CREATE TABLE, CREATE VIEW or INSERT INTO, found {}",
                 self.describe()
             ))
         }

@@ -15,7 +15,7 @@ use crate::connector::{SinkConfig, SourceConfig};
 use crate::error::{Located, PipelineError, Position, Result};
 use crate::include::{ReadFile, SourceMap, load, read_from_disk};
 use crate::options::{parse_bool, parse_interval};
-use crate::parse::{Spanned, Statement, TableDecl};
+use crate::parse::{Spanned, Statement, TableDecl, ViewDecl};
 
 /// Where checkpoints go when the file does not `SET checkpoint`: `<dir>/<query name>`.
 pub const DEFAULT_CHECKPOINT_DIR: &str = "data/checkpoints";
@@ -189,9 +189,39 @@ struct QueryDecl {
     /// Where its sink is named, in the pipeline's numbering (see [`SourceMap`]).
     position: Position,
     sql: String,
+    /// The views it reads, directly or through other views, as (name, SQL) in file order.
+    views: Vec<(String, String)>,
     sources: Vec<String>,
     sink: SinkConfig,
     settings: Settings,
+}
+
+/// What a query (or a view) reads: sources in the order first read, and views as indices
+/// into the file's views, in file order (a view's own reads included).
+#[derive(Debug, Clone, Default)]
+struct Reads {
+    sources: Vec<String>,
+    views: Vec<usize>,
+}
+
+impl Reads {
+    fn add_source(&mut self, name: &str) {
+        if !self.sources.iter().any(|s| s == name) {
+            self.sources.push(name.to_string());
+        }
+    }
+
+    /// Adds view `index`, which reads `reads`.
+    fn add_view(&mut self, index: usize, reads: &Reads) {
+        for source in &reads.sources {
+            self.add_source(source);
+        }
+        for &view in reads.views.iter().chain([&index]) {
+            if let Err(at) = self.views.binary_search(&view) {
+                self.views.insert(at, view);
+            }
+        }
+    }
 }
 
 /// A pipeline file, parsed and validated: every option of every table, every setting, and
@@ -200,6 +230,8 @@ pub struct Pipeline {
     /// The file given and the files it includes.
     files: SourceMap,
     sources: BTreeMap<String, SourceConfig>,
+    /// Where each view is named, for the errors of its query.
+    view_positions: BTreeMap<String, Position>,
     queries: Vec<QueryDecl>,
     /// `SET http_listen`, if the file says.
     http_listen: Option<HttpListen>,
@@ -238,6 +270,7 @@ impl Pipeline {
         let at = |error: Located| files.error(error);
 
         let mut tables: BTreeMap<String, TableDecl> = BTreeMap::new();
+        let mut views: Vec<ViewDecl> = Vec::new();
         let mut inserts = Vec::new();
         let mut settings = Settings::default();
         for statement in statements {
@@ -256,8 +289,31 @@ impl Pipeline {
                     }
                     tables.insert(table.name.value.clone(), table);
                 }
+                Statement::CreateView(view) => {
+                    if let Some(first) = views.iter().find(|v| v.name.value == view.name.value) {
+                        return Err(at(Located::new(
+                            view.name.position,
+                            format!(
+                                "view {} is already declared at {}",
+                                view.name.value,
+                                files.mention(first.name.position, view.name.position)
+                            ),
+                        )));
+                    }
+                    views.push(view);
+                }
                 Statement::Insert(insert) => inserts.push((insert, settings.clone())),
             }
+        }
+        if let Some(view) = views.iter().find(|v| tables.contains_key(&v.name.value)) {
+            return Err(at(Located::new(
+                view.name.position,
+                format!(
+                    "view {0} has the name of table {0}, declared at {1}",
+                    view.name.value,
+                    files.mention(tables[&view.name.value].name.position, view.name.position)
+                ),
+            )));
         }
         if inserts.is_empty() {
             return Err(at(Located::new(
@@ -289,6 +345,40 @@ impl Pipeline {
         let session = sluice_engine::streaming_session();
         let state = session.state();
         let dialect = state.config().options().sql_parser.dialect;
+        // What a query's text reads: the sources, and the views with what they read in turn.
+        let reads = |query: &str, position: Position, views: &[(ViewDecl, Reads)]| {
+            let statement = state
+                .sql_to_statement(query, &dialect)
+                .map_err(|e| Located::new(position, e.to_string()))?;
+            let references = state
+                .resolve_table_references(&statement)
+                .map_err(|e| Located::new(position, e.to_string()))?;
+            let mut reads = Reads::default();
+            for reference in references {
+                let TableReference::Bare { table } = &reference else {
+                    continue;
+                };
+                if sinks.contains_key(table.as_ref()) {
+                    return Err(Located::new(
+                        position,
+                        format!("the query reads {table}, which is a sink of this file"),
+                    ));
+                }
+                if sources.contains_key(table.as_ref()) {
+                    reads.add_source(table);
+                } else if let Some(index) = views.iter().position(|(v, _)| v.name.value == **table)
+                {
+                    reads.add_view(index, &views[index].1);
+                }
+            }
+            Ok(reads)
+        };
+        // Views may read the sources and the views declared before them.
+        let mut resolved: Vec<(ViewDecl, Reads)> = Vec::new();
+        for view in views {
+            let read = reads(&view.query, view.query_position, &resolved).map_err(&at)?;
+            resolved.push((view, read));
+        }
         let mut queries: Vec<QueryDecl> = Vec::new();
         for (insert, settings) in inserts {
             let target = &insert.target;
@@ -301,27 +391,8 @@ impl Pipeline {
                     ),
                 )));
             };
-            let statement = state
-                .sql_to_statement(&insert.query, &dialect)
-                .map_err(|e| at(Located::new(insert.query_position, e.to_string())))?;
-            let references = state
-                .resolve_table_references(&statement)
-                .map_err(|e| at(Located::new(insert.query_position, e.to_string())))?;
-            let mut read = Vec::new();
-            for reference in references {
-                let TableReference::Bare { table } = &reference else {
-                    continue;
-                };
-                if sinks.contains_key(table.as_ref()) {
-                    return Err(at(Located::new(
-                        insert.query_position,
-                        format!("the query reads {table}, which is a sink of this file"),
-                    )));
-                }
-                if sources.contains_key(table.as_ref()) && !read.contains(&table.to_string()) {
-                    read.push(table.to_string());
-                }
-            }
+            let reads = reads(&insert.query, insert.query_position, &resolved).map_err(&at)?;
+            let read = reads.sources;
             if read.is_empty() {
                 return Err(at(Located::new(
                     insert.query_position,
@@ -353,14 +424,35 @@ impl Pipeline {
                     ),
                 )));
             }
+            let views = reads
+                .views
+                .iter()
+                .map(|&i| {
+                    (
+                        resolved[i].0.name.value.clone(),
+                        resolved[i].0.query.clone(),
+                    )
+                })
+                .collect();
             queries.push(QueryDecl {
                 name,
                 position: target.position,
                 sql: insert.query,
+                views,
                 sources: read,
                 sink: sink.clone(),
                 settings,
             });
+        }
+        if let Some((view, _)) = resolved.iter().find(|(v, _)| {
+            !queries
+                .iter()
+                .any(|q| q.views.iter().any(|(n, _)| *n == v.name.value))
+        }) {
+            return Err(at(Located::new(
+                view.name.position,
+                format!("view {} is declared but no query reads it", view.name.value),
+            )));
         }
         if let Some(unused) = sources
             .keys()
@@ -371,9 +463,14 @@ impl Pipeline {
                 format!("table {unused} is declared but no query reads or writes it"),
             )));
         }
+        let view_positions = resolved
+            .into_iter()
+            .map(|(view, _)| (view.name.value, view.name.position))
+            .collect();
         Ok(Self {
             files,
             sources,
+            view_positions,
             queries,
             http_listen: settings.http_listen,
             listeners: Vec::new(),
@@ -429,9 +526,18 @@ impl Pipeline {
         }
     }
 
-    /// The error `error` of `query`, at its `INSERT`.
+    /// The error `error` of `query`, at its `INSERT` (at the view's `CREATE VIEW` when it
+    /// is a view's).
     fn error(&self, query: &QueryDecl, error: sluice_engine::SluiceError) -> PipelineError {
-        self.files.query_error(query.position, &query.name, error)
+        let position = match &error {
+            sluice_engine::SluiceError::View { view, .. } => self
+                .view_positions
+                .get(view)
+                .copied()
+                .unwrap_or(query.position),
+            _ => query.position,
+        };
+        self.files.query_error(position, &query.name, error)
     }
 
     fn builder(&self, query: &QueryDecl) -> Result<StreamingQueryBuilder> {
@@ -459,6 +565,9 @@ impl Pipeline {
             .sink
             .build(&query.name)
             .map_err(|e| self.error(query, e))?;
+        for (name, sql) in &query.views {
+            builder = builder.view(name, sql.clone());
+        }
         builder = builder
             .sql(query.sql.clone())
             .sink(sink)

@@ -53,6 +53,7 @@ pub struct StreamingQueryBuilder {
     session: SessionContext,
     sources: Vec<(String, Box<dyn Source>)>,
     sql: Option<String>,
+    views: Vec<(String, String)>,
     sink: Option<Box<dyn Sink>>,
     trigger: Trigger,
     checkpoint: Option<String>,
@@ -79,6 +80,7 @@ impl StreamingQueryBuilder {
             session: streaming_session(),
             sources: Vec::new(),
             sql: None,
+            views: Vec::new(),
             sink: None,
             trigger: Trigger::Default,
             checkpoint: None,
@@ -108,6 +110,15 @@ impl StreamingQueryBuilder {
     /// The query (a `SELECT`) over the sources and the session's tables.
     pub fn sql(mut self, sql: impl Into<String>) -> Self {
         self.sql = Some(sql.into());
+        self
+    }
+
+    /// A view: a named query over the sources (and the views added before it) that the
+    /// query's SQL reads as a table, as SQL's `CREATE VIEW` (Spark's temporary views). It is
+    /// expanded into the query where it is read, so it runs as part of the query, with the
+    /// same streaming rules: an aggregation in a view counts as one of the query's.
+    pub fn view(mut self, name: impl Into<String>, sql: impl Into<String>) -> Self {
+        self.views.push((name.into(), sql.into()));
         self
     }
 
@@ -279,6 +290,7 @@ impl StreamingQueryBuilder {
         let plan = StreamPlan::new(
             self.session.clone(),
             &tables,
+            &self.views,
             sql,
             self.per_batch,
             self.effective_output_mode(),

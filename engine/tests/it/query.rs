@@ -706,3 +706,68 @@ async fn union_all_then_group_by_is_one_streaming_aggregation() {
         "state across batches and both sources"
     );
 }
+
+/// A view is expanded into the query that reads it, over the same source tables: an
+/// explained builder builds again; a view may not take a source's name; a view's error
+/// names it; a view with an aggregation under a query with another is two aggregations.
+#[tokio::test]
+async fn views_are_expanded_into_the_query() {
+    let source = || {
+        let source = MemorySource::new("n", numbers(&[]).schema());
+        source.add_batch(numbers(&[1, 2, 3, 4])).unwrap();
+        source
+    };
+    let sink = MemorySink::new();
+    let builder = StreamingQueryBuilder::new()
+        .source("numbers", source())
+        .view("evens", "SELECT n FROM numbers WHERE n % 2 = 0")
+        .view("doubled", "SELECT n * 2 AS d FROM evens")
+        .sql("SELECT d FROM doubled")
+        .sink(sink.clone());
+    let plan = builder.explain().await.unwrap();
+    assert!(plan.contains("numbers"), "{plan}");
+    let mut execution = builder.build().await.unwrap();
+    while execution.run_trigger().await.unwrap() {}
+    let got: Vec<i64> = sink
+        .all_rows()
+        .iter()
+        .flat_map(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap()
+                .values()
+                .to_vec()
+        })
+        .collect();
+    assert_eq!(got, [4, 8]);
+
+    for (name, sql, expected) in [
+        ("numbers", "SELECT 1", "'numbers' is already a source"),
+        ("v", "SELECT nope FROM numbers", "view 'v': "),
+    ] {
+        let error = StreamingQueryBuilder::new()
+            .source("numbers", source())
+            .view(name, sql)
+            .sql("SELECT * FROM numbers")
+            .sink(MemorySink::new())
+            .build()
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains(expected), "{error}");
+    }
+    let error = StreamingQueryBuilder::new()
+        .source("numbers", source())
+        .view("counts", "SELECT n, count(*) AS c FROM numbers GROUP BY n")
+        .sql("SELECT c, count(*) FROM counts GROUP BY c")
+        .output_mode(sluice_engine::OutputMode::Complete)
+        .sink(MemorySink::new())
+        .build()
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(error.contains("aggregation"), "{error}");
+}

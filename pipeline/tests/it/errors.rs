@@ -128,12 +128,12 @@ fn syntax_errors() {
         "CREATE TABLE out (connector = 'memory');\nINSERT INTO out SELECT symbol FROM ticks;",
     );
     starts(&e, "job.sql:2:29: ");
-    let e = error("CREATE VIEW v AS SELECT 1;");
-    starts(&e, "job.sql:2:8: expected TABLE, found 'VIEW'");
+    let e = error("CREATE INDEX i ON ticks (symbol);");
+    starts(&e, "job.sql:2:8: expected TABLE or VIEW, found 'INDEX'");
     let e = error("DELETE FROM ticks;");
     starts(
         &e,
-        "job.sql:2:1: expected SET, CREATE TABLE or INSERT INTO, found 'DELETE'",
+        "job.sql:2:1: expected SET, CREATE TABLE, CREATE VIEW or INSERT INTO, found 'DELETE'",
     );
     let e = error(
         "CREATE TABLE out WITH (connector = 'memory', connector = 'console');\nINSERT INTO out SELECT symbol FROM ticks;",

@@ -10,6 +10,7 @@ mod queries;
 mod readme;
 mod run;
 mod vars;
+mod views;
 
 /// Asserts that `error` begins with `prefix` (a position and the start of a message).
 fn starts(error: &str, prefix: &str) {
