@@ -543,6 +543,10 @@ impl Pipeline {
     fn builder(&self, query: &QueryDecl) -> Result<StreamingQueryBuilder> {
         let settings = &query.settings;
         let mut builder = StreamingQueryBuilder::new();
+        // Before the sources: their computed columns may use it too.
+        builder
+            .session()
+            .register_udf(sluice_connectors::kafka::kafka_header_function());
         for name in &query.sources {
             let config = &self.sources[name];
             let source = config

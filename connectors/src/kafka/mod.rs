@@ -23,7 +23,8 @@
 //! the given columns by the engine's JSON decoder (malformed values counted and handled per
 //! parse mode), and the metadata columns come after them with a leading underscore (`_key`,
 //! `_topic`, `_partition`, `_offset`, `_timestamp`, `_timestamp_type`, `_headers`) when
-//! [`KafkaSource::include_metadata`] asks for them.
+//! [`KafkaSource::include_metadata`] asks for them. In SQL, `kafka_header(_headers, 'name')`
+//! ([`kafka_header_function`]) is a header's value (the last of that name, binary).
 //!
 //! Partitions that appear while the query runs are read from their earliest offset. When
 //! offsets to be read are gone (retention deleted them, or the topic was deleted) or went
@@ -61,6 +62,7 @@
 
 pub(crate) mod broker;
 mod fetch;
+mod header;
 mod message_metadata;
 mod offsets;
 mod partitions;
@@ -69,6 +71,7 @@ mod source;
 mod spec;
 
 pub use broker::{BOOTSTRAP_ENV, DEFAULT_BOOTSTRAP, bootstrap_from_env};
+pub use header::kafka_header_function;
 pub use offsets::{
     Bounds, DataLoss, EARLIEST, LATEST, PartitionOffsets, StartingOffsets, TopicPartition,
     data_loss, from_json, offsets_behind_latest, rate_limit, resolve_starting, to_json,

@@ -92,6 +92,13 @@ pub static KAFKA_SOURCE: ConnectorSpec = ConnectorSpec {
                   `_timestamp_type` after the value's columns",
         },
         OptionSpec {
+            name: "include_headers",
+            kind: OptionType::Bool,
+            default: OptionDefault::Value("false"),
+            doc: "adds the metadata columns with `_headers` (Spark's `includeHeaders`): a list \
+                  of `{key, value}`, read in SQL with `kafka_header(_headers, 'name')`",
+        },
+        OptionSpec {
             name: "fetch_timeout",
             kind: OptionType::Duration,
             default: OptionDefault::Value("60 seconds"),
@@ -173,7 +180,10 @@ fn configure_source(
     let max_offsets_per_trigger: Option<u64> = settings.get("max_offsets_per_trigger")?;
     let fail_on_data_loss: bool = settings.value("fail_on_data_loss")?;
     let group: Option<String> = settings.get("group_id")?;
+    let include_headers: bool = settings.value("include_headers")?;
     let include_metadata: bool = settings.value("include_metadata")?;
+    // The headers come with the other metadata columns.
+    let include_metadata = include_metadata || include_headers;
     let fetch_timeout: Duration = settings.value("fetch_timeout")?;
     let properties = settings.prefixed("properties");
     let (name, schema, json) = (
@@ -186,6 +196,7 @@ fn configure_source(
             .starting_offsets(starting.clone())
             .fail_on_data_loss(fail_on_data_loss)
             .include_metadata(include_metadata)
+            .include_headers(include_headers)
             .fetch_timeout(fetch_timeout)
             .json(schema.clone(), json.clone());
         if let Some(n) = max_offsets_per_trigger {

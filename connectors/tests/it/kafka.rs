@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::{OwnBroker, admin, kafka};
-use arrow::array::{AsArray, RecordBatch};
+use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema, SchemaRef, TimeUnit};
 use rdkafka::ClientConfig;
 use rdkafka::admin::AdminOptions;
@@ -761,4 +761,90 @@ async fn a_broker_restart_during_the_query_loses_nothing() {
     let read: BTreeSet<(i32, i64)> = read_offsets(&sink).into_iter().collect();
     assert_eq!(read.len(), 400);
     assert_eq!(read_offsets(&sink).len(), 400);
+}
+
+/// `include_headers` adds `_headers`; `kafka_header(_headers, name)` is the last value of
+/// that name (Kafka's `lastHeader`), null without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_are_read_in_sql_with_kafka_header() {
+    use rdkafka::message::{Header, OwnedHeaders};
+
+    let bootstrap = kafka().bootstrap();
+    let topic = kafka().new_topic(1).await;
+    let producer = producer(bootstrap);
+    let messages: [(&str, &[(&str, &str)]); 3] = [
+        ("A", &[("trace", "t1"), ("origin", "x"), ("trace", "t2")]),
+        ("B", &[]),
+        ("C", &[("origin", "y")]),
+    ];
+    for (symbol, headers) in messages {
+        let mut owned = OwnedHeaders::new();
+        for (key, value) in headers {
+            owned = owned.insert(Header {
+                key,
+                value: Some(value.as_bytes()),
+            });
+        }
+        let value = format!(r#"{{"symbol":"{symbol}"}}"#);
+        producer
+            .send(
+                FutureRecord::<str, str>::to(&topic)
+                    .payload(&value)
+                    .partition(0)
+                    .headers(owned),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .expect("delivered");
+    }
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "symbol",
+        DataType::Utf8,
+        true,
+    )]));
+    let source = KafkaSource::new("k", bootstrap, Subscription::Topics(vec![topic]))
+        .unwrap()
+        .starting_offsets(StartingOffsets::Earliest)
+        .include_metadata(true)
+        .include_headers(true)
+        .json(schema, JsonOptions::default());
+    let sink = MemorySink::new();
+    let builder = StreamingQueryBuilder::new();
+    builder
+        .session()
+        .register_udf(sluice_connectors::kafka::kafka_header_function());
+    let mut execution = builder
+        .source("k", source)
+        .sql(
+            "SELECT symbol, arrow_cast(kafka_header(_headers, 'trace'), 'Utf8') AS trace, \
+             arrow_cast(kafka_header(_headers, 'origin'), 'Utf8') AS origin FROM k",
+        )
+        .sink(sink.clone())
+        .build()
+        .await
+        .unwrap();
+    drain(&mut execution).await.unwrap();
+    let mut got = Vec::new();
+    for batch in sink.all_rows() {
+        let text = |c: usize| batch.column(c).as_string::<i32>().clone();
+        let (symbols, traces, origins) = (text(0), text(1), text(2));
+        for row in 0..batch.num_rows() {
+            let value =
+                |a: &arrow::array::StringArray| a.is_valid(row).then(|| a.value(row).to_string());
+            got.push((
+                symbols.value(row).to_string(),
+                value(&traces),
+                value(&origins),
+            ));
+        }
+    }
+    assert_eq!(
+        got,
+        [
+            ("A".into(), Some("t2".into()), Some("x".into())),
+            ("B".into(), None, None),
+            ("C".into(), None, Some("y".into())),
+        ]
+    );
 }

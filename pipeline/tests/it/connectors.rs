@@ -122,3 +122,16 @@ fn a_scoped_connector_option_needs_a_connector_of_that_name_in_the_role() {
         "{error}"
     );
 }
+
+/// `include_headers` gives a Kafka source `_headers`, which `kafka_header` reads in SQL (and
+/// in computed columns): planned without connecting.
+#[tokio::test]
+async fn kafka_headers_are_readable_in_sql() {
+    let text = "CREATE TABLE k (symbol VARCHAR, trace AS CAST(kafka_header(_headers, 'trace') AS VARCHAR))\n\
+          WITH (connector = 'kafka', topic = 't', include_headers = 'true');\n\
+        CREATE TABLE out WITH (connector = 'memory');\n\
+        INSERT INTO out SELECT symbol, trace, kafka_header(_headers, 'origin') AS origin, _offset FROM k;";
+    let pipeline = Pipeline::parse("job.sql", text, &Variables::none()).unwrap();
+    let plan = pipeline.explain().await.unwrap();
+    assert!(plan.contains("kafka_header"), "{plan}");
+}
