@@ -13,7 +13,10 @@
 //!   dropped by the aggregation.
 //! - `session_window(ts, '30 seconds')`: a session of activity: each row opens
 //!   `[ts, ts + gap)` and, per group key, sessions that overlap merge (the stateful
-//!   aggregation merges them across batches, see the aggregation operator).
+//!   aggregation merges them across batches, see the aggregation operator). The gap may be an
+//!   expression of the row (`CASE WHEN symbol = 'BTCUSDT' THEN '5 seconds' ELSE '30 seconds'
+//!   END`), as Spark's dynamic gap: a row whose gap is null, unreadable or not greater than 0
+//!   has no session and is left out, as Spark filters it out.
 //! - `window_time(w)`: `w.end - 1 microsecond`, the event time of a window's result.
 //!
 //! Durations are Spark interval strings (`'10 minutes'`, `'1 hour 30 minutes'`, units from
@@ -393,18 +396,67 @@ struct SessionWindowFunc {
 /// The name of the session window function, by which the aggregation recognizes it.
 pub const SESSION_WINDOW: &str = "session_window";
 
-fn gap_from_args(args: &[Option<&ScalarValue>]) -> DfResult<i64> {
+/// The gap of `session_window(ts, gap)`: a constant (checked: greater than 0), or `None` when
+/// it is an expression, evaluated row by row (a string or an interval).
+fn gap_from_args(args: &[Option<&ScalarValue>], types: &[DataType]) -> DfResult<Option<i64>> {
     if args.len() != 2 {
         return plan_err!(
             "session_window() takes a timestamp and a gap duration, got {} arguments",
             args.len()
         );
     }
-    let gap = duration_arg(args[1], "gap duration")?;
+    let Some(constant) = args[1] else {
+        return match &types[1] {
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Interval(_) => {
+                Ok(None)
+            }
+            other => plan_err!(
+                "session_window(): the gap must be a duration such as '10 seconds' (a constant, \
+                 or an expression giving a string or an interval), got {other}"
+            ),
+        };
+    };
+    let gap = duration_arg(Some(constant), "gap duration")?;
     if gap <= 0 {
         return plan_err!("session_window(): the gap duration must be greater than 0");
     }
-    Ok(gap)
+    Ok(Some(gap))
+}
+
+/// Each row's gap from an expression's values: `None` where it is null, unreadable or not
+/// greater than 0 (such a row has no session, as in Spark, which filters it out).
+fn row_gaps(gaps: &ArrayRef) -> DfResult<Vec<Option<i64>>> {
+    let valid = |gap: Result<i64, String>| gap.ok().filter(|gap| *gap > 0);
+    // Strings (the usual form) are parsed once per distinct text.
+    if let Ok(texts) = arrow::compute::cast(gaps, &DataType::Utf8)
+        && matches!(
+            gaps.data_type(),
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+        )
+    {
+        let mut parsed: std::collections::HashMap<&str, Option<i64>> = Default::default();
+        return Ok(texts
+            .as_string::<i32>()
+            .iter()
+            .map(|text| {
+                let text = text?;
+                *parsed
+                    .entry(text)
+                    .or_insert_with(|| valid(parse_duration(text)))
+            })
+            .collect());
+    }
+    (0..gaps.len())
+        .map(|i| {
+            if gaps.is_null(i) {
+                return Ok(None);
+            }
+            let value = ScalarValue::try_from_array(gaps, i)?;
+            Ok(duration_arg(Some(&value), "gap duration")
+                .ok()
+                .filter(|gap| *gap > 0))
+        })
+        .collect()
 }
 
 impl ScalarUDFImpl for SessionWindowFunc {
@@ -423,7 +475,12 @@ impl ScalarUDFImpl for SessionWindowFunc {
     }
 
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> DfResult<FieldRef> {
-        gap_from_args(args.scalar_arguments)?;
+        let types: Vec<DataType> = args
+            .arg_fields
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        gap_from_args(args.scalar_arguments, &types)?;
         let tz = timestamp_zone(&args.arg_fields[0])?;
         Ok(Arc::new(Field::new(
             "session_window",
@@ -433,11 +490,31 @@ impl ScalarUDFImpl for SessionWindowFunc {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let gap = gap_from_args(&scalars(&args.args))?;
+        let types: Vec<DataType> = args.args.iter().map(|a| a.data_type()).collect();
+        let gap = gap_from_args(&scalars(&args.args), &types)?;
         let times = args.args[0].to_array(args.number_rows)?;
         let tz = timestamp_zone(&args.arg_fields[0])?;
         let starts = micros(&times)?;
-        let ends: TimestampMicrosecondArray = starts.unary(|s| s.saturating_add(gap));
+        let (starts, ends) = match gap {
+            Some(gap) => {
+                let ends: TimestampMicrosecondArray = starts.unary(|s| s.saturating_add(gap));
+                (starts, ends)
+            }
+            None => {
+                let gaps = row_gaps(&args.args[1].to_array(args.number_rows)?)?;
+                let starts: TimestampMicrosecondArray = starts
+                    .iter()
+                    .zip(&gaps)
+                    .map(|(start, gap)| start.filter(|_| gap.is_some()))
+                    .collect();
+                let ends: TimestampMicrosecondArray = starts
+                    .iter()
+                    .zip(&gaps)
+                    .map(|(start, gap)| Some(start?.saturating_add((*gap)?)))
+                    .collect();
+                (starts, ends)
+            }
+        };
         Ok(ColumnarValue::Array(Arc::new(window_struct(
             starts, ends, tz,
         ))))

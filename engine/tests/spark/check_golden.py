@@ -74,6 +74,16 @@ run("session", "user STRING, ts TIMESTAMP", [
     [{"user":"u2","ts":"2026-01-01T12:01:00"},{"user":"u3","ts":"2026-01-01T12:03:00"}],
 ], lambda s: s.withWatermark("ts","10 seconds").groupBy(F.session_window("ts","30 seconds").alias("s"), "user").count(), "append")
 
+run("session_dynamic_gap", "user STRING, ts TIMESTAMP, gap STRING", [
+    [{"user":"u1","ts":"2026-01-01T12:00:00","gap":"5 seconds"},{"user":"u1","ts":"2026-01-01T12:00:04","gap":"1 second"},
+     {"user":"u1","ts":"2026-01-01T12:00:20","gap":"0 seconds"},{"user":"u1","ts":"2026-01-01T12:00:30"},
+     {"user":"u1","ts":"2026-01-01T12:00:40","gap":"-5 seconds"},{"user":"u1","ts":"2026-01-01T12:00:50","gap":"soon"},
+     {"user":"u2","ts":"2026-01-01T12:00:00","gap":"20 seconds"},{"user":"u2","ts":"2026-01-01T12:00:15","gap":"1 second"}],
+    [{"user":"u1","ts":"2026-01-01T12:00:45","gap":"1 minute"},{"user":"u2","ts":"2026-01-01T12:00:25","gap":"5 seconds"},
+     {"user":"u3","ts":"2026-01-01T12:01:30","gap":"1 second"}],
+    [{"user":"u3","ts":"2026-01-01T12:02:00","gap":"2 seconds"}],
+], lambda s: s.withWatermark("ts","10 seconds").groupBy(F.session_window("ts", F.col("gap")).alias("s"), "user").count(), "append")
+
 run("tumbling_append_candles", "symbol STRING, price DOUBLE, ts TIMESTAMP", [
     [{"symbol":"BTC","price":10,"ts":"2026-01-01T12:00:05"},{"symbol":"BTC","price":14,"ts":"2026-01-01T12:00:50"},{"symbol":"BTC","price":8,"ts":"2026-01-01T12:00:30"}],
     [{"symbol":"BTC","price":12,"ts":"2026-01-01T12:01:05"}],
