@@ -11,7 +11,9 @@
 //! pipeline's line `line_offset + 1` (an included file) has its lines shifted by
 //! `line_offset`; the file given has offset 0, so its positions are its own.
 
-use arrow::datatypes::DataType;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Fields};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
 
@@ -174,6 +176,7 @@ pub fn parse(file: &Substituted, line_offset: usize) -> Result<Vec<Item>, Locate
             file,
             line_offset,
             lines: &lines,
+            half_shift: false,
         };
         items.push(parser.item()?);
     }
@@ -221,6 +224,8 @@ struct Parser<'t> {
     /// Lines of the pipeline before the file's first (see the module's documentation).
     line_offset: usize,
     lines: &'t LineIndex<'t>,
+    /// Whether the current token is a `>>` of which one `>` closed a nested type already.
+    half_shift: bool,
 }
 
 impl Parser<'_> {
@@ -559,6 +564,76 @@ impl Parser<'_> {
             });
             return Ok(());
         }
+        let data_type = self.data_type().map_err(|e| {
+            Located::new(e.position, format!("column {}: {}", name.value, e.message))
+        })?;
+        table.columns.push(ColumnDecl { name, data_type });
+        Ok(())
+    }
+
+    /// A column type: a scalar type (see [`sql_type`]), or Spark's nested types
+    /// `ARRAY<type>`, `MAP<VARCHAR, type>` and `STRUCT<name: type, …>` (the colon optional;
+    /// field names are lowercased unless quoted, as column names), nested at will.
+    fn data_type(&mut self) -> Result<DataType, Located> {
+        let nested = |parser: &Self, keyword: &str| {
+            parser.is_keyword(keyword)
+                && matches!(
+                    parser.tokens.get(parser.next + 1).map(|t| &t.token),
+                    Some(Token::Lt)
+                )
+        };
+        if nested(self, "ARRAY") {
+            self.next += 2;
+            let item = self.data_type()?;
+            self.close_angle()?;
+            return Ok(DataType::List(Arc::new(Field::new("item", item, true))));
+        }
+        if nested(self, "MAP") {
+            let at = self.here();
+            self.next += 2;
+            let key = self.data_type()?;
+            if !matches!(key, DataType::Utf8) {
+                return Err(Located::new(
+                    at,
+                    format!("MAP keys must be VARCHAR (JSON object keys are strings), got {key}"),
+                ));
+            }
+            self.expect(Token::Comma)?;
+            let value = self.data_type()?;
+            self.close_angle()?;
+            let entries = Field::new(
+                "entries",
+                DataType::Struct(Fields::from(vec![
+                    Field::new("keys", key, false),
+                    Field::new("values", value, true),
+                ])),
+                false,
+            );
+            return Ok(DataType::Map(Arc::new(entries), false));
+        }
+        if nested(self, "STRUCT") {
+            self.next += 2;
+            let mut fields: Vec<Field> = Vec::new();
+            loop {
+                let name = self.identifier("a field name")?;
+                if fields.iter().any(|f| *f.name() == name.value) {
+                    return Err(Located::new(
+                        name.position,
+                        format!("field {} appears twice in the STRUCT", name.value),
+                    ));
+                }
+                if self.peek() == Some(&Token::Colon) {
+                    self.next += 1;
+                }
+                fields.push(Field::new(name.value, self.data_type()?, true));
+                if self.peek() == Some(&Token::Comma) {
+                    self.next += 1;
+                    continue;
+                }
+                self.close_angle()?;
+                return Ok(DataType::Struct(Fields::from(fields)));
+            }
+        }
         let type_position = self.here();
         // The type's tokens, words separated by one space: `DECIMAL(18,8)`, `DOUBLE PRECISION`.
         let mut text = String::new();
@@ -570,6 +645,7 @@ impl Parser<'_> {
                 Token::RParen if depth == 0 => break,
                 Token::RParen => depth -= 1,
                 Token::Comma if depth == 0 => break,
+                Token::Gt | Token::ShiftRight | Token::Lt => break,
                 _ => {}
             }
             let word = matches!(token, Token::Word(_));
@@ -580,11 +656,27 @@ impl Parser<'_> {
             text.push_str(&token.to_string().to_ascii_uppercase());
             self.next += 1;
         }
-        let data_type = sql_type(&text).map_err(|message| {
-            Located::new(type_position, format!("column {}: {message}", name.value))
-        })?;
-        table.columns.push(ColumnDecl { name, data_type });
-        Ok(())
+        sql_type(&text).map_err(|message| Located::new(type_position, message))
+    }
+
+    /// The `>` closing a nested type; `>>` closes two.
+    fn close_angle(&mut self) -> Result<(), Located> {
+        match self.peek() {
+            Some(Token::Gt) => {
+                self.next += 1;
+                Ok(())
+            }
+            Some(Token::ShiftRight) if self.half_shift => {
+                self.half_shift = false;
+                self.next += 1;
+                Ok(())
+            }
+            Some(Token::ShiftRight) => {
+                self.half_shift = true;
+                Ok(())
+            }
+            _ => self.error(format!("expected '>', found {}", self.describe())),
+        }
     }
 
     /// `col`, `col - INTERVAL '10' SECOND` or `col - INTERVAL '10 seconds'`: the delay in ms.

@@ -72,7 +72,7 @@ pub fn sql_type(text: &str) -> Result<DataType, String> {
         "" => return Err("a type is missing (e.g. VARCHAR, BIGINT, DOUBLE, TIMESTAMP(3))".into()),
         other => {
             return Err(format!(
-                "unknown type '{other}' (VARCHAR, BOOLEAN, TINYINT, SMALLINT, INT, BIGINT, FLOAT, DOUBLE, DECIMAL(p,s), DATE, TIMESTAMP(p), TIMESTAMP WITH TIME ZONE)"
+                "unknown type '{other}' (VARCHAR, BOOLEAN, TINYINT, SMALLINT, INT, BIGINT, FLOAT, DOUBLE, DECIMAL(p,s), DATE, TIMESTAMP(p), TIMESTAMP WITH TIME ZONE, ARRAY<type>, MAP<VARCHAR, type>, STRUCT<name: type, …>)"
             ));
         }
     })

@@ -25,14 +25,23 @@
 //! - a top-level array of objects is one record per object; text after the first value is
 //!   ignored, as Spark ignores it (two objects on a line: the first).
 //!
-//! Columns of other types (timestamps, nested types) are left to arrow-json.
+//! Nested columns (`STRUCT`, `ARRAY`, `MAP`) are read with the same rules at every level, as
+//! Spark's partial results do: a struct's field that does not convert is null and the struct
+//! kept; an array element or a map value that does not convert (or a value of the wrong shape
+//! where a struct, an array or a map is expected) makes the whole array or map null. Fields a
+//! struct does not declare are left out. Each nested column's value is rewritten in full, walked
+//! recursively to the depth of the schema (never deeper: undeclared values are skipped
+//! without recursion).
+//!
+//! Columns of other types (timestamps, dates, decimals) are left to arrow-json.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Schema};
 
 /// How a column takes JSON values, in Spark's rules.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 enum Kind {
     /// Integer numbers within the range.
     Integer { min: i128, max: i128 },
@@ -44,6 +53,18 @@ enum Kind {
     String,
     /// Left to arrow-json.
     Other,
+    /// An object whose declared fields take values of these kinds.
+    Struct(Arc<HashMap<String, Kind>>),
+    /// An array of elements of this kind.
+    List(Arc<Kind>),
+    /// An object (string keys) of values of this kind.
+    Map(Arc<Kind>),
+}
+
+impl Kind {
+    fn is_nested(&self) -> bool {
+        matches!(self, Kind::Struct(_) | Kind::List(_) | Kind::Map(_))
+    }
 }
 
 fn kind(data_type: &DataType) -> Kind {
@@ -56,7 +77,52 @@ fn kind(data_type: &DataType) -> Kind {
         DataType::Float32 | DataType::Float64 => Kind::Float,
         DataType::Boolean => Kind::Boolean,
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Kind::String,
+        DataType::Struct(fields) => Kind::Struct(Arc::new(
+            fields
+                .iter()
+                .map(|f| (f.name().clone(), kind(f.data_type())))
+                .collect(),
+        )),
+        DataType::List(item) | DataType::LargeList(item) => {
+            Kind::List(Arc::new(kind(item.data_type())))
+        }
+        DataType::Map(entries, _) => match entries.data_type() {
+            DataType::Struct(fields) if fields.len() == 2 => {
+                Kind::Map(Arc::new(kind(fields[1].data_type())))
+            }
+            _ => Kind::Other,
+        },
         _ => Kind::Other,
+    }
+}
+
+/// A nested value rewritten for arrow-json.
+#[derive(Debug)]
+struct Converted {
+    /// Its JSON text (`null` when it could not be read at all).
+    text: Vec<u8>,
+    /// Why something in it did not convert (the first thing).
+    failed: Option<String>,
+    /// Whether the value itself is lost (not a struct with some null fields): an array or a
+    /// map holding it is then lost too.
+    lost: bool,
+}
+
+impl Converted {
+    fn ok(text: Vec<u8>) -> Self {
+        Self {
+            text,
+            failed: None,
+            lost: false,
+        }
+    }
+
+    fn lost(reason: String) -> Self {
+        Self {
+            text: b"null".to_vec(),
+            failed: Some(reason),
+            lost: true,
+        }
     }
 }
 
@@ -302,16 +368,28 @@ impl Cursor<'_> {
                 self.skip_whitespace();
                 let value_start = self.at;
                 let quoted_in_value = self.quoted.len();
-                let value = self.value()?;
+                let (edit, failure) = match columns.kinds.get(&key) {
+                    Some(kind) if kind.is_nested() => {
+                        let converted = self.convert(kind, columns)?;
+                        let unchanged = converted.text == self.bytes[value_start..self.at];
+                        ((!unchanged).then_some(converted.text), converted.failed)
+                    }
+                    kind => {
+                        let value = self.value()?;
+                        let raw = &self.bytes[value_start..self.at];
+                        match kind {
+                            Some(kind) => check(kind, &value, raw, columns),
+                            // A field of no column: only its syntax matters; arrow-json must
+                            // not meet a token it refuses there either.
+                            None if contains_non_numeric(&value, raw) => {
+                                (Some(b"null".to_vec()), None)
+                            }
+                            None => (None, None),
+                        }
+                    }
+                };
                 let value_end = self.at;
                 let raw = &self.bytes[value_start..value_end];
-                let (edit, failure) = match columns.kinds.get(&key) {
-                    Some(&kind) => check(kind, &value, raw, columns),
-                    // A field of no column: only its syntax matters; arrow-json must not meet
-                    // a token it refuses there either.
-                    None if contains_non_numeric(&value, raw) => (Some(b"null".to_vec()), None),
-                    None => (None, None),
-                };
                 let edit = match (&failure, converted.get(&key)) {
                     // Spark reads fields one by one: the earlier value stays.
                     (Some(_), Some(earlier)) => Some(earlier.clone()),
@@ -350,6 +428,205 @@ impl Cursor<'_> {
         object.edits.extend(self.quoted.drain(first_quoted..));
         object.edits.sort_by_key(|edit| edit.start);
         Ok(object)
+    }
+
+    /// A value of nested kind `kind`, rewritten in full (see the module documentation).
+    fn convert(&mut self, kind: &Kind, columns: &Columns) -> Parsed<Converted> {
+        let start = self.at;
+        let quoted = self.quoted.len();
+        let converted = match (kind, self.peek()) {
+            (Kind::Struct(fields), Some(b'{')) => self.convert_struct(fields, columns)?,
+            (Kind::List(item), Some(b'[')) => self.convert_list(item, columns)?,
+            (Kind::Map(values), Some(b'{')) => self.convert_map(values, columns)?,
+            _ => {
+                let value = self.value()?;
+                let raw = &self.bytes[start..self.at];
+                let shown = || String::from_utf8_lossy(&raw[..raw.len().min(64)]).into_owned();
+                match (kind, &value) {
+                    (_, Value::Null) => Converted::ok(b"null".to_vec()),
+                    (Kind::Struct(_), _) => Converted::lost(format!("{} is not a struct", shown())),
+                    (Kind::List(_), _) => Converted::lost(format!("{} is not an array", shown())),
+                    (Kind::Map(_), _) => Converted::lost(format!("{} is not a map", shown())),
+                    (Kind::Other, Value::Nested | Value::NonNumeric(_)) => {
+                        Converted::lost(format!("{} does not convert", shown()))
+                    }
+                    _ => match check(kind, &value, raw, columns) {
+                        (_, Some(reason)) => Converted::lost(reason),
+                        (Some(text), None) => Converted::ok(text),
+                        (None, None) => Converted::ok(match &value {
+                            // Written anew with double quotes (it may have had single ones).
+                            Value::String(text) => json_string(text),
+                            _ => raw.to_vec(),
+                        }),
+                    },
+                }
+            }
+        };
+        // The text is rebuilt: single-quoted strings inside need no edit of their own.
+        self.quoted.truncate(quoted);
+        Ok(converted)
+    }
+
+    /// The members of an object: each key (unescaped) and what `member` makes of its value.
+    fn members(&mut self, mut member: impl FnMut(&mut Self, String) -> Parsed<()>) -> Parsed<()> {
+        self.expect(b'{')?;
+        self.skip_whitespace();
+        if self.peek() == Some(b'}') {
+            self.at += 1;
+            return Ok(());
+        }
+        loop {
+            self.skip_whitespace();
+            let Value::String(key) = self.string()? else {
+                unreachable!("string() returns strings")
+            };
+            self.skip_whitespace();
+            self.expect(b':')?;
+            self.skip_whitespace();
+            member(self, key)?;
+            self.skip_whitespace();
+            match self.peek() {
+                Some(b',') => self.at += 1,
+                Some(b'}') => {
+                    self.at += 1;
+                    return Ok(());
+                }
+                _ => return Err(self.unexpected("',' or '}'")),
+            }
+        }
+    }
+
+    /// A struct: its declared fields converted (a field that does not convert is null, the
+    /// struct kept), undeclared ones left out; a field given twice keeps its last value that
+    /// converts.
+    fn convert_struct(
+        &mut self,
+        fields: &HashMap<String, Kind>,
+        columns: &Columns,
+    ) -> Parsed<Converted> {
+        let mut values: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut failed = None;
+        self.members(|cursor, key| {
+            let Some(kind) = fields.get(&key) else {
+                cursor.value()?;
+                return Ok(());
+            };
+            let converted = cursor.convert(kind, columns)?;
+            if let Some(reason) = converted.failed {
+                failed.get_or_insert_with(|| format!("field '{key}': {reason}"));
+            }
+            match values.iter_mut().find(|(k, _)| *k == key) {
+                Some(_) if converted.lost => {}
+                Some((_, text)) => *text = converted.text,
+                None => values.push((key, converted.text)),
+            }
+            Ok(())
+        })?;
+        let mut text = b"{".to_vec();
+        for (i, (key, value)) in values.iter().enumerate() {
+            if i > 0 {
+                text.push(b',');
+            }
+            text.extend_from_slice(&json_string(key));
+            text.push(b':');
+            text.extend_from_slice(value);
+        }
+        text.push(b'}');
+        Ok(Converted {
+            text,
+            failed,
+            lost: false,
+        })
+    }
+
+    /// An array: every element converted, or null as a whole when one is lost.
+    fn convert_list(&mut self, item: &Kind, columns: &Columns) -> Parsed<Converted> {
+        self.expect(b'[')?;
+        let mut text = b"[".to_vec();
+        let (mut failed, mut lost) = (None, None);
+        self.skip_whitespace();
+        if self.peek() == Some(b']') {
+            self.at += 1;
+            return Ok(Converted::ok(b"[]".to_vec()));
+        }
+        loop {
+            self.skip_whitespace();
+            let converted = self.convert(item, columns)?;
+            match (converted.lost, converted.failed) {
+                (true, Some(reason)) => {
+                    lost.get_or_insert(reason);
+                }
+                (_, reason) => {
+                    if text.len() > 1 {
+                        text.push(b',');
+                    }
+                    text.extend_from_slice(&converted.text);
+                    if let Some(reason) = reason {
+                        failed.get_or_insert(reason);
+                    }
+                }
+            }
+            self.skip_whitespace();
+            match self.peek() {
+                Some(b',') => self.at += 1,
+                Some(b']') => {
+                    self.at += 1;
+                    break;
+                }
+                _ => return Err(self.unexpected("',' or ']'")),
+            }
+        }
+        text.push(b']');
+        Ok(match lost {
+            Some(reason) => Converted::lost(format!("an element: {reason}")),
+            None => Converted {
+                text,
+                failed,
+                lost: false,
+            },
+        })
+    }
+
+    /// A map: every value converted, or null as a whole when one is lost.
+    fn convert_map(&mut self, values: &Kind, columns: &Columns) -> Parsed<Converted> {
+        let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
+        let (mut failed, mut lost) = (None, None);
+        self.members(|cursor, key| {
+            let converted = cursor.convert(values, columns)?;
+            match (converted.lost, converted.failed) {
+                (true, Some(reason)) => {
+                    lost.get_or_insert_with(|| format!("key '{key}': {reason}"));
+                }
+                (_, reason) => {
+                    if let Some(reason) = reason {
+                        failed.get_or_insert_with(|| format!("key '{key}': {reason}"));
+                    }
+                    match entries.iter_mut().find(|(k, _)| *k == key) {
+                        Some((_, text)) => *text = converted.text,
+                        None => entries.push((key, converted.text)),
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        if let Some(reason) = lost {
+            return Ok(Converted::lost(reason));
+        }
+        let mut text = b"{".to_vec();
+        for (i, (key, value)) in entries.iter().enumerate() {
+            if i > 0 {
+                text.push(b',');
+            }
+            text.extend_from_slice(&json_string(key));
+            text.push(b':');
+            text.extend_from_slice(value);
+        }
+        text.push(b'}');
+        Ok(Converted {
+            text,
+            failed,
+            lost: false,
+        })
     }
 
     /// Any value, validated with Jackson's rules; nested values are walked without recursion.
@@ -626,7 +903,7 @@ fn json_string(text: &str) -> Vec<u8> {
 /// What a value becomes in its column: the replacement text if it must be rewritten, and the
 /// reason if it does not convert (the replacement is then `null`).
 fn check(
-    kind: Kind,
+    kind: &Kind,
     value: &Value,
     raw: &[u8],
     columns: &Columns,
@@ -650,11 +927,13 @@ fn check(
     };
     match (kind, value) {
         (_, Value::Null) | (Kind::Other, _) => (None, None),
+        // Nested kinds are converted by `Cursor::convert`, never checked as a scalar.
+        (Kind::Struct(_) | Kind::List(_) | Kind::Map(_), _) => (None, None),
         (Kind::Integer { min, max }, Value::Number { integral: true }) => {
             let fits = std::str::from_utf8(raw)
                 .ok()
                 .and_then(|t| t.parse::<i128>().ok())
-                .is_some_and(|v| (min..=max).contains(&v));
+                .is_some_and(|v| (*min..=*max).contains(&v));
             if fits {
                 (None, None)
             } else {

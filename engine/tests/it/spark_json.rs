@@ -264,3 +264,194 @@ fn numeric_strings_convert_when_asked() {
     assert!(n.is_null(1) && x.is_null(1), "not numbers: malformed");
     assert_eq!(decoded.malformed.count, 1);
 }
+
+/// Nested columns (`STRUCT`, `ARRAY`, `MAP`, nested in each other), as pyspark 4.0.1 read the
+/// same lines with schema `id BIGINT, s STRUCT<a: INT, b: STRING>, l ARRAY<INT>,
+/// m MAP<STRING, DOUBLE>` (then `ls ARRAY<STRUCT<…>>, ss STRUCT<inner: STRUCT<…>, c: INT>,
+/// ms MAP<STRING, STRUCT<…>>`): the rows as Spark's `toJSON` writes them (null fields left
+/// out), and whether each is malformed. A struct's field that does not convert is null in a
+/// kept struct; an array element or map value that does not convert (or has the wrong shape)
+/// makes the whole array or map null.
+#[test]
+fn nested_columns_read_as_spark() {
+    use arrow::datatypes::Fields;
+
+    let ab = || {
+        DataType::Struct(Fields::from(vec![
+            Field::new("a", DataType::Int32, true),
+            Field::new("b", DataType::Utf8, true),
+        ]))
+    };
+    let list = |item: DataType| DataType::List(Arc::new(Field::new("item", item, true)));
+    let map = |value: DataType| {
+        DataType::Map(
+            Arc::new(Field::new(
+                "entries",
+                DataType::Struct(Fields::from(vec![
+                    Field::new("keys", DataType::Utf8, false),
+                    Field::new("values", value, true),
+                ])),
+                false,
+            )),
+            false,
+        )
+    };
+    let flat = Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("s", ab(), true),
+        Field::new("l", list(DataType::Int32), true),
+        Field::new("m", map(DataType::Float64), true),
+    ]);
+    let deep = Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("ls", list(ab()), true),
+        Field::new(
+            "ss",
+            DataType::Struct(Fields::from(vec![
+                Field::new("inner", ab(), true),
+                Field::new("c", DataType::Int32, true),
+            ])),
+            true,
+        ),
+        Field::new("ms", map(ab()), true),
+    ]);
+    /// A line, Spark's row as `toJSON` wrote it, and whether it is malformed.
+    type Case<'a> = (&'a str, &'a str, bool);
+    let cases: [(&Schema, &[Case]); 2] = [
+        (
+            &flat,
+            &[
+                (
+                    r#"{"id":1,"s":{"a":1,"b":"x"},"l":[1,2],"m":{"k1":1.5,"k2":2}}"#,
+                    r#"{"id":1,"s":{"a":1,"b":"x"},"l":[1,2],"m":{"k1":1.5,"k2":2.0}}"#,
+                    false,
+                ),
+                (
+                    r#"{"id":2,"s":{"a":1.5,"b":"x"},"l":[1,2],"m":{"k1":1}}"#,
+                    r#"{"id":2,"s":{"b":"x"},"l":[1,2],"m":{"k1":1.0}}"#,
+                    true,
+                ),
+                (
+                    r#"{"id":3,"s":{"a":1,"b":"x"},"l":[1,"x",3],"m":{"k1":1}}"#,
+                    r#"{"id":3,"s":{"a":1,"b":"x"},"m":{"k1":1.0}}"#,
+                    true,
+                ),
+                (
+                    r#"{"id":4,"s":{"a":1,"b":"x"},"l":[1,2],"m":{"k1":"oops","k2":3}}"#,
+                    r#"{"id":4,"s":{"a":1,"b":"x"},"l":[1,2]}"#,
+                    true,
+                ),
+                (
+                    r#"{"id":5,"s":"notastruct","l":"notalist","m":[1,2]}"#,
+                    r#"{"id":5}"#,
+                    true,
+                ),
+                (
+                    r#"{"id":6,"s":null,"l":null,"m":null}"#,
+                    r#"{"id":6}"#,
+                    false,
+                ),
+                (
+                    r#"{"id":7,"s":{"a":1,"extra":{"z":1}},"l":[],"m":{}}"#,
+                    r#"{"id":7,"s":{"a":1},"l":[],"m":{}}"#,
+                    false,
+                ),
+                (
+                    r#"{"id":8,"s":{"A":5,"b":{"n":1}},"l":[null,4],"m":{"k":null}}"#,
+                    // Spark writes `"m":{"k":null}`; arrow-json's writer leaves out null map
+                    // values as it does null fields (the entry is checked below).
+                    r#"{"id":8,"s":{"b":"{\"n\":1}"},"l":[null,4],"m":{}}"#,
+                    false,
+                ),
+                (
+                    r#"{"id":9,"s":{"a":"7","b":true},"l":[1.0],"m":{"k":"NaN"}}"#,
+                    // Spark writes NaN as "NaN"; arrow-json's writer as null (checked below).
+                    r#"{"id":9,"s":{"b":"true"},"m":{"k":null}}"#,
+                    true,
+                ),
+            ],
+        ),
+        (
+            &deep,
+            &[
+                (
+                    r#"{"id":1,"ls":[{"a":1.5,"b":"x"},{"a":2,"b":"y"}],"ss":{"inner":{"a":1.5,"b":"z"},"c":3},"ms":{"k":{"a":1.5,"b":"w"}}}"#,
+                    r#"{"id":1,"ls":[{"b":"x"},{"a":2,"b":"y"}],"ss":{"inner":{"b":"z"},"c":3},"ms":{"k":{"b":"w"}}}"#,
+                    true,
+                ),
+                (
+                    r#"{"id":2,"ls":[{"a":1,"b":"x"},"str"],"ss":{"inner":"str","c":3},"ms":{"k":"str"}}"#,
+                    r#"{"id":2,"ss":{"c":3}}"#,
+                    true,
+                ),
+                (
+                    r#"{"id":3,"ls":[[1]],"ss":{"inner":{"a":1},"c":"q"},"ms":{"k":{"a":1}}}"#,
+                    r#"{"id":3,"ss":{"inner":{"a":1}},"ms":{"k":{"a":1}}}"#,
+                    true,
+                ),
+                (
+                    r#"{"id":4,"ls":[{'a':1,"b":'sq'}],"ss":{"inner":{"a":NaN},"c":1},"ms":{"k":{"a":1,"b":NaN}}}"#,
+                    r#"{"id":4,"ls":[{"a":1,"b":"sq"}],"ss":{"inner":{},"c":1},"ms":{"k":{"a":1,"b":"NaN"}}}"#,
+                    true,
+                ),
+            ],
+        ),
+    ];
+    for (schema, lines) in cases {
+        let options = JsonOptions {
+            corrupt_record_column: Some("_corrupt_record".into()),
+            ..JsonOptions::default()
+        };
+        let mut decoder = JsonDecoder::new(Arc::new(schema.clone()), options).unwrap();
+        for (line, _, _) in lines {
+            decoder.push(line.as_bytes()).unwrap();
+        }
+        let decoded = decoder.finish().unwrap();
+        let mut json = Vec::new();
+        {
+            let mut writer = arrow_json::LineDelimitedWriter::new(&mut json);
+            for batch in &decoded.batches {
+                // Written without the corrupt-record column, checked on its own below.
+                writer
+                    .write(
+                        &batch
+                            .project(&(0..schema.fields().len()).collect::<Vec<_>>())
+                            .unwrap(),
+                    )
+                    .unwrap();
+            }
+            writer.finish().unwrap();
+        }
+        let got: Vec<String> = String::from_utf8(json)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect();
+        let corrupt: Vec<bool> = decoded
+            .batches
+            .iter()
+            .flat_map(|b| {
+                let c = b.column(schema.fields().len()).as_string::<i32>().clone();
+                (0..c.len()).map(move |i| c.is_valid(i))
+            })
+            .collect();
+        for (i, (_, want, malformed)) in lines.iter().enumerate() {
+            assert_eq!(got[i], *want, "row {i}");
+            assert_eq!(corrupt[i], *malformed, "row {i} malformed");
+        }
+        if schema == &flat {
+            let map = decoded.batches[0].column(3).as_map();
+            assert_eq!(
+                map.value_length(7),
+                1,
+                "row 8 keeps its key with a null value"
+            );
+            let nan = map.value(8);
+            let nan = nan.column(1).as_primitive::<Float64Type>();
+            assert!(
+                nan.value(0).is_nan(),
+                "row 9: the string NaN is a NaN double"
+            );
+        }
+    }
+}

@@ -9,6 +9,7 @@ mod include;
 mod queries;
 mod readme;
 mod run;
+mod types;
 mod vars;
 mod views;
 
