@@ -58,6 +58,8 @@ pub struct QueryShape {
     pub watermark: bool,
     /// The query sorts its output.
     pub sort: bool,
+    /// The query joins two streams.
+    pub stream_join: bool,
 }
 
 /// Checks `mode` against Spark's rules for a query of `shape`; the error names the rule.
@@ -67,6 +69,11 @@ pub fn check_output_mode(shape: QueryShape, mode: OutputMode) -> Result<()> {
         return unsupported(
             "Sorting is not supported on streaming DataFrames/Datasets, unless it is on aggregated \
              DataFrame/Dataset in Complete output mode",
+        );
+    }
+    if shape.stream_join && mode != OutputMode::Append {
+        return unsupported(
+            "Join between two streaming DataFrames/Datasets is supported in Append output mode only",
         );
     }
     if shape.session_window && mode == OutputMode::Update {

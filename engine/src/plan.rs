@@ -38,9 +38,10 @@ use crate::operator::StatefulOperator;
 use crate::operator::aggregate::StatefulAggregate;
 use crate::operator::dedup::Deduplicator;
 use crate::operator::first_per_key::FirstPerKey;
+use crate::operator::join::{StreamJoin, plan_stream_join};
 use crate::output_mode::OutputMode;
 use crate::slot::BatchSlot;
-use crate::watermark::BatchWatermarks;
+use crate::watermark::{BatchWatermarks, WatermarkSpec};
 use crate::window::{expand_sliding_windows, window_functions};
 
 /// A DataFusion session configured for micro-batches: one partition, so that rows keep their
@@ -122,25 +123,40 @@ pub(crate) struct StreamPlan {
     aggregate: Option<StatefulAggregate>,
     /// A per-batch `DISTINCT ON`, run by hashing after the plan.
     first_per_key: Option<FirstPerKey>,
+    /// The join of two streams, whose rows it stores across batches.
+    join: Option<StreamJoin>,
+}
+
+/// What a query declares besides its SQL: its sources (name → schema), its views (name →
+/// SQL, in order: each may read the sources and the views before it) and the sources'
+/// watermarks.
+pub(crate) struct Declared<'a> {
+    pub(crate) sources: &'a [(String, SchemaRef)],
+    pub(crate) views: &'a [(String, String)],
+    pub(crate) watermarks: &'a BTreeMap<String, WatermarkSpec>,
 }
 
 impl StreamPlan {
-    /// Registers one table per source (name → schema) and the `views` (name → SQL, in order:
-    /// each may read the sources and the views before it) in `ctx`, and plans `sql` over them,
-    /// for output mode `mode`; `dedups` deduplicate sources' rows before the SQL sees them.
+    /// Registers one table per declared source and the declared views in `ctx`, and plans
+    /// `sql` over them, for output mode `mode`; `dedups` deduplicate sources' rows before the
+    /// SQL sees them.
     ///
     /// Only queries are accepted: DDL, DML and other statements are rejected with an error.
     /// With `per_batch`, the SQL runs on each micro-batch alone (Spark's `foreachBatch`);
     /// otherwise an aggregation keeps its state across batches.
     pub(crate) async fn new(
         ctx: SessionContext,
-        sources: &[(String, SchemaRef)],
-        views: &[(String, String)],
+        declared: Declared<'_>,
         sql: &str,
         per_batch: bool,
         mode: OutputMode,
         dedups: Vec<(String, Deduplicator)>,
     ) -> Result<Self> {
+        let Declared {
+            sources,
+            views,
+            watermarks,
+        } = declared;
         let mut slots = BTreeMap::new();
         for (name, schema) in sources {
             let slot = BatchSlot::new(schema.clone());
@@ -191,6 +207,15 @@ impl StreamPlan {
             false => (logical, None),
         };
         let logical = expand_sliding_windows(logical)?;
+        let join = match per_batch {
+            true => None,
+            false => plan_stream_join(&state.optimize(&logical)?, sources, watermarks)?,
+        };
+        if join.is_some() && sources.len() > 2 {
+            return Err(SluiceError::Config(
+                "a query joining two streams reads those two sources only (for now)".into(),
+            ));
+        }
         let plan = DataFrame::new(state, logical)
             .create_physical_plan()
             .await?;
@@ -199,6 +224,11 @@ impl StreamPlan {
         } else {
             StatefulAggregate::split(&plan, mode)?
         };
+        if join.is_some() && aggregate.is_some() {
+            return Err(SluiceError::Config(
+                "an aggregation after a stream-stream join is not supported yet".into(),
+            ));
+        }
         Ok(Self {
             ctx,
             slots,
@@ -207,7 +237,13 @@ impl StreamPlan {
             dedups,
             aggregate,
             first_per_key,
+            join,
         })
+    }
+
+    /// The join of two streams, if the query has one.
+    pub(crate) fn stream_join(&self) -> Option<&StreamJoin> {
+        self.join.as_ref()
     }
 
     /// The schema of the query's output.
@@ -221,6 +257,9 @@ impl StreamPlan {
     /// The physical plan, indented.
     pub(crate) fn display(&self) -> String {
         let plan = displayable(self.plan.as_ref()).indent(true).to_string();
+        if let Some(join) = &self.join {
+            return format!("{}\n{plan}", join.describe());
+        }
         match &self.first_per_key {
             Some(_) => format!("FirstPerKey (DISTINCT ON, by hashing, per batch)\n{plan}"),
             None => plan,
@@ -237,7 +276,8 @@ impl StreamPlan {
     pub(crate) fn operators(&self) -> Vec<&dyn StatefulOperator> {
         let dedups = self.dedups.iter().map(|(_, d)| d as &dyn StatefulOperator);
         let aggregate = self.aggregate.iter().map(|a| a as &dyn StatefulOperator);
-        dedups.chain(aggregate).collect()
+        let join = self.join.iter().map(|j| j as &dyn StatefulOperator);
+        dedups.chain(join).chain(aggregate).collect()
     }
 
     /// The stateful operators, mutably (to restore their state), in the same order.
@@ -250,16 +290,19 @@ impl StreamPlan {
             .aggregate
             .iter_mut()
             .map(|a| a as &mut dyn StatefulOperator);
-        dedups.chain(aggregate).collect()
+        let join = self.join.iter_mut().map(|j| j as &mut dyn StatefulOperator);
+        dedups.chain(join).chain(aggregate).collect()
     }
 
     /// Checks the query's joins against Spark's rules for streams: a stream may join a static
-    /// table (inner, or outer keeping the stream's side); joining two streams is not supported
-    /// yet. Not checked for per-batch queries, whose SQL sees each batch as a static table.
+    /// table (inner, or outer keeping the stream's side); two streams join through the
+    /// [`StreamJoin`] operator, checked when it was planned. Not checked for per-batch
+    /// queries, whose SQL sees each batch as a static table.
     pub(crate) fn check_joins(&self) -> Result<()> {
         let mut problem = None;
+        let streams_join = self.join.is_some();
         self.plan.apply(|node| {
-            if let Some(message) = join_problem(node.as_ref()) {
+            if let Some(message) = join_problem(node.as_ref(), streams_join) {
                 problem = Some(message);
                 return Ok(TreeNodeRecursion::Stop);
             }
@@ -293,12 +336,19 @@ impl StreamPlan {
             let rows = inputs.remove(source.as_str()).unwrap_or_default();
             inputs.insert(source.clone(), dedup.apply(rows, watermarks)?);
         }
-        for (name, slot) in &self.slots {
-            slot.set(inputs.remove(name).unwrap_or_default());
-        }
         self.batch_timestamp_ms
             .store(batch_timestamp_ms, Ordering::Relaxed);
         let context = self.ctx.task_ctx();
+        if let Some(join) = &mut self.join {
+            let result = run_join(join, &self.slots, &self.plan, inputs, context, watermarks).await;
+            for slot in self.slots.values() {
+                slot.set(Vec::new());
+            }
+            return result;
+        }
+        for (name, slot) in &self.slots {
+            slot.set(inputs.remove(name).unwrap_or_default());
+        }
         let result = match &mut self.aggregate {
             Some(aggregate) => aggregate.run(context, watermarks).await,
             None => match reset_plan_states(self.plan.clone()) {
@@ -317,6 +367,34 @@ impl StreamPlan {
         }
         result
     }
+}
+
+/// One batch of a query joining two streams: the plan runs twice over the join's slots, in
+/// Spark's order (see [`StreamJoin`]), and the join stores and evicts rows.
+async fn run_join(
+    join: &mut StreamJoin,
+    slots: &BTreeMap<String, Arc<BatchSlot>>,
+    plan: &Arc<dyn ExecutionPlan>,
+    mut inputs: BTreeMap<String, Vec<RecordBatch>>,
+    context: Arc<datafusion::execution::TaskContext>,
+    watermarks: Option<BatchWatermarks>,
+) -> Result<Vec<RecordBatch>> {
+    let started = std::time::Instant::now();
+    let (left, right) = join.sources();
+    let (left, right) = (left.to_string(), right.to_string());
+    let new_left = inputs.remove(&left).unwrap_or_default();
+    let new_right = inputs.remove(&right).unwrap_or_default();
+    let (new_left, new_right) = join.admit(new_left, new_right, watermarks)?;
+    let run = |rows: (Vec<RecordBatch>, Vec<RecordBatch>)| {
+        slots[&left].set(rows.0);
+        slots[&right].set(rows.1);
+        let (plan, context) = (Arc::clone(plan), Arc::clone(&context));
+        async move { Ok::<_, SluiceError>(collect(reset_plan_states(plan)?, context).await?) }
+    };
+    let mut out = run(join.first_run(&new_left)).await?;
+    out.extend(run(join.second_run(new_left, &new_right, watermarks)?).await?);
+    join.finish(new_right, watermarks, started)?;
+    Ok(out)
 }
 
 /// Registers view `name` = `sql` in `ctx` (replacing the one a previous plan of the same
@@ -426,7 +504,7 @@ fn is_streaming(plan: &Arc<dyn ExecutionPlan>) -> bool {
 }
 
 /// Why a join node is not supported on streams, if it is not.
-fn join_problem(node: &dyn ExecutionPlan) -> Option<String> {
+fn join_problem(node: &dyn ExecutionPlan, streams_join: bool) -> Option<String> {
     let join_type = if let Some(join) = node.downcast_ref::<HashJoinExec>() {
         *join.join_type()
     } else if let Some(join) = node.downcast_ref::<NestedLoopJoinExec>() {
@@ -440,6 +518,9 @@ fn join_problem(node: &dyn ExecutionPlan) -> Option<String> {
     };
     let children = node.children();
     let (left, right) = (is_streaming(children[0]), is_streaming(children[1]));
+    if left && right && streams_join {
+        return None;
+    }
     if left && right {
         return Some(
             "Stream-stream joins are not supported yet: join a stream with a static table".into(),

@@ -5,6 +5,7 @@
 //!   `StateStoreSave`;
 //! - [`dedup`]: a source's deduplication (Spark's `dropDuplicates` and
 //!   `dropDuplicatesWithinWatermark`);
+//! - [`join`]: a join of two streams, Spark's `StreamingSymmetricHashJoinExec`;
 //! - [`codec`]: how an operator's state rows are written to the checkpoint (Arrow IPC);
 //! - [`first_per_key`]: not stateful, but an operator all the same: `DISTINCT ON` in a
 //!   per-batch query, by hashing.
@@ -20,6 +21,7 @@ pub(crate) mod aggregate;
 pub(crate) mod codec;
 pub(crate) mod dedup;
 pub(crate) mod first_per_key;
+pub(crate) mod join;
 
 use crate::error::Result;
 use crate::progress::StateOperatorProgress;

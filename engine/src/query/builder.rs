@@ -20,7 +20,7 @@ use crate::error::{Result, SluiceError};
 use crate::listener::{QueryIdentity, QueryListener};
 use crate::operator::dedup::{DedupMode, Deduplicator};
 use crate::output_mode::{OutputMode, QueryShape, check_output_mode};
-use crate::plan::{StreamPlan, streaming_session};
+use crate::plan::{Declared, StreamPlan, streaming_session};
 use crate::sink::{Sink, SinkContext};
 use crate::source::Source;
 use crate::trigger::Trigger;
@@ -289,8 +289,11 @@ impl StreamingQueryBuilder {
             .collect();
         let plan = StreamPlan::new(
             self.session.clone(),
-            &tables,
-            &self.views,
+            Declared {
+                sources: &tables,
+                views: &self.views,
+                watermarks: &self.watermarks,
+            },
             sql,
             self.per_batch,
             self.effective_output_mode(),
@@ -305,6 +308,7 @@ impl StreamingQueryBuilder {
                 session_window: plan.aggregate().is_some_and(|a| a.has_session_window()),
                 watermark: !self.watermarks.is_empty(),
                 sort: plan.sorts(),
+                stream_join: plan.stream_join().is_some(),
             };
             check_output_mode(shape, self.output_mode)?;
         }

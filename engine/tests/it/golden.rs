@@ -6,13 +6,16 @@
 //! ```text
 //! # comment
 //! source NAME (COL TYPE, ...) [watermark COL DELAY]   TYPE: string, double, bigint, timestamp
+//! second_source NAME (COL TYPE, ...) [watermark …]     a second stream (for joins)
 //! mode append|update|complete
 //! dedup COL, ...                                       dropDuplicates on NAME's columns
 //! dedup_within_watermark COL, ...                      dropDuplicatesWithinWatermark
 //! query
 //! SELECT ...                                           (until a blank line)
-//! input                                                JSON lines for NAME, then triggers run
-//! {"col": ...}                                         until idle
+//! input [NAME]                                         JSON lines for NAME (default: the first
+//! {"col": ...}                                         source), then triggers run until idle
+//! stage NAME                                           JSON lines for NAME, without running
+//!                                                      (the next `input` runs both)
 //! output N                                             batch N's rows: a header line, then
 //! a | b                                                one sorted line per row; or `(no rows)`
 //! dropped N COUNT                                      batch N's numRowsDroppedByWatermark
@@ -36,6 +39,7 @@ struct Scenario {
     source: String,
     schema: SchemaRef,
     watermark: Option<(String, Duration)>,
+    second: SourceSpec,
     mode: OutputMode,
     sql: String,
     dedup: Option<(Vec<String>, bool)>,
@@ -44,18 +48,24 @@ struct Scenario {
 impl Scenario {
     async fn build(
         &self,
-        source: &MemorySource,
+        sources: &[MemorySource],
         sink: &MemorySink,
         checkpoint: &Path,
     ) -> sluice_engine::Result<MicroBatchExecution> {
         let mut builder = StreamingQueryBuilder::new()
-            .source(self.source.clone(), source.clone())
+            .source(self.source.clone(), sources[0].clone())
             .sql(self.sql.clone())
             .sink(sink.clone())
             .output_mode(self.mode)
             .checkpoint_location(checkpoint.to_str().expect("utf-8 path"));
         if let Some((column, delay)) = &self.watermark {
             builder = builder.watermark(self.source.clone(), column.clone(), *delay);
+        }
+        if let (Some((name, _, watermark)), Some(source)) = (&self.second, sources.get(1)) {
+            builder = builder.source(name.clone(), source.clone());
+            if let Some((column, delay)) = watermark {
+                builder = builder.watermark(name.clone(), column.clone(), *delay);
+            }
         }
         builder = match &self.dedup {
             Some((columns, false)) => builder.drop_duplicates(self.source.clone(), columns.clone()),
@@ -65,6 +75,19 @@ impl Scenario {
             None => builder,
         };
         builder.build().await
+    }
+}
+
+impl Scenario {
+    /// A memory source per declared source (the first, then the second if any).
+    fn memory_sources(&self) -> Vec<MemorySource> {
+        std::iter::once(MemorySource::new(&self.source, self.schema.clone()))
+            .chain(
+                self.second
+                    .iter()
+                    .map(|(name, schema, _)| MemorySource::new(name, schema.clone())),
+            )
+            .collect()
     }
 }
 
@@ -143,6 +166,7 @@ type SourceSpec = Option<(String, SchemaRef, Option<(String, Duration)>)>;
 /// The scenario declared so far.
 fn scenario_of(
     source: &SourceSpec,
+    second: &SourceSpec,
     mode: OutputMode,
     sql: &str,
     dedup: &Option<(Vec<String>, bool)>,
@@ -152,6 +176,7 @@ fn scenario_of(
         source,
         schema,
         watermark,
+        second: second.clone(),
         mode,
         sql: sql.to_string(),
         dedup: dedup.clone(),
@@ -164,10 +189,11 @@ async fn run_file(path: &Path) {
     let mut lines = text.lines().peekable();
     let mut scenario: Option<Scenario> = None;
     let (mut source_spec, mut mode, mut sql) = (None, OutputMode::Append, String::new());
+    let mut second_spec: SourceSpec = None;
     let mut dedup = None;
     let checkpoint = tempfile::tempdir().unwrap();
     let sink = MemorySink::new();
-    let mut memory: Option<MemorySource> = None;
+    let mut memory: Vec<MemorySource> = Vec::new();
     let mut execution: Option<MicroBatchExecution> = None;
     let mut dropped: BTreeMap<u64, u64> = BTreeMap::new();
     let block = |lines: &mut std::iter::Peekable<std::str::Lines<'_>>| {
@@ -187,7 +213,11 @@ async fn run_file(path: &Path) {
         }
         let (directive, argument) = line.split_once(' ').unwrap_or((line, ""));
         match directive {
-            "source" => source_spec = Some(parse_source(argument)),
+            "source" => {
+                source_spec = Some(parse_source(argument));
+                second_spec = None;
+            }
+            "second_source" => second_spec = Some(parse_source(argument)),
             "mode" => mode = argument.parse().unwrap(),
             "dedup" | "dedup_within_watermark" => {
                 let columns = argument.split(',').map(|c| c.trim().to_string()).collect();
@@ -195,13 +225,9 @@ async fn run_file(path: &Path) {
             }
             "query" => sql = block(&mut lines).join("\n"),
             "error" => {
-                let s = scenario_of(&source_spec, mode, &sql, &dedup);
+                let s = scenario_of(&source_spec, &second_spec, mode, &sql, &dedup);
                 let error = s
-                    .build(
-                        &MemorySource::new(&s.source, s.schema.clone()),
-                        &sink,
-                        checkpoint.path(),
-                    )
+                    .build(&s.memory_sources(), &sink, checkpoint.path())
                     .await
                     .err();
                 let error = error.map(|e| e.to_string()).unwrap_or_default();
@@ -210,26 +236,38 @@ async fn run_file(path: &Path) {
                     "{name}: expected an error containing '{argument}', got '{error}'"
                 );
             }
-            "input" => {
+            "input" | "stage" => {
                 if scenario.is_none() {
-                    let s = scenario_of(&source_spec, mode, &sql, &dedup);
-                    let src = MemorySource::new(&s.source, s.schema.clone());
+                    let s = scenario_of(&source_spec, &second_spec, mode, &sql, &dedup);
+                    memory = s.memory_sources();
                     execution = Some(
-                        s.build(&src, &sink, checkpoint.path())
+                        s.build(&memory, &sink, checkpoint.path())
                             .await
                             .unwrap_or_else(|e| panic!("{name}: {e}")),
                     );
-                    memory = Some(src);
                     scenario = Some(s);
                 }
                 let s = scenario.as_ref().unwrap();
-                let mut decoder =
-                    JsonDecoder::new(s.schema.clone(), JsonOptions::default()).unwrap();
+                let target = match (argument, &s.second) {
+                    ("", _) => 0,
+                    (named, _) if named == s.source => 0,
+                    (named, Some((second, _, _))) if named == second => 1,
+                    (named, _) => panic!("{name}: no source {named}"),
+                };
+                let schema = if target == 0 {
+                    s.schema.clone()
+                } else {
+                    s.second.as_ref().unwrap().1.clone()
+                };
+                let mut decoder = JsonDecoder::new(schema, JsonOptions::default()).unwrap();
                 for row in block(&mut lines) {
                     decoder.push(row.as_bytes()).unwrap();
                 }
                 for batch in decoder.finish().unwrap().batches {
-                    memory.as_ref().unwrap().add_batch(batch).unwrap();
+                    memory[target].add_batch(batch).unwrap();
+                }
+                if directive == "stage" {
+                    continue;
                 }
                 let exec = execution.as_mut().unwrap();
                 while exec
@@ -248,11 +286,7 @@ async fn run_file(path: &Path) {
             "restart" => {
                 drop(execution.take());
                 let s = scenario.as_ref().expect("restart after input");
-                execution = Some(
-                    s.build(memory.as_ref().unwrap(), &sink, checkpoint.path())
-                        .await
-                        .unwrap(),
-                );
+                execution = Some(s.build(&memory, &sink, checkpoint.path()).await.unwrap());
             }
             "output" => {
                 let batch: u64 = argument.parse().expect("output N");

@@ -460,14 +460,32 @@ async fn joins_that_cannot_stream_are_refused_at_start() {
             "on the side it does not keep",
         ),
         (
-            "SELECT * FROM ticks a JOIN other b ON a.symbol = b.symbol",
-            "Stream-stream joins are not supported",
+            "SELECT * FROM ticks a LEFT JOIN other b ON a.symbol = b.symbol",
+            "Left joins between two streams are not supported yet",
+        ),
+        (
+            "SELECT * FROM ticks a JOIN ticks b ON a.symbol = b.symbol",
+            "self-join of 'ticks' is not supported yet",
+        ),
+        (
+            "SELECT a.symbol, count(*) AS n FROM ticks a JOIN other b ON a.symbol = b.symbol GROUP BY a.symbol",
+            "an aggregation after a stream-stream join is not supported yet",
+        ),
+        (
+            "SELECT a.symbol FROM ticks a JOIN other b ON a.symbol = b.symbol UPDATE",
+            "supported in Append output mode only",
         ),
     ] {
+        // The last case asks for update mode (the keyword is not SQL: it is taken off).
+        let (sql, mode) = match sql.strip_suffix(" UPDATE") {
+            Some(sql) => (sql, sluice_engine::OutputMode::Update),
+            None => (sql, sluice_engine::OutputMode::Append),
+        };
         let builder = StreamingQueryBuilder::new()
             .source("ticks", source())
             .source("other", source())
             .sql(sql)
+            .output_mode(mode)
             .sink(MemorySink::new());
         let names = RecordBatch::try_from_iter(vec![(
             "symbol",

@@ -32,6 +32,46 @@ def run(name, schema, steps, build, mode):
         ops = p["stateOperators"]
         if ops: print("progress batch", p["batchId"], "dropped", ops[0]["numRowsDroppedByWatermark"], "rows", p["numInputRows"])
 
+def run2(name, schemas, steps, build, mode):
+    """Two streams: each step writes one file per stream (a stream without rows gets none)."""
+    base = f"/tmp/sluice-spark-check/{name}"; shutil.rmtree(base, ignore_errors=True)
+    out = []
+    def collect(df, batch_id):
+        rows = sorted(" | ".join(str(v) for v in r) for r in df.collect())
+        out.append((batch_id, rows))
+    streams = []
+    for i, schema in enumerate(schemas):
+        os.makedirs(f"{base}/in{i}")
+        streams.append(spark.readStream.schema(schema).option("maxFilesPerTrigger", 1).json(f"{base}/in{i}"))
+    q = (build(*streams).writeStream.outputMode(mode).foreachBatch(collect)
+         .option("checkpointLocation", base + "/ckpt").trigger(processingTime="1 second").start())
+    for step, rows_per_stream in enumerate(steps):
+        for i, rows in enumerate(rows_per_stream):
+            if not rows: continue
+            path = f"{base}/in{i}/{step:03}.json"
+            with open(path + ".tmp", "w") as f:
+                f.write("\n".join(json.dumps(r) for r in rows) + "\n")
+            os.rename(path + ".tmp", path)
+        q.processAllAvailable(); time.sleep(3)
+    q.stop()
+    print("==", name)
+    for batch_id, rows in out:
+        print(batch_id, rows)
+    for p in q.recentProgress:
+        ops = p["stateOperators"]
+        if ops: print("progress batch", p["batchId"], "dropped", ops[0]["numRowsDroppedByWatermark"], "rows", p["numInputRows"])
+
+run2("join_inner", ["ad STRING, its TIMESTAMP", "ad STRING, ct TIMESTAMP"], [
+    ([{"ad":"a1","its":"2026-01-01T12:00:00"},{"ad":"a2","its":"2026-01-01T12:00:10"}],
+     [{"ad":"a1","ct":"2026-01-01T12:00:30"}]),
+    ([{"ad":"a3","its":"2026-01-01T12:01:00"}],
+     [{"ad":"a2","ct":"2026-01-01T12:00:50"},{"ad":"a3","ct":"2026-01-01T12:01:05"},{"ad":"a1","ct":"2026-01-01T12:01:30"}]),
+    ([{"ad":"a4","its":"2026-01-01T12:02:00"},{"ad":"a0","its":"2026-01-01T12:00:30"}],
+     [{"ad":"a4","ct":"2026-01-01T12:02:10"},{"ad":"a2","ct":"2026-01-01T12:00:55"}]),
+], lambda i, c: i.withWatermark("its","10 seconds").alias("i").join(
+    c.withWatermark("ct","20 seconds").alias("c"),
+    F.expr("i.ad = c.ad AND c.ct >= i.its AND c.ct <= i.its + interval 1 minute")).select("i.ad","i.its","c.ct"), "append")
+
 run("guide", "word STRING, ts TIMESTAMP", [
     [{"word":"dog","ts":"2026-01-01T12:07:00"},{"word":"owl","ts":"2026-01-01T12:08:00"}],
     [{"word":"dog","ts":"2026-01-01T12:14:00"},{"word":"cat","ts":"2026-01-01T12:09:00"}],

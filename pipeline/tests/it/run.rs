@@ -356,3 +356,62 @@ async fn deduplicate_on_drops_repeated_keys_across_batches() {
         );
     }
 }
+
+/// Two streams joined in a pipeline file: each pair once, in the batch its later row arrives.
+#[tokio::test]
+async fn two_streams_join_in_a_pipeline_file() {
+    use arrow::array::{RecordBatch, StringArray, TimestampMillisecondArray};
+    use std::sync::Arc;
+
+    let text = "SET checkpoint = 'none';\n\
+        CREATE TABLE impressions (ad VARCHAR, its TIMESTAMP(3),\n\
+          WATERMARK FOR its AS its - INTERVAL '10' SECOND) WITH (connector = 'memory');\n\
+        CREATE TABLE clicks (ad VARCHAR, ct TIMESTAMP(3),\n\
+          WATERMARK FOR ct AS ct - INTERVAL '20' SECOND) WITH (connector = 'memory');\n\
+        CREATE TABLE out WITH (connector = 'memory');\n\
+        INSERT INTO out SELECT i.ad, c.ct FROM impressions i JOIN clicks c\n\
+          ON i.ad = c.ad AND c.ct BETWEEN i.its AND i.its + INTERVAL '1' MINUTE;";
+    let pipeline = Pipeline::parse("job.sql", text, &Variables::none()).unwrap();
+    let impressions = pipeline.memory_source("impressions").unwrap();
+    let clicks = pipeline.memory_source("clicks").unwrap();
+    let output = pipeline.memory_sink("out").unwrap();
+    let queries = pipeline.start().await.unwrap();
+    let batch = |schema: arrow::datatypes::SchemaRef, rows: &[(&str, i64)]| {
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(TimestampMillisecondArray::from_iter_values(
+                    rows.iter().map(|r| r.1),
+                )),
+            ],
+        )
+        .unwrap()
+    };
+    impressions
+        .add_batch(batch(impressions.schema(), &[("a", 1_000), ("b", 2_000)]))
+        .unwrap();
+    queries[0].process_all_available().await.unwrap();
+    clicks
+        .add_batch(batch(clicks.schema(), &[("a", 30_000), ("b", 90_000)]))
+        .unwrap();
+    queries[0].process_all_available().await.unwrap();
+    let pairs: Vec<(String, i64)> = output
+        .all_rows()
+        .iter()
+        .flat_map(|b| {
+            let ads = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+            let times = b
+                .column(1)
+                .as_any()
+                .downcast_ref::<TimestampMillisecondArray>()
+                .unwrap();
+            (0..b.num_rows())
+                .map(|i| (ads.value(i).to_string(), times.value(i)))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    // b's click is 88 s after its impression: out of the minute.
+    assert_eq!(pairs, [("a".to_string(), 30_000)]);
+    queries[0].stop().await.unwrap();
+}
