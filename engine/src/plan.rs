@@ -38,7 +38,7 @@ use crate::operator::StatefulOperator;
 use crate::operator::aggregate::StatefulAggregate;
 use crate::operator::dedup::Deduplicator;
 use crate::operator::first_per_key::FirstPerKey;
-use crate::operator::join::{StreamJoin, plan_stream_join};
+use crate::operator::join::{StreamJoin, as_inner, match_plan, plan_stream_join};
 use crate::output_mode::OutputMode;
 use crate::slot::BatchSlot;
 use crate::watermark::{BatchWatermarks, WatermarkSpec};
@@ -207,7 +207,7 @@ impl StreamPlan {
             false => (logical, None),
         };
         let logical = expand_sliding_windows(logical)?;
-        let join = match per_batch {
+        let mut join = match per_batch {
             true => None,
             false => plan_stream_join(&state.optimize(&logical)?, sources, watermarks)?,
         };
@@ -215,6 +215,33 @@ impl StreamPlan {
             return Err(SluiceError::Config(
                 "a query joining two streams reads those two sources only (for now)".into(),
             ));
+        }
+        let mut logical = logical;
+        if let Some(join) = &mut join
+            && join.kind() != JoinType::Inner
+        {
+            // The query as written gives the outer rows; its inner form runs each batch.
+            let outer = DataFrame::new(state.clone(), logical.clone())
+                .create_physical_plan()
+                .await?;
+            let (left, right) = join.sources();
+            let (left, right) = (left.to_string(), right.to_string());
+            logical = as_inner(logical, &left, &right)?;
+            let schema = |name: &str| {
+                sources
+                    .iter()
+                    .find(|(source, _)| source == name)
+                    .map(|(_, schema)| schema)
+                    .ok_or_else(|| SluiceError::Config(format!("unknown source '{name}'")))
+            };
+            let matches = match_plan(
+                &state,
+                &state.optimize(&logical)?,
+                (&left, schema(&left)?),
+                (&right, schema(&right)?),
+            )
+            .await?;
+            join.set_outer(matches, outer);
         }
         let plan = DataFrame::new(state, logical)
             .create_physical_plan()
@@ -248,6 +275,9 @@ impl StreamPlan {
 
     /// The schema of the query's output.
     pub(crate) fn schema(&self) -> SchemaRef {
+        if let Some(schema) = self.join.as_ref().and_then(StreamJoin::outer_schema) {
+            return schema;
+        }
         match &self.first_per_key {
             Some(operator) => operator.schema(),
             None => self.plan.schema(),
@@ -340,7 +370,9 @@ impl StreamPlan {
             .store(batch_timestamp_ms, Ordering::Relaxed);
         let context = self.ctx.task_ctx();
         if let Some(join) = &mut self.join {
-            let result = run_join(join, &self.slots, &self.plan, inputs, context, watermarks).await;
+            let result = join
+                .run(&self.slots, &self.plan, inputs, context, watermarks)
+                .await;
             for slot in self.slots.values() {
                 slot.set(Vec::new());
             }
@@ -367,34 +399,6 @@ impl StreamPlan {
         }
         result
     }
-}
-
-/// One batch of a query joining two streams: the plan runs twice over the join's slots, in
-/// Spark's order (see [`StreamJoin`]), and the join stores and evicts rows.
-async fn run_join(
-    join: &mut StreamJoin,
-    slots: &BTreeMap<String, Arc<BatchSlot>>,
-    plan: &Arc<dyn ExecutionPlan>,
-    mut inputs: BTreeMap<String, Vec<RecordBatch>>,
-    context: Arc<datafusion::execution::TaskContext>,
-    watermarks: Option<BatchWatermarks>,
-) -> Result<Vec<RecordBatch>> {
-    let started = std::time::Instant::now();
-    let (left, right) = join.sources();
-    let (left, right) = (left.to_string(), right.to_string());
-    let new_left = inputs.remove(&left).unwrap_or_default();
-    let new_right = inputs.remove(&right).unwrap_or_default();
-    let (new_left, new_right) = join.admit(new_left, new_right, watermarks)?;
-    let run = |rows: (Vec<RecordBatch>, Vec<RecordBatch>)| {
-        slots[&left].set(rows.0);
-        slots[&right].set(rows.1);
-        let (plan, context) = (Arc::clone(plan), Arc::clone(&context));
-        async move { Ok::<_, SluiceError>(collect(reset_plan_states(plan)?, context).await?) }
-    };
-    let mut out = run(join.first_run(&new_left)).await?;
-    out.extend(run(join.second_run(new_left, &new_right, watermarks)?).await?);
-    join.finish(new_right, watermarks, started)?;
-    Ok(out)
 }
 
 /// Registers view `name` = `sql` in `ctx` (replacing the one a previous plan of the same

@@ -1,5 +1,5 @@
-//! Stream–stream inner joins (Spark's `StreamingSymmetricHashJoinExec`, `docs/semantics.md`
-//! §7).
+//! Stream–stream joins, inner and outer (Spark's `StreamingSymmetricHashJoinExec`,
+//! `docs/semantics.md` §7).
 //!
 //! Both sides buffer their rows as the operator's state, and every micro-batch runs the
 //! query's SQL twice over the join's two source slots, in Spark's order:
@@ -17,22 +17,40 @@
 //! `right.ts <= watermark - hi`; such rows are evicted when the batch's watermark passes
 //! them, and a new row already past it is joined but not stored (as in Spark). Without a
 //! condition bounding a side, that side keeps every row (Spark allows it for inner joins).
+//!
+//! An outer join runs the two passes as an inner join (the query's plan with the join made
+//! inner), finds which stored and new rows matched with a [`MatchPlan`] (the same join over
+//! the rows numbered), and keeps a matched flag per stored row; the unmatched rows of a kept
+//! side are output with nulls when evicted, through the query's plan as written run over them
+//! and an empty other side.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, UInt64Array};
 use arrow::compute::{concat_batches, filter_record_batch};
-use arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampMicrosecondType};
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use arrow::datatypes::{
+    DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType, UInt64Type,
+};
+use datafusion::catalog::streaming::StreamingTable;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, ScalarValue};
+use datafusion::datasource::provider_as_source;
+use datafusion::execution::TaskContext;
+use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::expr::{Between, Cast, TryCast};
 use datafusion::logical_expr::utils::split_conjunction;
-use datafusion::logical_expr::{BinaryExpr, Expr, JoinType, LogicalPlan, Operator};
+use datafusion::logical_expr::{
+    BinaryExpr, Expr, Join, JoinType, LogicalPlan, Operator, Projection, TableScanBuilder,
+};
+use datafusion::physical_plan::execution_plan::reset_plan_states;
+use datafusion::physical_plan::{ExecutionPlan, collect};
 
 use super::StatefulOperator;
 use super::codec;
 use crate::error::{Result, SluiceError};
 use crate::progress::StateOperatorProgress;
+use crate::slot::BatchSlot;
 use crate::watermark::{BatchWatermarks, WatermarkSpec};
 
 /// Bounds on `left.ts - right.ts`, in microseconds, read from the join condition.
@@ -44,74 +62,145 @@ pub(crate) struct TimeBounds {
     pub(crate) hi: Option<i64>,
 }
 
-/// One side of the join: its source and stored rows.
+/// One side of the join: its source, stored rows and which of them matched.
 struct Side {
     source: String,
     schema: SchemaRef,
     /// The source's event-time column (its watermark's), if it declares one.
     event_time: Option<usize>,
-    rows: Vec<RecordBatch>,
+    stored: RecordBatch,
+    /// Per stored row: whether it matched a row of the other side (outer joins emit the
+    /// unmatched ones with nulls when they are evicted).
+    matched: Vec<bool>,
 }
 
 impl Side {
-    fn stored(&self) -> usize {
-        self.rows.iter().map(RecordBatch::num_rows).sum()
+    fn new(source: &str, schema: SchemaRef, event_time: Option<usize>) -> Self {
+        Self {
+            source: source.to_string(),
+            stored: RecordBatch::new_empty(schema.clone()),
+            schema,
+            event_time,
+            matched: Vec::new(),
+        }
     }
 
-    /// Event times of `batch` in µs (null where the row has none).
-    fn times(
-        &self,
-        batch: &RecordBatch,
-    ) -> Result<Option<arrow::array::TimestampMicrosecondArray>> {
+    /// Whether each row of `batch` passes `keep` on its event time (rows without one pass).
+    fn mask(&self, batch: &RecordBatch, keep: impl Fn(i64) -> bool) -> Result<BooleanArray> {
         let Some(column) = self.event_time else {
-            return Ok(None);
+            return Ok(BooleanArray::from(vec![true; batch.num_rows()]));
         };
         let times = arrow::compute::cast(
             batch.column(column),
             &DataType::Timestamp(TimeUnit::Microsecond, None),
         )?;
-        Ok(Some(
-            times.as_primitive::<TimestampMicrosecondType>().clone(),
+        let times = times.as_primitive::<TimestampMicrosecondType>();
+        Ok(BooleanArray::from_iter(
+            (0..times.len()).map(|i| Some(!times.is_valid(i) || keep(times.value(i)))),
         ))
     }
 
-    /// The rows of `batches` whose event time passes `keep` (rows without one are kept).
-    fn filter(
-        &self,
-        batches: Vec<RecordBatch>,
-        keep: impl Fn(i64) -> bool,
-    ) -> Result<(Vec<RecordBatch>, u64)> {
-        let mut out = Vec::with_capacity(batches.len());
-        let mut removed = 0u64;
-        for batch in batches {
-            let Some(times) = self.times(&batch)? else {
-                out.push(batch);
-                continue;
-            };
-            let mask = BooleanArray::from_iter(
-                (0..times.len()).map(|i| Some(!times.is_valid(i) || keep(times.value(i)))),
-            );
-            removed += (batch.num_rows() - mask.true_count()) as u64;
-            let kept = filter_record_batch(&batch, &mask)?;
-            if kept.num_rows() > 0 {
-                out.push(kept);
-            }
-        }
-        Ok((out, removed))
+    /// The state with `more` rows (and their match flags) appended.
+    fn append(&mut self, more: &RecordBatch, matched: &[bool]) -> Result<()> {
+        self.stored = concat_batches(&self.schema, [&self.stored, more])?;
+        self.matched.extend_from_slice(matched);
+        Ok(())
+    }
+
+    /// Removes the stored rows failing `mask`; returns them with their match flags.
+    fn evict(&mut self, keep: &BooleanArray) -> Result<(RecordBatch, Vec<bool>)> {
+        let evicted = filter_record_batch(&self.stored, &arrow::compute::not(keep)?)?;
+        let evicted_matched = select(&self.matched, keep, false);
+        self.stored = filter_record_batch(&self.stored, keep)?;
+        self.matched = select(&self.matched, keep, true);
+        Ok((evicted, evicted_matched))
+    }
+
+    /// The stored rows with their match flags as a last column, for the checkpoint.
+    fn with_flags(&self) -> Result<(SchemaRef, RecordBatch)> {
+        let schema = flagged_schema(&self.schema);
+        let mut columns = self.stored.columns().to_vec();
+        columns.push(Arc::new(BooleanArray::from(self.matched.clone())));
+        Ok((schema.clone(), RecordBatch::try_new(schema, columns)?))
     }
 }
 
-/// A stream–stream inner join's state and its progress (see the module documentation).
+/// `flags` where `mask` is `keep`.
+fn select(flags: &[bool], mask: &BooleanArray, keep: bool) -> Vec<bool> {
+    flags
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| mask.value(*i) == keep)
+        .map(|(_, f)| *f)
+        .collect()
+}
+
+/// A side's schema plus the match flag column of its checkpointed rows.
+fn flagged_schema(schema: &SchemaRef) -> SchemaRef {
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new("__matched", DataType::Boolean, false));
+    Arc::new(Schema::new(fields))
+}
+
+/// The column of row numbers the match plan carries through each side.
+const ROW: &str = "__sluice_row";
+
+/// The rows' numbers of `batch`, as the last column of its schema extended by [`ROW`].
+fn numbered(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let mut columns = batch.columns().to_vec();
+    columns.push(Arc::new(UInt64Array::from_iter_values(
+        0..batch.num_rows() as u64,
+    )));
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+/// For outer joins: a plan giving the pairs of row numbers of the two sides that the join's
+/// condition matches, over slots holding the sides' rows numbered.
+pub(crate) struct MatchPlan {
+    plan: Arc<dyn ExecutionPlan>,
+    /// The sides' slots, and their schemas (the source's plus [`ROW`]).
+    left: (Arc<BatchSlot>, SchemaRef),
+    right: (Arc<BatchSlot>, SchemaRef),
+}
+
+impl MatchPlan {
+    /// The (left row, right row) pairs of `left` and `right` that match.
+    async fn pairs(
+        &self,
+        left: &RecordBatch,
+        right: &RecordBatch,
+        context: Arc<TaskContext>,
+    ) -> Result<Vec<(usize, usize)>> {
+        if left.num_rows() == 0 || right.num_rows() == 0 {
+            return Ok(Vec::new());
+        }
+        self.left.0.set(vec![numbered(left, &self.left.1)?]);
+        self.right.0.set(vec![numbered(right, &self.right.1)?]);
+        let out = collect(reset_plan_states(Arc::clone(&self.plan))?, context).await;
+        self.left.0.set(Vec::new());
+        self.right.0.set(Vec::new());
+        let mut pairs = Vec::new();
+        for batch in out? {
+            let l = batch.column(0).as_primitive::<UInt64Type>();
+            let r = batch.column(1).as_primitive::<UInt64Type>();
+            pairs.extend((0..batch.num_rows()).map(|i| (l.value(i) as usize, r.value(i) as usize)));
+        }
+        Ok(pairs)
+    }
+}
+
+/// A stream–stream join's state and its progress (see the module documentation).
 pub(crate) struct StreamJoin {
     state_name: String,
+    kind: JoinType,
     left: Side,
     right: Side,
     bounds: TimeBounds,
+    /// For outer joins: the row pairs that match, and the query's own plan, which turns
+    /// unmatched rows into the outer rows (the main plan runs the join as inner).
+    outer: Option<(MatchPlan, Arc<dyn ExecutionPlan>)>,
     progress: StateOperatorProgress,
 }
-
-/// The slots' contents for one of the two runs of a batch: (left rows, right rows).
-pub(crate) type JoinInputs = (Vec<RecordBatch>, Vec<RecordBatch>);
 
 impl StreamJoin {
     /// The sources joined: (left, right).
@@ -119,7 +208,24 @@ impl StreamJoin {
         (&self.left.source, &self.right.source)
     }
 
-    /// One line for `explain`: the sources and how long each side's rows are kept.
+    /// The join's type (inner or outer).
+    pub(crate) fn kind(&self) -> JoinType {
+        self.kind
+    }
+
+    /// The output schema of an outer join's rows (every column nullable as the outer rows
+    /// need), when the join is outer.
+    pub(crate) fn outer_schema(&self) -> Option<SchemaRef> {
+        self.outer.as_ref().map(|(_, plan)| plan.schema())
+    }
+
+    /// Makes the join outer: `matches` finds matching pairs and `outer_plan` (the query as
+    /// written) gives the outer rows.
+    pub(crate) fn set_outer(&mut self, matches: MatchPlan, outer_plan: Arc<dyn ExecutionPlan>) {
+        self.outer = Some((matches, outer_plan));
+    }
+
+    /// One line for `explain`: the join and how long each side's rows are kept.
     pub(crate) fn describe(&self) -> String {
         let kept = |side: &Side, bound: Option<i64>, sign: &str| match (side.event_time, bound) {
             (Some(column), Some(bound)) => format!(
@@ -130,98 +236,190 @@ impl StreamJoin {
             ),
             _ => "forever (no event-time range bounds it)".into(),
         };
+        let lo_sign = if self.bounds.lo.is_some_and(|lo| lo < 0) {
+            "-"
+        } else {
+            "+"
+        };
+        let hi_sign = if self.bounds.hi.is_some_and(|hi| hi > 0) {
+            "-"
+        } else {
+            "+"
+        };
         format!(
-            "StreamJoin (inner, both sides stored): {} rows kept {}; {} rows kept {}",
+            "StreamJoin ({}, both sides stored): {} rows kept {}; {} rows kept {}",
+            self.kind.to_string().to_lowercase(),
             self.left.source,
-            kept(
-                &self.left,
-                self.bounds.lo,
-                if self.bounds.lo.is_some_and(|lo| lo < 0) {
-                    "-"
-                } else {
-                    "+"
-                }
-            ),
+            kept(&self.left, self.bounds.lo, lo_sign),
             self.right.source,
-            kept(
-                &self.right,
-                self.bounds.hi,
-                if self.bounds.hi.is_some_and(|hi| hi > 0) {
-                    "-"
-                } else {
-                    "+"
-                }
-            ),
+            kept(&self.right, self.bounds.hi, hi_sign),
         )
     }
 
-    /// Drops the late rows of the batch's new input; returns (new left, new right).
-    pub(crate) fn admit(
+    /// One micro-batch: the new rows of both sides in `inputs`, the query's (inner) `plan`
+    /// reading the two sources' `slots`. Returns the output rows (see the module
+    /// documentation for the order).
+    pub(crate) async fn run(
         &mut self,
-        left: Vec<RecordBatch>,
-        right: Vec<RecordBatch>,
+        slots: &BTreeMap<String, Arc<BatchSlot>>,
+        plan: &Arc<dyn ExecutionPlan>,
+        mut inputs: BTreeMap<String, Vec<RecordBatch>>,
+        context: Arc<TaskContext>,
         watermarks: Option<BatchWatermarks>,
-    ) -> Result<JoinInputs> {
+    ) -> Result<Vec<RecordBatch>> {
+        let started = std::time::Instant::now();
         self.progress = StateOperatorProgress {
             operator_name: "symmetricHashJoin".into(),
             ..StateOperatorProgress::default()
         };
-        let Some(watermarks) = watermarks else {
-            return Ok((left, right));
-        };
-        let late_us = watermarks.late.saturating_mul(1000);
-        let (left, late_left) = self.left.filter(left, |t| t > late_us)?;
-        let (right, late_right) = self.right.filter(right, |t| t > late_us)?;
-        self.progress.num_rows_dropped_by_watermark = late_left + late_right;
-        Ok((left, right))
-    }
-
-    /// The first run: the new left rows against the stored right rows.
-    pub(crate) fn first_run(&self, left: &[RecordBatch]) -> JoinInputs {
-        (left.to_vec(), self.right.rows.clone())
-    }
-
-    /// Stores the new left rows (those that can still match), then gives the second run: the
-    /// stored left rows against the new right rows.
-    pub(crate) fn second_run(
-        &mut self,
-        left: Vec<RecordBatch>,
-        right: &[RecordBatch],
-        watermarks: Option<BatchWatermarks>,
-    ) -> Result<JoinInputs> {
-        let left = self.storable(Which::Left, left, watermarks)?;
-        self.progress.num_rows_updated += left.iter().map(|b| b.num_rows() as u64).sum::<u64>();
-        self.left.rows.extend(left);
-        Ok((self.left.rows.clone(), right.to_vec()))
-    }
-
-    /// Stores the new right rows, then evicts what the batch's watermark makes unmatchable.
-    pub(crate) fn finish(
-        &mut self,
-        right: Vec<RecordBatch>,
-        watermarks: Option<BatchWatermarks>,
-        started: std::time::Instant,
-    ) -> Result<()> {
-        let right = self.storable(Which::Right, right, watermarks)?;
-        self.progress.num_rows_updated += right.iter().map(|b| b.num_rows() as u64).sum::<u64>();
-        self.right.rows.extend(right);
-        let mut removed = 0;
-        for which in [Which::Left, Which::Right] {
-            let rows = std::mem::take(&mut self.side(which).rows);
-            let (kept, evicted) = self.storable_counted(which, rows, watermarks)?;
-            removed += evicted;
-            self.side(which).rows = kept;
+        let mut new = Vec::with_capacity(2);
+        for side in [&self.left, &self.right] {
+            let rows = inputs.remove(&side.source).unwrap_or_default();
+            let rows = concat_batches(&side.schema, &rows)?;
+            // Late input: at or before the previous batch's watermark.
+            let rows = match watermarks {
+                Some(w) => {
+                    let late = w.late.saturating_mul(1000);
+                    let keep = side.mask(&rows, |t| t > late)?;
+                    self.progress.num_rows_dropped_by_watermark +=
+                        (rows.num_rows() - keep.true_count()) as u64;
+                    filter_record_batch(&rows, &keep)?
+                }
+                None => rows,
+            };
+            new.push(rows);
         }
-        self.progress.num_rows_removed = removed;
-        self.progress.num_rows_total = (self.left.stored() + self.right.stored()) as u64;
-        self.progress.memory_used_bytes = self
-            .left
-            .rows
-            .iter()
-            .chain(&self.right.rows)
-            .map(|b| b.get_array_memory_size() as u64)
-            .sum();
+        let new_right = new
+            .pop()
+            .unwrap_or_else(|| RecordBatch::new_empty(self.right.schema.clone()));
+        let new_left = new
+            .pop()
+            .unwrap_or_else(|| RecordBatch::new_empty(self.left.schema.clone()));
+        let mut new_left_matched = vec![false; new_left.num_rows()];
+        let mut new_right_matched = vec![false; new_right.num_rows()];
+
+        // 1. New left rows against the stored right rows; the new left rows are stored.
+        let mut out = self
+            .execute(slots, plan, &new_left, &self.right.stored, &context)
+            .await?;
+        if let Some((matches, _)) = &self.outer {
+            for (l, r) in matches
+                .pairs(&new_left, &self.right.stored, Arc::clone(&context))
+                .await?
+            {
+                new_left_matched[l] = true;
+                self.right.matched[r] = true;
+            }
+        }
+        self.store(Which::Left, &new_left, &new_left_matched, watermarks)?;
+
+        // 2. Stored left rows (the new ones included) against the new right rows.
+        out.extend(
+            self.execute(slots, plan, &self.left.stored, &new_right, &context)
+                .await?,
+        );
+        if let Some((matches, _)) = &self.outer {
+            for (l, r) in matches
+                .pairs(&self.left.stored, &new_right, Arc::clone(&context))
+                .await?
+            {
+                self.left.matched[l] = true;
+                new_right_matched[r] = true;
+            }
+        }
+        self.store(Which::Right, &new_right, &new_right_matched, watermarks)?;
+
+        // 3. Eviction; an outer join's unmatched evicted rows come out with nulls.
+        for which in [Which::Left, Which::Right] {
+            let Some(threshold) = self.state_watermark(which, watermarks) else {
+                continue;
+            };
+            let side = self.side(which);
+            let keep = side.mask(&side.stored, |t| t > threshold)?;
+            let (evicted, matched) = side.evict(&keep)?;
+            self.progress.num_rows_removed += evicted.num_rows() as u64;
+            let emits = match which {
+                Which::Left => matches!(self.kind, JoinType::Left | JoinType::Full),
+                Which::Right => matches!(self.kind, JoinType::Right | JoinType::Full),
+            };
+            if let (true, Some((_, outer_plan))) = (emits, &self.outer) {
+                let unmatched = BooleanArray::from(matched.iter().map(|m| !m).collect::<Vec<_>>());
+                let unmatched = filter_record_batch(&evicted, &unmatched)?;
+                if unmatched.num_rows() > 0 {
+                    let (left, right) = match which {
+                        Which::Left => {
+                            (unmatched, RecordBatch::new_empty(self.right.schema.clone()))
+                        }
+                        Which::Right => {
+                            (RecordBatch::new_empty(self.left.schema.clone()), unmatched)
+                        }
+                    };
+                    out.extend(
+                        self.execute(slots, outer_plan, &left, &right, &context)
+                            .await?,
+                    );
+                }
+            }
+        }
+        let out = match self.outer_schema() {
+            Some(schema) => out
+                .into_iter()
+                .map(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
+                .collect::<std::result::Result<_, _>>()?,
+            None => out,
+        };
+        self.progress.num_rows_total =
+            (self.left.stored.num_rows() + self.right.stored.num_rows()) as u64;
+        self.progress.memory_used_bytes = (self.left.stored.get_array_memory_size()
+            + self.right.stored.get_array_memory_size())
+            as u64;
         self.progress.commit_time_ms = started.elapsed().as_millis() as u64;
+        Ok(out)
+    }
+
+    /// Runs `plan` with `left` and `right` in the two sources' slots.
+    async fn execute(
+        &self,
+        slots: &BTreeMap<String, Arc<BatchSlot>>,
+        plan: &Arc<dyn ExecutionPlan>,
+        left: &RecordBatch,
+        right: &RecordBatch,
+        context: &Arc<TaskContext>,
+    ) -> Result<Vec<RecordBatch>> {
+        if left.num_rows() == 0 && right.num_rows() == 0 {
+            return Ok(Vec::new());
+        }
+        let slot = |source: &str| {
+            slots
+                .get(source)
+                .ok_or_else(|| SluiceError::Config(format!("no slot for source '{source}'")))
+        };
+        slot(&self.left.source)?.set(vec![left.clone()]);
+        slot(&self.right.source)?.set(vec![right.clone()]);
+        let out = collect(reset_plan_states(Arc::clone(plan))?, Arc::clone(context)).await;
+        slot(&self.left.source)?.set(Vec::new());
+        slot(&self.right.source)?.set(Vec::new());
+        Ok(out?)
+    }
+
+    /// Stores the new rows of side `which` that may still match (a row already past the
+    /// side's state watermark is joined, not stored, as in Spark).
+    fn store(
+        &mut self,
+        which: Which,
+        rows: &RecordBatch,
+        matched: &[bool],
+        watermarks: Option<BatchWatermarks>,
+    ) -> Result<()> {
+        let threshold = self.state_watermark(which, watermarks);
+        let side = self.side(which);
+        let keep = match threshold {
+            Some(threshold) => side.mask(rows, |t| t > threshold)?,
+            None => BooleanArray::from(vec![true; rows.num_rows()]),
+        };
+        let kept = filter_record_batch(rows, &keep)?;
+        side.append(&kept, &select(matched, &keep, true))?;
+        self.progress.num_rows_updated += kept.num_rows() as u64;
         Ok(())
     }
 
@@ -241,44 +439,6 @@ impl StreamJoin {
             Which::Right => self.bounds.hi.map(|hi| eviction.saturating_sub(hi)),
         }
     }
-
-    fn storable(
-        &self,
-        which: Which,
-        rows: Vec<RecordBatch>,
-        watermarks: Option<BatchWatermarks>,
-    ) -> Result<Vec<RecordBatch>> {
-        Ok(self.storable_counted(which, rows, watermarks)?.0)
-    }
-
-    /// The rows of side `which` that may still match, and how many may not.
-    fn storable_counted(
-        &self,
-        which: Which,
-        rows: Vec<RecordBatch>,
-        watermarks: Option<BatchWatermarks>,
-    ) -> Result<(Vec<RecordBatch>, u64)> {
-        let side = match which {
-            Which::Left => &self.left,
-            Which::Right => &self.right,
-        };
-        match self.state_watermark(which, watermarks) {
-            Some(threshold) => side.filter(rows, |t| t > threshold),
-            None => Ok((rows, 0)),
-        }
-    }
-
-    /// Both sides' stored rows, encoded as one Arrow IPC file each, length-prefixed.
-    fn encode_sides(&self) -> Result<Vec<u8>> {
-        let mut out = Vec::new();
-        for side in [&self.left, &self.right] {
-            let rows = concat_batches(&side.schema, &side.rows)?;
-            let bytes = codec::encode(&side.schema, Some(&rows))?;
-            out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
-            out.extend_from_slice(&bytes);
-        }
-        Ok(out)
-    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -292,8 +452,17 @@ impl StatefulOperator for StreamJoin {
         &self.state_name
     }
 
+    /// Both sides' stored rows with their match flags, one Arrow IPC file each,
+    /// length-prefixed.
     fn encode_state(&self) -> Result<Vec<u8>> {
-        self.encode_sides()
+        let mut out = Vec::new();
+        for side in [&self.left, &self.right] {
+            let (schema, rows) = side.with_flags()?;
+            let bytes = codec::encode(&schema, Some(&rows))?;
+            out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+            out.extend_from_slice(&bytes);
+        }
+        Ok(out)
     }
 
     fn restore_state(&mut self, bytes: &[u8], location: &str) -> Result<()> {
@@ -309,15 +478,13 @@ impl StatefulOperator for StreamJoin {
             let side = self.side(which);
             let rows = codec::decode(
                 file,
-                &side.schema,
+                &flagged_schema(&side.schema),
                 location,
                 &format!("the columns of source '{}' changed", side.source),
             )?;
-            side.rows = if rows.num_rows() > 0 {
-                vec![rows]
-            } else {
-                Vec::new()
-            };
+            let flags = rows.column(rows.num_columns() - 1).as_boolean();
+            side.matched = (0..flags.len()).map(|i| flags.value(i)).collect();
+            side.stored = rows.project(&(0..side.schema.fields().len()).collect::<Vec<_>>())?;
             rest = tail;
         }
         Ok(())
@@ -328,7 +495,10 @@ impl StatefulOperator for StreamJoin {
     }
 
     fn state_changed(&self) -> bool {
-        self.progress.num_rows_updated > 0 || self.progress.num_rows_removed > 0
+        // Match flags change without a row being added or removed.
+        self.progress.num_rows_updated > 0
+            || self.progress.num_rows_removed > 0
+            || self.outer.is_some()
     }
 
     /// As Spark's: a no-data batch runs when the watermark can evict state.
@@ -375,9 +545,12 @@ pub(crate) fn plan_stream_join(
     if joins.len() > 1 {
         return refuse("a query joins two streams once at most (for now)".into());
     }
-    if join.join_type != JoinType::Inner {
+    if !matches!(
+        join.join_type,
+        JoinType::Inner | JoinType::Left | JoinType::Right | JoinType::Full
+    ) {
         return refuse(format!(
-            "{} joins between two streams are not supported yet: inner joins are",
+            "{} joins between two streams are not supported yet: inner and outer joins are",
             join.join_type
         ));
     }
@@ -404,12 +577,7 @@ pub(crate) fn plan_stream_join(
             .get(source)
             .map(|w| schema.index_of(&w.column))
             .transpose()?;
-        Ok(Side {
-            source: source.to_string(),
-            schema,
-            event_time,
-            rows: Vec::new(),
-        })
+        Ok(Side::new(source, schema, event_time))
     };
     let (left_side, right_side) = (side(&left)?, side(&right)?);
     let event_column = |side: &Side| side.event_time.map(|i| side.schema.field(i).name().clone());
@@ -431,8 +599,27 @@ pub(crate) fn plan_stream_join(
         }
         _ => TimeBounds::default(),
     };
+    // Spark's rule: an outer join must be able to tell when a row of the side it keeps can no
+    // longer match, which takes watermarks and a range condition bounding that side.
+    let (needs_left, needs_right) = match join.join_type {
+        JoinType::Left => (true, false),
+        JoinType::Right => (false, true),
+        JoinType::Full => (true, true),
+        _ => (false, false),
+    };
+    if (needs_left && bounds.lo.is_none()) || (needs_right && bounds.hi.is_none()) {
+        return refuse(format!(
+            "Stream-stream {} outer join between two streaming DataFrame/Datasets is not supported \
+             without watermarks on both sides and a range condition between their event-time \
+             columns bounding the side whose unmatched rows it outputs (e.g. ON … AND \
+             right.ts BETWEEN left.ts AND left.ts + INTERVAL '1' MINUTE)",
+            join.join_type
+        ));
+    }
     Ok(Some(StreamJoin {
         state_name: format!("join-{left}-{right}"),
+        kind: join.join_type,
+        outer: None,
         left: left_side,
         right: right_side,
         bounds,
@@ -441,6 +628,152 @@ pub(crate) fn plan_stream_join(
             ..StateOperatorProgress::default()
         },
     }))
+}
+
+/// Whether `plan` reads source `source`.
+fn reads_source(plan: &LogicalPlan, source: &str) -> bool {
+    let mut found = false;
+    let _ = plan.apply(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            found |= scan.table_name.table() == source;
+        }
+        Ok(if found {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    });
+    found
+}
+
+/// The join of `left` and `right` in `plan`, made inner: an outer join's incremental runs
+/// output its matches only (its outer rows come at eviction).
+pub(crate) fn as_inner(plan: LogicalPlan, left: &str, right: &str) -> Result<LogicalPlan> {
+    let rewritten = plan.transform_up(|node| {
+        let node = match node {
+            LogicalPlan::Join(join)
+                if join.join_type != JoinType::Inner
+                    && reads_source(&join.left, left)
+                    && reads_source(&join.right, right) =>
+            {
+                LogicalPlan::Join(Join::try_new(
+                    join.left,
+                    join.right,
+                    join.on,
+                    join.filter,
+                    JoinType::Inner,
+                    join.join_constraint,
+                    join.null_equality,
+                    join.null_aware,
+                )?)
+            }
+            other => other.recompute_schema()?,
+        };
+        Ok(Transformed::yes(node))
+    })?;
+    Ok(rewritten.data)
+}
+
+/// The [`MatchPlan`] of the inner join of `left` and `right` (source name and schema) in the
+/// optimized plan `plan`: the join's inputs with each source's rows numbered, joined on the
+/// join's condition, projected on the two row numbers.
+pub(crate) async fn match_plan(
+    state: &SessionState,
+    plan: &LogicalPlan,
+    left: (&str, &SchemaRef),
+    right: (&str, &SchemaRef),
+) -> Result<MatchPlan> {
+    let mut found = None;
+    plan.apply(|node| {
+        if let LogicalPlan::Join(join) = node
+            && reads_source(&join.left, left.0)
+            && reads_source(&join.right, right.0)
+        {
+            found = Some(join.clone());
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    let join =
+        found.ok_or_else(|| SluiceError::Config("the stream-stream join vanished".into()))?;
+    let numbered_side = |input: &LogicalPlan, (source, schema): (&str, &SchemaRef)| {
+        let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(Field::new(ROW, DataType::UInt64, false));
+        let schema: SchemaRef = Arc::new(Schema::new(fields));
+        let slot = BatchSlot::new(schema.clone());
+        let table = StreamingTable::try_new(schema.clone(), vec![slot.clone()])?;
+        let table = provider_as_source(Arc::new(table));
+        let row = schema.fields().len() - 1;
+        let rewritten = input.clone().transform_up(|node| {
+            let node = match node {
+                LogicalPlan::TableScan(scan) if scan.table_name.table() == source => {
+                    let projection = scan.projection.map(|mut p| {
+                        p.push(row);
+                        p
+                    });
+                    LogicalPlan::TableScan(
+                        TableScanBuilder::new(scan.table_name, Arc::clone(&table))
+                            .with_projection(projection)
+                            .with_filters(scan.filters)
+                            .with_fetch(scan.fetch)
+                            .build()?,
+                    )
+                }
+                LogicalPlan::Projection(projection) => {
+                    let mut expr = projection.expr;
+                    if let Ok((qualifier, field)) = projection
+                        .input
+                        .schema()
+                        .qualified_field_with_unqualified_name(ROW)
+                    {
+                        expr.push(Expr::Column(Column::new(qualifier.cloned(), field.name())));
+                    }
+                    LogicalPlan::Projection(Projection::try_new(expr, projection.input)?)
+                }
+                other => other.recompute_schema()?,
+            };
+            Ok(Transformed::yes(node))
+        })?;
+        let rewritten = rewritten.data;
+        let column = rewritten
+            .schema()
+            .qualified_field_with_unqualified_name(ROW)
+            .map(|(qualifier, field)| Column::new(qualifier.cloned(), field.name()))
+            .map_err(|_| {
+                SluiceError::Config(format!(
+                    "an outer join of two streams must read source '{source}' directly (through \
+                     projections and filters only)"
+                ))
+            })?;
+        Ok::<_, SluiceError>((rewritten, column, slot, schema))
+    };
+    let (left_input, left_row, left_slot, left_schema) = numbered_side(&join.left, left)?;
+    let (right_input, right_row, right_slot, right_schema) = numbered_side(&join.right, right)?;
+    let joined = Join::try_new(
+        Arc::new(left_input),
+        Arc::new(right_input),
+        join.on.clone(),
+        join.filter.clone(),
+        JoinType::Inner,
+        join.join_constraint,
+        join.null_equality,
+        join.null_aware,
+    )?;
+    let pairs = Projection::try_new(
+        vec![
+            Expr::Column(left_row).alias("left_row"),
+            Expr::Column(right_row).alias("right_row"),
+        ],
+        Arc::new(LogicalPlan::Join(joined)),
+    )?;
+    let plan = state
+        .create_physical_plan(&LogicalPlan::Projection(pairs))
+        .await?;
+    Ok(MatchPlan {
+        plan,
+        left: (left_slot, left_schema),
+        right: (right_slot, right_schema),
+    })
 }
 
 /// The bounds on `left.ts - right.ts` that comparisons among `conjuncts` set, where
