@@ -220,13 +220,9 @@ impl StreamPlan {
         if let Some(join) = &mut join
             && join.kind() != JoinType::Inner
         {
-            // The query as written gives the outer rows; its inner form runs each batch.
-            let outer = DataFrame::new(state.clone(), logical.clone())
-                .create_physical_plan()
-                .await?;
             let (left, right) = join.sources();
             let (left, right) = (left.to_string(), right.to_string());
-            logical = as_inner(logical, &left, &right)?;
+            let inner = as_inner(logical.clone(), &left, &right)?;
             let schema = |name: &str| {
                 sources
                     .iter()
@@ -236,12 +232,22 @@ impl StreamPlan {
             };
             let matches = match_plan(
                 &state,
-                &state.optimize(&logical)?,
+                &state.optimize(&inner)?,
                 (&left, schema(&left)?),
                 (&right, schema(&right)?),
             )
             .await?;
-            join.set_outer(matches, outer);
+            if join.kind() == JoinType::LeftSemi {
+                // The semi join runs as written; the matches say which rows are done.
+                join.set_matching(matches, None);
+            } else {
+                // The query as written gives the outer rows; its inner form runs each batch.
+                let outer = DataFrame::new(state.clone(), logical)
+                    .create_physical_plan()
+                    .await?;
+                logical = inner;
+                join.set_matching(matches, Some(outer));
+            }
         }
         let plan = DataFrame::new(state, logical)
             .create_physical_plan()

@@ -196,9 +196,11 @@ pub(crate) struct StreamJoin {
     left: Side,
     right: Side,
     bounds: TimeBounds,
-    /// For outer joins: the row pairs that match, and the query's own plan, which turns
-    /// unmatched rows into the outer rows (the main plan runs the join as inner).
-    outer: Option<(MatchPlan, Arc<dyn ExecutionPlan>)>,
+    /// For outer and semi joins: which rows match.
+    matches: Option<MatchPlan>,
+    /// For outer joins: the query's own plan, which turns unmatched rows into the outer rows
+    /// (the main plan runs the join as inner).
+    outer_plan: Option<Arc<dyn ExecutionPlan>>,
     progress: StateOperatorProgress,
 }
 
@@ -208,7 +210,7 @@ impl StreamJoin {
         (&self.left.source, &self.right.source)
     }
 
-    /// The join's type (inner or outer).
+    /// The join's type.
     pub(crate) fn kind(&self) -> JoinType {
         self.kind
     }
@@ -216,13 +218,18 @@ impl StreamJoin {
     /// The output schema of an outer join's rows (every column nullable as the outer rows
     /// need), when the join is outer.
     pub(crate) fn outer_schema(&self) -> Option<SchemaRef> {
-        self.outer.as_ref().map(|(_, plan)| plan.schema())
+        self.outer_plan.as_ref().map(|plan| plan.schema())
     }
 
-    /// Makes the join outer: `matches` finds matching pairs and `outer_plan` (the query as
-    /// written) gives the outer rows.
-    pub(crate) fn set_outer(&mut self, matches: MatchPlan, outer_plan: Arc<dyn ExecutionPlan>) {
-        self.outer = Some((matches, outer_plan));
+    /// Gives the join the plan finding its matching rows (outer and semi joins) and, for an
+    /// outer join, the query's plan as written, which gives the outer rows.
+    pub(crate) fn set_matching(
+        &mut self,
+        matches: MatchPlan,
+        outer_plan: Option<Arc<dyn ExecutionPlan>>,
+    ) {
+        self.matches = Some(matches);
+        self.outer_plan = outer_plan;
     }
 
     /// One line for `explain`: the join and how long each side's rows are kept.
@@ -248,7 +255,7 @@ impl StreamJoin {
         };
         format!(
             "StreamJoin ({}, both sides stored): {} rows kept {}; {} rows kept {}",
-            self.kind.to_string().to_lowercase(),
+            kind_name(self.kind),
             self.left.source,
             kept(&self.left, self.bounds.lo, lo_sign),
             self.right.source,
@@ -298,11 +305,12 @@ impl StreamJoin {
         let mut new_left_matched = vec![false; new_left.num_rows()];
         let mut new_right_matched = vec![false; new_right.num_rows()];
 
-        // 1. New left rows against the stored right rows; the new left rows are stored.
+        // 1. New left rows against the stored right rows; the new left rows are stored (a
+        //    semi join's only when they matched nothing: they have been output).
         let mut out = self
             .execute(slots, plan, &new_left, &self.right.stored, &context)
             .await?;
-        if let Some((matches, _)) = &self.outer {
+        if let Some(matches) = &self.matches {
             for (l, r) in matches
                 .pairs(&new_left, &self.right.stored, Arc::clone(&context))
                 .await?
@@ -311,19 +319,49 @@ impl StreamJoin {
                 self.right.matched[r] = true;
             }
         }
-        self.store(Which::Left, &new_left, &new_left_matched, watermarks)?;
+        let semi = self.kind == JoinType::LeftSemi;
+        if semi {
+            let unmatched =
+                BooleanArray::from(new_left_matched.iter().map(|m| !m).collect::<Vec<_>>());
+            let rows = filter_record_batch(&new_left, &unmatched)?;
+            self.store(
+                Which::Left,
+                &rows,
+                &vec![false; rows.num_rows()],
+                watermarks,
+            )?;
+        } else {
+            self.store(Which::Left, &new_left, &new_left_matched, watermarks)?;
+        }
 
-        // 2. Stored left rows (the new ones included) against the new right rows.
+        // 2. Stored left rows (the new ones included; a semi join's not yet output) against
+        //    the new right rows.
+        let (left_rows, positions): (RecordBatch, Vec<usize>) = if semi {
+            let unmatched =
+                BooleanArray::from(self.left.matched.iter().map(|m| !m).collect::<Vec<_>>());
+            let positions = (0..self.left.matched.len())
+                .filter(|&i| !self.left.matched[i])
+                .collect();
+            (
+                filter_record_batch(&self.left.stored, &unmatched)?,
+                positions,
+            )
+        } else {
+            (
+                self.left.stored.clone(),
+                (0..self.left.matched.len()).collect(),
+            )
+        };
         out.extend(
-            self.execute(slots, plan, &self.left.stored, &new_right, &context)
+            self.execute(slots, plan, &left_rows, &new_right, &context)
                 .await?,
         );
-        if let Some((matches, _)) = &self.outer {
+        if let Some(matches) = &self.matches {
             for (l, r) in matches
-                .pairs(&self.left.stored, &new_right, Arc::clone(&context))
+                .pairs(&left_rows, &new_right, Arc::clone(&context))
                 .await?
             {
-                self.left.matched[l] = true;
+                self.left.matched[positions[l]] = true;
                 new_right_matched[r] = true;
             }
         }
@@ -342,7 +380,7 @@ impl StreamJoin {
                 Which::Left => matches!(self.kind, JoinType::Left | JoinType::Full),
                 Which::Right => matches!(self.kind, JoinType::Right | JoinType::Full),
             };
-            if let (true, Some((_, outer_plan))) = (emits, &self.outer) {
+            if let (true, Some(outer_plan)) = (emits, &self.outer_plan) {
                 let unmatched = BooleanArray::from(matched.iter().map(|m| !m).collect::<Vec<_>>());
                 let unmatched = filter_record_batch(&evicted, &unmatched)?;
                 if unmatched.num_rows() > 0 {
@@ -498,7 +536,7 @@ impl StatefulOperator for StreamJoin {
         // Match flags change without a row being added or removed.
         self.progress.num_rows_updated > 0
             || self.progress.num_rows_removed > 0
-            || self.outer.is_some()
+            || self.matches.is_some()
     }
 
     /// As Spark's: a no-data batch runs when the watermark can evict state.
@@ -547,10 +585,11 @@ pub(crate) fn plan_stream_join(
     }
     if !matches!(
         join.join_type,
-        JoinType::Inner | JoinType::Left | JoinType::Right | JoinType::Full
+        JoinType::Inner | JoinType::Left | JoinType::Right | JoinType::Full | JoinType::LeftSemi
     ) {
         return refuse(format!(
-            "{} joins between two streams are not supported yet: inner and outer joins are",
+            "{} joins between two streams are not supported yet: inner, outer and left semi \
+             joins are",
             join.join_type
         ));
     }
@@ -602,24 +641,25 @@ pub(crate) fn plan_stream_join(
     // Spark's rule: an outer join must be able to tell when a row of the side it keeps can no
     // longer match, which takes watermarks and a range condition bounding that side.
     let (needs_left, needs_right) = match join.join_type {
-        JoinType::Left => (true, false),
+        JoinType::Left | JoinType::LeftSemi => (true, false),
         JoinType::Right => (false, true),
         JoinType::Full => (true, true),
         _ => (false, false),
     };
     if (needs_left && bounds.lo.is_none()) || (needs_right && bounds.hi.is_none()) {
         return refuse(format!(
-            "Stream-stream {} outer join between two streaming DataFrame/Datasets is not supported \
+            "Stream-stream {} join between two streaming DataFrame/Datasets is not supported \
              without watermarks on both sides and a range condition between their event-time \
              columns bounding the side whose unmatched rows it outputs (e.g. ON … AND \
              right.ts BETWEEN left.ts AND left.ts + INTERVAL '1' MINUTE)",
-            join.join_type
+            kind_name(join.join_type)
         ));
     }
     Ok(Some(StreamJoin {
         state_name: format!("join-{left}-{right}"),
         kind: join.join_type,
-        outer: None,
+        matches: None,
+        outer_plan: None,
         left: left_side,
         right: right_side,
         bounds,
@@ -832,6 +872,18 @@ pub(crate) fn time_bounds(
         }
     }
     bounds
+}
+
+/// How a join type reads in messages.
+fn kind_name(kind: JoinType) -> &'static str {
+    match kind {
+        JoinType::Inner => "inner",
+        JoinType::Left => "left outer",
+        JoinType::Right => "right outer",
+        JoinType::Full => "full outer",
+        JoinType::LeftSemi => "left semi",
+        _ => "other",
+    }
 }
 
 fn flip(op: Operator) -> Operator {

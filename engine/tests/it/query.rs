@@ -461,11 +461,15 @@ async fn joins_that_cannot_stream_are_refused_at_start() {
         ),
         (
             "SELECT * FROM ticks a LEFT JOIN other b ON a.symbol = b.symbol",
-            "Stream-stream Left outer join between two streaming DataFrame/Datasets is not supported without watermarks on both sides",
+            "Stream-stream left outer join between two streaming DataFrame/Datasets is not supported without watermarks on both sides",
         ),
         (
             "SELECT * FROM ticks a LEFT SEMI JOIN other b ON a.symbol = b.symbol",
-            "LeftSemi joins between two streams are not supported yet",
+            "Stream-stream left semi join between two streaming DataFrame/Datasets is not supported without watermarks on both sides",
+        ),
+        (
+            "SELECT * FROM ticks a LEFT ANTI JOIN other b ON a.symbol = b.symbol",
+            "LeftAnti joins between two streams are not supported yet",
         ),
         (
             "SELECT * FROM ticks a JOIN ticks b ON a.symbol = b.symbol",

@@ -96,6 +96,18 @@ run2("join_full_outer", ["ad STRING, its TIMESTAMP", "ad STRING, ct TIMESTAMP"],
     c.withWatermark("ct","20 seconds").alias("c"),
     F.expr("i.ad = c.ad AND c.ct >= i.its AND c.ct <= i.its + interval 1 minute"), "full_outer").select("i.ad","i.its","c.ct"), "append")
 
+run2("join_left_semi", ["ad STRING, its TIMESTAMP", "ad STRING, ct TIMESTAMP"], [
+    ([{"ad":"a1","its":"2026-01-01T12:00:00"},{"ad":"a2","its":"2026-01-01T12:00:10"}],
+     [{"ad":"a1","ct":"2026-01-01T12:00:30"},{"ad":"a1","ct":"2026-01-01T12:00:40"}]),
+    ([{"ad":"a3","its":"2026-01-01T12:01:00"}],
+     [{"ad":"a3","ct":"2026-01-01T12:01:05"},{"ad":"a2","ct":"2026-01-01T12:00:50"}]),
+    ([{"ad":"a4","its":"2026-01-01T12:02:30"}],
+     [{"ad":"a2","ct":"2026-01-01T12:01:00"}]),
+    ([], [{"ad":"zz","ct":"2026-01-01T12:05:00"}]),
+], lambda i, c: i.withWatermark("its","10 seconds").alias("i").join(
+    c.withWatermark("ct","20 seconds").alias("c"),
+    F.expr("i.ad = c.ad AND c.ct >= i.its AND c.ct <= i.its + interval 1 minute"), "left_semi").select("i.ad","i.its"), "append")
+
 run("guide", "word STRING, ts TIMESTAMP", [
     [{"word":"dog","ts":"2026-01-01T12:07:00"},{"word":"owl","ts":"2026-01-01T12:08:00"}],
     [{"word":"dog","ts":"2026-01-01T12:14:00"},{"word":"cat","ts":"2026-01-01T12:09:00"}],
