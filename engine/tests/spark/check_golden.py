@@ -108,6 +108,12 @@ run2("join_left_semi", ["ad STRING, its TIMESTAMP", "ad STRING, ct TIMESTAMP"], 
     c.withWatermark("ct","20 seconds").alias("c"),
     F.expr("i.ad = c.ad AND c.ct >= i.its AND c.ct <= i.its + interval 1 minute"), "left_semi").select("i.ad","i.its"), "append")
 
+run("dedup_then_window", "id STRING, ts TIMESTAMP", [
+    [{"id":"a","ts":"2026-01-01T12:00:05"},{"id":"a","ts":"2026-01-01T12:00:05"},{"id":"b","ts":"2026-01-01T12:00:20"}],
+    [{"id":"a","ts":"2026-01-01T12:00:05"},{"id":"c","ts":"2026-01-01T12:01:30"}],
+    [{"id":"d","ts":"2026-01-01T12:00:40"},{"id":"e","ts":"2026-01-01T12:01:35"},{"id":"f","ts":"2026-01-01T12:02:30"}],
+], lambda s: s.withWatermark("ts","10 seconds").dropDuplicates(["id","ts"]).groupBy(F.window("ts","1 minute").alias("w")).count(), "append")
+
 run("guide", "word STRING, ts TIMESTAMP", [
     [{"word":"dog","ts":"2026-01-01T12:07:00"},{"word":"owl","ts":"2026-01-01T12:08:00"}],
     [{"word":"dog","ts":"2026-01-01T12:14:00"},{"word":"cat","ts":"2026-01-01T12:09:00"}],
