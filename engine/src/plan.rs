@@ -230,9 +230,11 @@ impl StreamPlan {
                     .map(|(_, schema)| schema)
                     .ok_or_else(|| SluiceError::Config(format!("unknown source '{name}'")))
             };
+            // Matches are found on the join as written (outer), optimized: a WHERE on the
+            // nullable side stays above it there, as it must for the matched flags.
             let matches = match_plan(
                 &state,
-                &state.optimize(&inner)?,
+                &state.optimize(&logical)?,
                 (&left, schema(&left)?),
                 (&right, schema(&right)?),
             )

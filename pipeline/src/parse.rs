@@ -177,6 +177,7 @@ pub fn parse(file: &Substituted, line_offset: usize) -> Result<Vec<Item>, Locate
             line_offset,
             lines: &lines,
             half_shift: false,
+            depth: 0,
         };
         items.push(parser.item()?);
     }
@@ -226,7 +227,12 @@ struct Parser<'t> {
     lines: &'t LineIndex<'t>,
     /// Whether the current token is a `>>` of which one `>` closed a nested type already.
     half_shift: bool,
+    /// How deep in nested types the parser is (bounded: the JSON reader walks values as deep).
+    depth: usize,
 }
+
+/// The deepest nesting of `ARRAY`, `MAP` and `STRUCT` in a column type.
+const MAX_TYPE_DEPTH: usize = 32;
 
 impl Parser<'_> {
     fn peek(&self) -> Option<&Token> {
@@ -575,6 +581,18 @@ impl Parser<'_> {
     /// `ARRAY<type>`, `MAP<VARCHAR, type>` and `STRUCT<name: type, …>` (the colon optional;
     /// field names are lowercased unless quoted, as column names), nested at will.
     fn data_type(&mut self) -> Result<DataType, Located> {
+        self.depth += 1;
+        let result = self.nested_or_scalar_type();
+        self.depth -= 1;
+        result
+    }
+
+    fn nested_or_scalar_type(&mut self) -> Result<DataType, Located> {
+        if self.depth > MAX_TYPE_DEPTH {
+            return self.error(format!(
+                "types are nested {MAX_TYPE_DEPTH} levels deep at most"
+            ));
+        }
         let nested = |parser: &Self, keyword: &str| {
             parser.is_keyword(keyword)
                 && matches!(

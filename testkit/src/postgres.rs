@@ -20,8 +20,21 @@ pub fn server_bin_dir() -> Option<PathBuf> {
         }
     }
     candidates.push(PathBuf::from("/usr/pgsql/bin"));
-    // The newest version first: `…/17/bin` sorts after `…/15/bin`.
-    candidates.sort();
+    // The newest version first, by the version number in the path (`…/17/bin` after
+    // `…/9.6/bin`).
+    let version = |dir: &PathBuf| -> Vec<u32> {
+        dir.components()
+            .rev()
+            .nth(1)
+            .and_then(|c| c.as_os_str().to_str())
+            .map(|name| {
+                name.split(|c: char| !c.is_ascii_digit())
+                    .filter_map(|n| n.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    candidates.sort_by_key(version);
     candidates
         .into_iter()
         .rev()
@@ -67,7 +80,8 @@ fn start_throwaway(bin: &Path) -> String {
         Some(user) => format!("runuser -u {user} -- "),
         None => String::new(),
     };
-    let quote = |p: &Path| format!("'{}'", p.display());
+    // Single-quoted for sh, a quote inside written as '\''.
+    let quote = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', "'\\''"));
     // Password authentication, as production has it (a test checks a wrong one is refused).
     let password = dir.join("password");
     std::fs::write(&password, "sluice\n").expect("write the throwaway cluster's password file");
@@ -91,8 +105,8 @@ fn start_throwaway(bin: &Path) -> String {
         quote(&dir.join("server.log")),
         quote(&dir),
     ));
-    run_shell(&format!("{initdb} && {start}"), &dir);
-    // The watchdog outlives this process in its own process group (so a Ctrl-C on the tests
+    // The watchdog is started first, so that a failed start is cleaned up too. It outlives
+    // this process in its own process group (so a Ctrl-C on the tests
     // does not kill it before it cleans up), polling for this process's exit.
     let watchdog = format!(
         "trap '' INT; while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
@@ -114,6 +128,7 @@ fn start_throwaway(bin: &Path) -> String {
     .stderr(Stdio::null())
     .spawn()
     .expect("start the throwaway PostgreSQL's watchdog");
+    run_shell(&format!("{initdb} && {start}"), &dir);
     eprintln!(
         "DATABASE_URL is not set: using a throwaway PostgreSQL cluster in {} on port {port}",
         dir.display()

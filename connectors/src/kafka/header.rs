@@ -42,7 +42,8 @@ impl ScalarUDFImpl for KafkaHeader {
         match (&args[0], &args[1]) {
             (DataType::List(item), DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8)
                 if matches!(item.data_type(), DataType::Struct(fields)
-                    if fields.find("key").is_some() && fields.find("value").is_some()) =>
+                    if matches!(fields.find("key"), Some((_, f)) if f.data_type() == &DataType::Utf8)
+                        && matches!(fields.find("value"), Some((_, f)) if f.data_type() == &DataType::Binary)) =>
             {
                 Ok(DataType::Binary)
             }
@@ -76,8 +77,11 @@ impl ScalarUDFImpl for KafkaHeader {
             ) else {
                 return exec_err!("kafka_header: the headers have no key or value field");
             };
-            let keys = keys.as_string::<i32>();
-            let values = values.as_binary::<i32>();
+            let (Some(keys), Some(values)) =
+                (keys.as_string_opt::<i32>(), values.as_binary_opt::<i32>())
+            else {
+                return exec_err!("kafka_header: the headers are not {{key: text, value: binary}}");
+            };
             let name = names.value(row);
             match (0..keys.len())
                 .rev()

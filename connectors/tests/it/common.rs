@@ -27,8 +27,8 @@ pub fn sqlite_url() -> (String, tempfile::TempDir) {
     (url, dir)
 }
 
-/// Every back end available: SQLite always, PostgreSQL unless the build found none (then
-/// the build's warning says so).
+/// Every back end available: SQLite always, PostgreSQL unless the build found none (the
+/// PostgreSQL-only tests are then listed as ignored, with the reason).
 pub fn databases() -> Vec<(String, Option<tempfile::TempDir>)> {
     let (sqlite, dir) = sqlite_url();
     let mut urls = vec![(sqlite, Some(dir))];

@@ -522,18 +522,8 @@ impl Cursor<'_> {
             }
             Ok(())
         })?;
-        let mut text = b"{".to_vec();
-        for (i, (key, value)) in values.iter().enumerate() {
-            if i > 0 {
-                text.push(b',');
-            }
-            text.extend_from_slice(&json_string(key));
-            text.push(b':');
-            text.extend_from_slice(value);
-        }
-        text.push(b'}');
         Ok(Converted {
-            text,
+            text: object_text(&values),
             failed,
             lost: false,
         })
@@ -587,7 +577,8 @@ impl Cursor<'_> {
         })
     }
 
-    /// A map: every value converted, or null as a whole when one is lost.
+    /// A map: every value converted (a repeated key kept, as Spark keeps it), or null as a
+    /// whole when one is lost.
     fn convert_map(&mut self, values: &Kind, columns: &Columns) -> Parsed<Converted> {
         let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
         let (mut failed, mut lost) = (None, None);
@@ -601,10 +592,8 @@ impl Cursor<'_> {
                     if let Some(reason) = reason {
                         failed.get_or_insert_with(|| format!("key '{key}': {reason}"));
                     }
-                    match entries.iter_mut().find(|(k, _)| *k == key) {
-                        Some((_, text)) => *text = converted.text,
-                        None => entries.push((key, converted.text)),
-                    }
+                    // Every entry is kept, a repeated key too, as Spark keeps them.
+                    entries.push((key, converted.text));
                 }
             }
             Ok(())
@@ -612,18 +601,8 @@ impl Cursor<'_> {
         if let Some(reason) = lost {
             return Ok(Converted::lost(reason));
         }
-        let mut text = b"{".to_vec();
-        for (i, (key, value)) in entries.iter().enumerate() {
-            if i > 0 {
-                text.push(b',');
-            }
-            text.extend_from_slice(&json_string(key));
-            text.push(b':');
-            text.extend_from_slice(value);
-        }
-        text.push(b'}');
         Ok(Converted {
-            text,
+            text: object_text(&entries),
             failed,
             lost: false,
         })
@@ -893,6 +872,21 @@ fn nested_has_non_numeric(raw: &[u8]) -> bool {
         }
     }
     false
+}
+
+/// The JSON text of an object of `members` (key, value text), in order.
+fn object_text(members: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut text = b"{".to_vec();
+    for (i, (key, value)) in members.iter().enumerate() {
+        if i > 0 {
+            text.push(b',');
+        }
+        text.extend_from_slice(&json_string(key));
+        text.push(b':');
+        text.extend_from_slice(value);
+    }
+    text.push(b'}');
+    text
 }
 
 /// The JSON text of a string holding `text`.

@@ -53,13 +53,33 @@ use crate::progress::StateOperatorProgress;
 use crate::slot::BatchSlot;
 use crate::watermark::{BatchWatermarks, WatermarkSpec};
 
-/// Bounds on `left.ts - right.ts`, in microseconds, read from the join condition.
+/// A bound on `left.ts - right.ts`, in microseconds, read from the join condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Bound {
+    pub(crate) value: i64,
+    /// Whether the comparison is strict (`<`, `>`): Spark evicts a millisecond later for a
+    /// non-strict one (`<=`, `>=`, `BETWEEN`, `=`).
+    pub(crate) strict: bool,
+}
+
+impl Bound {
+    /// The offset from the watermark at or before which a row can no longer match.
+    fn threshold(self) -> i64 {
+        if self.strict {
+            self.value
+        } else {
+            self.value.saturating_sub(1000)
+        }
+    }
+}
+
+/// Bounds on `left.ts - right.ts`, read from the join condition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct TimeBounds {
-    /// `left.ts - right.ts >= lo`.
-    pub(crate) lo: Option<i64>,
-    /// `left.ts - right.ts <= hi`.
-    pub(crate) hi: Option<i64>,
+    /// `left.ts - right.ts >= lo` (or `>` when strict).
+    pub(crate) lo: Option<Bound>,
+    /// `left.ts - right.ts <= hi` (or `<` when strict).
+    pub(crate) hi: Option<Bound>,
 }
 
 /// One side of the join: its source, stored rows and which of them matched.
@@ -117,8 +137,8 @@ impl Side {
     }
 
     /// The stored rows with their match flags as a last column, for the checkpoint.
-    fn with_flags(&self) -> Result<(SchemaRef, RecordBatch)> {
-        let schema = flagged_schema(&self.schema);
+    fn with_flags(&self, kind: JoinType) -> Result<(SchemaRef, RecordBatch)> {
+        let schema = flagged_schema(&self.schema, kind);
         let mut columns = self.stored.columns().to_vec();
         columns.push(Arc::new(BooleanArray::from(self.matched.clone())));
         Ok((schema.clone(), RecordBatch::try_new(schema, columns)?))
@@ -135,10 +155,13 @@ fn select(flags: &[bool], mask: &BooleanArray, keep: bool) -> Vec<bool> {
         .collect()
 }
 
-/// A side's schema plus the match flag column of its checkpointed rows.
-fn flagged_schema(schema: &SchemaRef) -> SchemaRef {
+/// A side's schema plus the match flag column of its checkpointed rows, named after the join
+/// type (`__matched_left_outer`): a checkpoint of one join type does not restore into another,
+/// whose flags would mean something else.
+fn flagged_schema(schema: &SchemaRef, kind: JoinType) -> SchemaRef {
     let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-    fields.push(Field::new("__matched", DataType::Boolean, false));
+    let name = format!("__matched_{}", kind_name(kind).replace(' ', "_"));
+    fields.push(Field::new(name, DataType::Boolean, false));
     Arc::new(Schema::new(fields))
 }
 
@@ -234,7 +257,10 @@ impl StreamJoin {
 
     /// One line for `explain`: the join and how long each side's rows are kept.
     pub(crate) fn describe(&self) -> String {
-        let kept = |side: &Side, bound: Option<i64>, sign: &str| match (side.event_time, bound) {
+        let kept = |side: &Side, bound: Option<Bound>, sign: &str| match (
+            side.event_time,
+            bound.map(|b| b.value),
+        ) {
             (Some(column), Some(bound)) => format!(
                 "until {}.{} <= watermark {sign} {} s",
                 side.source,
@@ -243,12 +269,12 @@ impl StreamJoin {
             ),
             _ => "forever (no event-time range bounds it)".into(),
         };
-        let lo_sign = if self.bounds.lo.is_some_and(|lo| lo < 0) {
+        let lo_sign = if self.bounds.lo.is_some_and(|lo| lo.value < 0) {
             "-"
         } else {
             "+"
         };
-        let hi_sign = if self.bounds.hi.is_some_and(|hi| hi > 0) {
+        let hi_sign = if self.bounds.hi.is_some_and(|hi| hi.value > 0) {
             "-"
         } else {
             "+"
@@ -473,8 +499,17 @@ impl StreamJoin {
     fn state_watermark(&self, which: Which, watermarks: Option<BatchWatermarks>) -> Option<i64> {
         let eviction = watermarks?.eviction.saturating_mul(1000);
         match which {
-            Which::Left => self.bounds.lo.map(|lo| eviction.saturating_add(lo)),
-            Which::Right => self.bounds.hi.map(|hi| eviction.saturating_sub(hi)),
+            Which::Left => self
+                .bounds
+                .lo
+                .map(|lo| eviction.saturating_add(lo.threshold())),
+            Which::Right => self.bounds.hi.map(|hi| {
+                let mirrored = Bound {
+                    value: hi.value.saturating_neg(),
+                    strict: hi.strict,
+                };
+                eviction.saturating_add(mirrored.threshold())
+            }),
         }
     }
 }
@@ -495,7 +530,7 @@ impl StatefulOperator for StreamJoin {
     fn encode_state(&self) -> Result<Vec<u8>> {
         let mut out = Vec::new();
         for side in [&self.left, &self.right] {
-            let (schema, rows) = side.with_flags()?;
+            let (schema, rows) = side.with_flags(self.kind)?;
             let bytes = codec::encode(&schema, Some(&rows))?;
             out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
             out.extend_from_slice(&bytes);
@@ -513,12 +548,16 @@ impl StatefulOperator for StreamJoin {
                 return Err(unreadable());
             }
             let (file, tail) = tail.split_at(length);
+            let kind = self.kind;
             let side = self.side(which);
             let rows = codec::decode(
                 file,
-                &flagged_schema(&side.schema),
+                &flagged_schema(&side.schema, kind),
                 location,
-                &format!("the columns of source '{}' changed", side.source),
+                &format!(
+                    "the join changed (its type, or the columns of source '{}')",
+                    side.source
+                ),
             )?;
             let flags = rows.column(rows.num_columns() - 1).as_boolean();
             side.matched = (0..flags.len()).map(|i| flags.value(i)).collect();
@@ -626,7 +665,7 @@ pub(crate) fn plan_stream_join(
             let is = |column: &Column, name: &str, plan: &LogicalPlan| {
                 column.name == name && plan.schema().has_column(column)
             };
-            time_bounds(&conjuncts, &|c: &Column| {
+            time_bounds(&conjuncts, &join.on, &|c: &Column| {
                 if is(c, &l, &join.left) {
                     Some(true)
                 } else if is(c, &r, &join.right) {
@@ -714,9 +753,9 @@ pub(crate) fn as_inner(plan: LogicalPlan, left: &str, right: &str) -> Result<Log
     Ok(rewritten.data)
 }
 
-/// The [`MatchPlan`] of the inner join of `left` and `right` (source name and schema) in the
-/// optimized plan `plan`: the join's inputs with each source's rows numbered, joined on the
-/// join's condition, projected on the two row numbers.
+/// The [`MatchPlan`] of the join of `left` and `right` (source name and schema) in the
+/// optimized plan `plan`: the join's inputs with each source's rows numbered, joined (inner)
+/// on the join's condition, projected on the two row numbers.
 pub(crate) async fn match_plan(
     state: &SessionState,
     plan: &LogicalPlan,
@@ -816,10 +855,12 @@ pub(crate) async fn match_plan(
     })
 }
 
-/// The bounds on `left.ts - right.ts` that comparisons among `conjuncts` set, where
-/// `side(column)` tells whether a column is the left (`true`) or right (`false`) event time.
-pub(crate) fn time_bounds(
+/// The bounds on `left.ts - right.ts` that comparisons among `conjuncts` and the join's key
+/// `equalities` set, where `side(column)` tells whether a column is the left (`true`) or
+/// right (`false`) event time.
+fn time_bounds(
     conjuncts: &[&Expr],
+    equalities: &[(Expr, Expr)],
     side: &dyn Fn(&Column) -> Option<bool>,
 ) -> TimeBounds {
     let mut bounds = TimeBounds::default();
@@ -832,21 +873,36 @@ pub(crate) fn time_bounds(
         }
         // a_ts + a_off OP b_ts + b_off  ⇔  a_ts - b_ts OP b_off - a_off
         let (op, constant) = if a_left {
-            (op, b_off - a_off)
+            (op, b_off.checked_sub(a_off))
         } else {
             // b_ts - a_ts (left - right) flips the comparison and the constant.
-            (flip(op), a_off - b_off)
+            (flip(op), a_off.checked_sub(b_off))
         };
+        let Some(value) = constant else { return };
+        let strict = matches!(op, Operator::Gt | Operator::Lt);
+        let bound = Bound { value, strict };
+        // The tighter bound wins; at the same value, the strict one.
         match op {
             Operator::Gt | Operator::GtEq => {
-                bounds.lo = Some(bounds.lo.map_or(constant, |lo| lo.max(constant)));
+                bounds.lo = Some(match bounds.lo {
+                    Some(lo) if (lo.value, lo.strict) >= (value, strict) => lo,
+                    _ => bound,
+                });
             }
             Operator::Lt | Operator::LtEq => {
-                bounds.hi = Some(bounds.hi.map_or(constant, |hi| hi.min(constant)));
+                bounds.hi = Some(match bounds.hi {
+                    Some(hi) if (hi.value, !hi.strict) <= (value, !strict) => hi,
+                    _ => bound,
+                });
             }
             _ => {}
         }
     };
+    // Equalities the optimizer moved into the join keys (`l.ts = r.ts + INTERVAL …`).
+    for (left, right) in equalities {
+        add(left, Operator::GtEq, right);
+        add(left, Operator::LtEq, right);
+    }
     for conjunct in conjuncts {
         match conjunct {
             Expr::BinaryExpr(BinaryExpr { left, op, right }) => match op {

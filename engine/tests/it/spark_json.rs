@@ -369,6 +369,11 @@ fn nested_columns_read_as_spark() {
                     r#"{"id":9,"s":{"b":"true"},"m":{"k":null}}"#,
                     true,
                 ),
+                (
+                    r#"{"id":10,"m":{"k":1,"k":2}}"#,
+                    r#"{"id":10,"m":{"k":1.0,"k":2.0}}"#,
+                    false,
+                ),
             ],
         ),
         (
@@ -446,6 +451,8 @@ fn nested_columns_read_as_spark() {
                 1,
                 "row 8 keeps its key with a null value"
             );
+            // Spark keeps both entries of a repeated key (a lookup finds the first).
+            assert_eq!(map.value_length(9), 2, "row 10 keeps both entries of key k");
             let nan = map.value(8);
             let nan = nan.column(1).as_primitive::<Float64Type>();
             assert!(

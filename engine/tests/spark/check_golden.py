@@ -61,52 +61,51 @@ def run2(name, schemas, steps, build, mode):
         ops = p["stateOperators"]
         if ops: print("progress batch", p["batchId"], "dropped", ops[0]["numRowsDroppedByWatermark"], "rows", p["numInputRows"])
 
-run2("join_inner", ["ad STRING, its TIMESTAMP", "ad STRING, ct TIMESTAMP"], [
-    ([{"ad":"a1","its":"2026-01-01T12:00:00"},{"ad":"a2","its":"2026-01-01T12:00:10"}],
-     [{"ad":"a1","ct":"2026-01-01T12:00:30"}]),
-    ([{"ad":"a3","its":"2026-01-01T12:01:00"}],
-     [{"ad":"a2","ct":"2026-01-01T12:00:50"},{"ad":"a3","ct":"2026-01-01T12:01:05"},{"ad":"a1","ct":"2026-01-01T12:01:30"}]),
-    ([{"ad":"a4","its":"2026-01-01T12:02:00"},{"ad":"a0","its":"2026-01-01T12:00:30"}],
-     [{"ad":"a4","ct":"2026-01-01T12:02:10"},{"ad":"a2","ct":"2026-01-01T12:00:55"}]),
-], lambda i, c: i.withWatermark("its","10 seconds").alias("i").join(
-    c.withWatermark("ct","20 seconds").alias("c"),
-    F.expr("i.ad = c.ad AND c.ct >= i.its AND c.ct <= i.its + interval 1 minute")).select("i.ad","i.its","c.ct"), "append")
+# The stream-stream join scenarios: impressions (watermark 10 s) joined with the clicks
+# (watermark 20 s) within a minute after them.
+AD_SCHEMAS = ["ad STRING, its TIMESTAMP", "ad STRING, ct TIMESTAMP"]
+WITHIN_A_MINUTE = "i.ad = c.ad AND c.ct >= i.its AND c.ct <= i.its + interval 1 minute"
 
-run2("join_left_outer", ["ad STRING, its TIMESTAMP", "ad STRING, ct TIMESTAMP"], [
-    ([{"ad":"a1","its":"2026-01-01T12:00:00"},{"ad":"a2","its":"2026-01-01T12:00:10"}],
-     [{"ad":"a1","ct":"2026-01-01T12:00:30"}]),
-    ([{"ad":"a3","its":"2026-01-01T12:01:00"}],
-     [{"ad":"a3","ct":"2026-01-01T12:01:05"},{"ad":"a9","ct":"2026-01-01T12:01:20"}]),
-    ([{"ad":"a4","its":"2026-01-01T12:02:30"}],
-     [{"ad":"a4","ct":"2026-01-01T12:03:00"}]),
-    ([], [{"ad":"zz","ct":"2026-01-01T12:05:00"}]),
-], lambda i, c: i.withWatermark("its","10 seconds").alias("i").join(
-    c.withWatermark("ct","20 seconds").alias("c"),
-    F.expr("i.ad = c.ad AND c.ct >= i.its AND c.ct <= i.its + interval 1 minute"), "left_outer").select("i.ad","i.its","c.ct"), "append")
+def ad_join(name, steps, how, condition=WITHIN_A_MINUTE, columns=("i.ad", "i.its", "c.ct"), where=None):
+    def build(i, c):
+        joined = i.withWatermark("its", "10 seconds").alias("i").join(
+            c.withWatermark("ct", "20 seconds").alias("c"), F.expr(condition), how)
+        if where:
+            joined = joined.where(where)
+        return joined.select(*columns)
+    run2(name, AD_SCHEMAS, steps, build, "append")
 
-run2("join_full_outer", ["ad STRING, its TIMESTAMP", "ad STRING, ct TIMESTAMP"], [
-    ([{"ad":"a1","its":"2026-01-01T12:00:00"},{"ad":"a2","its":"2026-01-01T12:00:10"}],
-     [{"ad":"a1","ct":"2026-01-01T12:00:30"}]),
-    ([{"ad":"a3","its":"2026-01-01T12:01:00"}],
-     [{"ad":"a3","ct":"2026-01-01T12:01:05"},{"ad":"a9","ct":"2026-01-01T12:01:20"}]),
-    ([{"ad":"a4","its":"2026-01-01T12:02:30"}],
-     [{"ad":"a4","ct":"2026-01-01T12:03:00"}]),
-    ([], [{"ad":"zz","ct":"2026-01-01T12:05:00"}]),
-], lambda i, c: i.withWatermark("its","10 seconds").alias("i").join(
-    c.withWatermark("ct","20 seconds").alias("c"),
-    F.expr("i.ad = c.ad AND c.ct >= i.its AND c.ct <= i.its + interval 1 minute"), "full_outer").select("i.ad","i.its","c.ct"), "append")
+def imp(ad, t): return {"ad": ad, "its": "2026-01-01T" + t}
+def click(ad, t): return {"ad": ad, "ct": "2026-01-01T" + t}
 
-run2("join_left_semi", ["ad STRING, its TIMESTAMP", "ad STRING, ct TIMESTAMP"], [
-    ([{"ad":"a1","its":"2026-01-01T12:00:00"},{"ad":"a2","its":"2026-01-01T12:00:10"}],
-     [{"ad":"a1","ct":"2026-01-01T12:00:30"},{"ad":"a1","ct":"2026-01-01T12:00:40"}]),
-    ([{"ad":"a3","its":"2026-01-01T12:01:00"}],
-     [{"ad":"a3","ct":"2026-01-01T12:01:05"},{"ad":"a2","ct":"2026-01-01T12:00:50"}]),
-    ([{"ad":"a4","its":"2026-01-01T12:02:30"}],
-     [{"ad":"a2","ct":"2026-01-01T12:01:00"}]),
-    ([], [{"ad":"zz","ct":"2026-01-01T12:05:00"}]),
-], lambda i, c: i.withWatermark("its","10 seconds").alias("i").join(
-    c.withWatermark("ct","20 seconds").alias("c"),
-    F.expr("i.ad = c.ad AND c.ct >= i.its AND c.ct <= i.its + interval 1 minute"), "left_semi").select("i.ad","i.its"), "append")
+ad_join("join_inner", [
+    ([imp("a1", "12:00:00"), imp("a2", "12:00:10")], [click("a1", "12:00:30")]),
+    ([imp("a3", "12:01:00")], [click("a2", "12:00:50"), click("a3", "12:01:05"), click("a1", "12:01:30")]),
+    ([imp("a4", "12:02:00"), imp("a0", "12:00:30")], [click("a4", "12:02:10"), click("a2", "12:00:55")]),
+], "inner")
+
+OUTER_STEPS = [
+    ([imp("a1", "12:00:00"), imp("a2", "12:00:10")], [click("a1", "12:00:30")]),
+    ([imp("a3", "12:01:00")], [click("a3", "12:01:05"), click("a9", "12:01:20")]),
+    ([imp("a4", "12:02:30")], [click("a4", "12:03:00")]),
+    ([], [click("zz", "12:05:00")]),
+]
+ad_join("join_left_outer", OUTER_STEPS, "left_outer")
+ad_join("join_full_outer", OUTER_STEPS, "full_outer")
+ad_join("join_unmatched_only", OUTER_STEPS[:3], "left_outer", columns=("i.ad", "i.its"), where="c.ad IS NULL")
+ad_join("join_left_semi", [
+    ([imp("a1", "12:00:00"), imp("a2", "12:00:10")], [click("a1", "12:00:30"), click("a1", "12:00:40")]),
+    ([imp("a3", "12:01:00")], [click("a3", "12:01:05"), click("a2", "12:00:50")]),
+    ([imp("a4", "12:02:30")], [click("a2", "12:01:00")]),
+    ([], [click("zz", "12:05:00")]),
+], "left_semi", columns=("i.ad", "i.its"))
+# The eviction boundary: x sits exactly at watermark - 1 minute when the watermark is
+# 12:01:10 (with `<` instead of `<=`, Spark outputs x a batch earlier).
+ad_join("join_boundary", [
+    ([imp("x", "12:00:10"), imp("z", "12:01:20")], [click("y", "12:01:30")]),
+    ([], [click("w", "12:02:00")]),
+    ([imp("v", "12:01:30")], []),
+], "left_outer")
 
 run("dedup_then_window", "id STRING, ts TIMESTAMP", [
     [{"id":"a","ts":"2026-01-01T12:00:05"},{"id":"a","ts":"2026-01-01T12:00:05"},{"id":"b","ts":"2026-01-01T12:00:20"}],

@@ -123,6 +123,12 @@ fn nested_types_parse_with_their_fields_and_refuse_mistakes() {
         &error("l ARRAY<INT"),
         "job.sql:1:28: column l: expected '>'",
     );
+    let deep = format!("l {}INT{}", "ARRAY<".repeat(40), ">".repeat(40));
+    let e = error(&deep);
+    assert!(
+        e.contains("column l: types are nested 32 levels deep at most"),
+        "{e}"
+    );
     starts(
         &error("l ARRAY<WHATEVER>"),
         "job.sql:1:25: column l: unknown type 'WHATEVER'",
