@@ -259,9 +259,13 @@ impl StreamPlan {
         } else {
             StatefulAggregate::split(&plan, mode)?
         };
-        if join.is_some() && aggregate.is_some() {
+        if let (Some(join), Some(_)) = (&join, &aggregate)
+            && (join.kind() != JoinType::Inner || join.output_watermark(0).is_none())
+        {
             return Err(SluiceError::Config(
-                "an aggregation after a stream-stream join is not supported yet".into(),
+                "an aggregation after a stream-stream join is supported after an inner join \
+                 whose condition bounds both sides' event times (a range between them) only"
+                    .into(),
             ));
         }
         Ok(Self {
@@ -313,7 +317,11 @@ impl StreamPlan {
     /// then the aggregation.
     pub(crate) fn operators(&self) -> Vec<&dyn StatefulOperator> {
         let dedups = self.dedups.iter().map(|(_, d)| d as &dyn StatefulOperator);
-        let aggregate = self.aggregate.iter().map(|a| a as &dyn StatefulOperator);
+        let aggregate = self
+            .aggregate
+            .iter()
+            .flat_map(|a| a.stages())
+            .map(|a| a as &dyn StatefulOperator);
         let join = self.join.iter().map(|j| j as &dyn StatefulOperator);
         dedups.chain(join).chain(aggregate).collect()
     }
@@ -327,6 +335,7 @@ impl StreamPlan {
         let aggregate = self
             .aggregate
             .iter_mut()
+            .flat_map(|a| a.stages_mut())
             .map(|a| a as &mut dyn StatefulOperator);
         let join = self.join.iter_mut().map(|j| j as &mut dyn StatefulOperator);
         dedups.chain(join).chain(aggregate).collect()
@@ -378,9 +387,36 @@ impl StreamPlan {
             .store(batch_timestamp_ms, Ordering::Relaxed);
         let context = self.ctx.task_ctx();
         if let Some(join) = &mut self.join {
-            let result = join
-                .run(&self.slots, &self.plan, inputs, context, watermarks)
-                .await;
+            let result = match &mut self.aggregate {
+                // The join's passes run the aggregation's partial phase; the aggregation
+                // then judges lateness and closes windows with the join's output watermark.
+                Some(aggregate) => {
+                    let partial = aggregate.first_partial();
+                    match join
+                        .run(
+                            &self.slots,
+                            &partial,
+                            inputs,
+                            Arc::clone(&context),
+                            watermarks,
+                        )
+                        .await
+                    {
+                        Ok(fresh) => {
+                            let watermarks = watermarks.map(|w| BatchWatermarks {
+                                late: join.output_watermark(w.late).unwrap_or(w.late),
+                                eviction: join.output_watermark(w.eviction).unwrap_or(w.eviction),
+                            });
+                            aggregate.run(Some(fresh), context, watermarks).await
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                None => {
+                    join.run(&self.slots, &self.plan, inputs, context, watermarks)
+                        .await
+                }
+            };
             for slot in self.slots.values() {
                 slot.set(Vec::new());
             }
@@ -390,7 +426,7 @@ impl StreamPlan {
             slot.set(inputs.remove(name).unwrap_or_default());
         }
         let result = match &mut self.aggregate {
-            Some(aggregate) => aggregate.run(context, watermarks).await,
+            Some(aggregate) => aggregate.run(None, context, watermarks).await,
             None => match reset_plan_states(self.plan.clone()) {
                 Ok(plan) => match collect(plan, context).await {
                     Ok(rows) => match &self.first_per_key {

@@ -46,10 +46,6 @@ use crate::slot::BatchSlot;
 use crate::watermark::BatchWatermarks;
 use crate::window::{SESSION_WINDOW, is_window_type};
 
-/// Name of the aggregation's state directory in the checkpoint (`state/0/<batch>.arrow`), as
-/// Spark names its first stateful operator.
-const STATE_NAME: &str = "0";
-
 /// The column of `leaf` that column `index` of `plan` passes through unchanged: through
 /// projections of plain columns and operators that keep their input's schema (filters, sorts,
 /// limits, repartitions). `None` when the column is computed.
@@ -77,8 +73,18 @@ fn trace_to_leaf(
         .flatten()
 }
 
-/// A query's aggregation, split into phases, with its state.
+/// A query's aggregations: one, or several chained one after the other (a window of
+/// windows through `window_time`), which Spark 3.4+ allows in append mode. Each stage is an
+/// aggregation with its own state (`state/0`, `state/1`, …); a stage's finalized rows are the
+/// next one's input, in the same batch and with the same watermarks.
 pub(crate) struct StatefulAggregate {
+    stages: Vec<AggregateStage>,
+}
+
+/// One aggregation, split into phases, with its state.
+pub(crate) struct AggregateStage {
+    /// The state's directory in the checkpoint: the stage's position in the chain.
+    state_name: String,
     /// What the sink receives each batch.
     mode: OutputMode,
     partial: Arc<dyn ExecutionPlan>,
@@ -105,8 +111,103 @@ pub(crate) struct StatefulAggregate {
 }
 
 impl StatefulAggregate {
-    /// Splits `plan` at its aggregation, to run in output mode `mode`; `None` if it has none.
+    /// Splits `plan` at its aggregations, to run in output mode `mode`; `None` if it has
+    /// none. Chained aggregations are split from the first up, in append mode only.
     pub(crate) fn split(plan: &Arc<dyn ExecutionPlan>, mode: OutputMode) -> Result<Option<Self>> {
+        let mut stages = Vec::new();
+        let mut plan = Arc::clone(plan);
+        while let Some((stage, chained)) = AggregateStage::split(&plan, mode, stages.len())? {
+            plan = Arc::clone(&stage.upper);
+            stages.push(stage);
+            if !chained {
+                break;
+            }
+        }
+        Ok((!stages.is_empty()).then_some(Self { stages }))
+    }
+
+    /// The first aggregation's partial phase over its input: what a stream-stream join below
+    /// it runs over its passes.
+    pub(crate) fn first_partial(&self) -> Arc<dyn ExecutionPlan> {
+        Arc::clone(&self.stages[0].partial)
+    }
+
+    /// The stages, first to last.
+    pub(crate) fn stages(&self) -> &[AggregateStage] {
+        &self.stages
+    }
+
+    /// The stages, mutably (to restore their state).
+    pub(crate) fn stages_mut(&mut self) -> &mut [AggregateStage] {
+        &mut self.stages
+    }
+
+    fn last(&self) -> &AggregateStage {
+        &self.stages[self.stages.len() - 1]
+    }
+
+    /// Whether every aggregation groups by an event-time window.
+    pub(crate) fn has_window_key(&self) -> bool {
+        self.stages.iter().all(|s| s.window.is_some())
+    }
+
+    /// Whether an aggregation groups by a session window.
+    pub(crate) fn has_session_window(&self) -> bool {
+        self.stages.iter().any(|s| s.session)
+    }
+
+    /// Whether the plan above the last aggregation sorts.
+    pub(crate) fn sorts(&self) -> bool {
+        self.last().sorts
+    }
+
+    /// The output columns holding the last aggregation's group keys (see
+    /// [`AggregateStage::output_key_columns`]).
+    pub(crate) fn output_key_columns(&self) -> Option<Vec<String>> {
+        self.last().output_key_columns()
+    }
+
+    /// The aggregations, for `explain`.
+    pub(crate) fn describe(&self) -> String {
+        self.stages
+            .iter()
+            .map(AggregateStage::describe)
+            .collect::<Vec<_>>()
+            .join("\nstateful operator: ")
+    }
+
+    /// Runs one batch: the source slots must hold the batch's rows, or `fresh` gives the
+    /// first aggregation's partial aggregation of them (see [`Self::first_partial`]). Each
+    /// stage's finalized rows feed the next; the last one's upper plan gives the rows for the
+    /// sink.
+    pub(crate) async fn run(
+        &mut self,
+        mut fresh: Option<Vec<RecordBatch>>,
+        context: Arc<TaskContext>,
+        watermarks: Option<BatchWatermarks>,
+    ) -> Result<Vec<RecordBatch>> {
+        let last = self.stages.len() - 1;
+        let mut output = Vec::new();
+        for (i, stage) in self.stages.iter_mut().enumerate() {
+            output = stage
+                .run(fresh.take(), Arc::clone(&context), watermarks, i == last)
+                .await?;
+        }
+        for stage in &self.stages {
+            stage.upper_input.set(Vec::new());
+        }
+        Ok(output)
+    }
+}
+
+impl AggregateStage {
+    /// Splits `plan` at its first (deepest) aggregation, the stage at `position` in the chain;
+    /// with whether more aggregations follow in its upper plan. `None` if it has none.
+    fn split(
+        plan: &Arc<dyn ExecutionPlan>,
+        mode: OutputMode,
+        position: usize,
+    ) -> Result<Option<(Self, bool)>> {
         let mut aggregates = Vec::new();
         plan.apply(|node| {
             if let Some(aggregate) = node.downcast_ref::<AggregateExec>() {
@@ -114,41 +215,54 @@ impl StatefulAggregate {
             }
             Ok(TreeNodeRecursion::Continue)
         })?;
-        // One aggregation: a single-phase node, or the two phases DataFusion plans over an
-        // input of several partitions (a UNION ALL of streams): the final phase's node is
-        // the one replaced, the partial phase's input and expressions are the aggregation's.
-        let (node, aggregate, planned) = match &aggregates[..] {
+        // The first aggregation is the deepest (the last met walking down): a single-phase
+        // node, or the two phases DataFusion plans over an input of several partitions (a
+        // UNION ALL of streams), whose final phase's node is the one replaced and whose
+        // partial phase gives the input and expressions.
+        let (node, aggregate, planned, chained) = match &aggregates[..] {
             [] => return Ok(None),
-            [(node, single)]
-                if matches!(
-                    single.mode(),
-                    AggregateMode::Single | AggregateMode::SinglePartitioned
-                ) =>
-            {
-                (Arc::clone(node), single.clone(), single.schema())
-            }
-            [(node, last), (_, first)]
+            [rest @ .., (node, last), (_, first)]
                 if matches!(
                     last.mode(),
                     AggregateMode::Final | AggregateMode::FinalPartitioned
                 ) && first.mode() == &AggregateMode::Partial =>
             {
-                (Arc::clone(node), first.clone(), last.schema())
+                (
+                    Arc::clone(node),
+                    first.clone(),
+                    last.schema(),
+                    !rest.is_empty(),
+                )
             }
-            [(_, other)] => {
+            [rest @ .., (node, single)]
+                if matches!(
+                    single.mode(),
+                    AggregateMode::Single | AggregateMode::SinglePartitioned
+                ) =>
+            {
+                (
+                    Arc::clone(node),
+                    single.clone(),
+                    single.schema(),
+                    !rest.is_empty(),
+                )
+            }
+            [.., (_, other)] => {
                 return Err(SluiceError::Config(format!(
                     "unsupported aggregation plan (mode {:?})",
                     other.mode()
                 )));
             }
-            _ => {
-                return Err(SluiceError::Config(
-                    "Multiple streaming aggregations are not supported with streaming DataFrames/Datasets \
-                     (this includes COUNT(DISTINCT ...): use approx_distinct)"
-                        .into(),
-                ));
-            }
         };
+        if chained && mode != OutputMode::Append {
+            return Err(SluiceError::Config(
+                "Multiple streaming aggregations are not supported with streaming DataFrames/Datasets \
+                 in update or complete output mode (this includes COUNT(DISTINCT ...): use \
+                 approx_distinct); in append mode they chain, each grouping by a window of the \
+                 event time (a window of windows through window_time)"
+                    .into(),
+            ));
+        }
         let group_by = aggregate.group_expr();
         if !group_by.is_single() {
             return Err(SluiceError::Config(
@@ -225,39 +339,28 @@ impl StatefulAggregate {
         }
         let window = session
             .or_else(|| (0..keys).find(|&i| is_window_type(state_schema.field(i).data_type())));
-        Ok(Some(Self {
-            mode,
-            partial,
-            reduce,
-            reduce_input,
-            finalize,
-            final_input,
-            upper,
-            upper_input,
-            upper_leaf,
-            state_schema,
-            keys,
-            window,
-            session: session.is_some(),
-            sorts,
-            state: None,
-            progress: StateOperatorProgress::default(),
-        }))
-    }
-
-    /// Whether the aggregation groups by an event-time window.
-    pub(crate) fn has_window_key(&self) -> bool {
-        self.window.is_some()
-    }
-
-    /// Whether the aggregation groups by a session window.
-    pub(crate) fn has_session_window(&self) -> bool {
-        self.session
-    }
-
-    /// Whether the plan above the aggregation sorts.
-    pub(crate) fn sorts(&self) -> bool {
-        self.sorts
+        Ok(Some((
+            Self {
+                state_name: position.to_string(),
+                mode,
+                partial,
+                reduce,
+                reduce_input,
+                finalize,
+                final_input,
+                upper,
+                upper_input,
+                upper_leaf,
+                state_schema,
+                keys,
+                window,
+                session: session.is_some(),
+                sorts,
+                state: None,
+                progress: StateOperatorProgress::default(),
+            },
+            chained,
+        )))
     }
 
     /// The names of the output columns that hold the group keys, in group-key order, when
@@ -294,23 +397,29 @@ impl StatefulAggregate {
         )
     }
 
-    /// Runs one batch: the source slots must hold the batch's rows. Returns the rows for the
-    /// sink.
-    pub(crate) async fn run(
+    /// Runs one batch: its input's slots must hold the batch's rows, or `fresh` gives its
+    /// partial aggregation of them. The last stage returns the rows for the sink; another
+    /// leaves its finalized rows in its upper plan's slot, the next stage's input.
+    async fn run(
         &mut self,
+        fresh: Option<Vec<RecordBatch>>,
         context: Arc<TaskContext>,
         watermarks: Option<BatchWatermarks>,
+        last: bool,
     ) -> Result<Vec<RecordBatch>> {
         let mode = self.mode;
         let started = std::time::Instant::now();
-        let fresh = concat_batches(
-            &self.state_schema,
-            &collect(
-                reset_plan_states(Arc::clone(&self.partial))?,
-                Arc::clone(&context),
-            )
-            .await?,
-        )?;
+        let fresh = match fresh {
+            Some(rows) => rows,
+            None => {
+                collect(
+                    reset_plan_states(Arc::clone(&self.partial))?,
+                    Arc::clone(&context),
+                )
+                .await?
+            }
+        };
+        let fresh = concat_batches(&self.state_schema, &fresh)?;
         // Complete mode keeps every row, however late: its result table is never final.
         let late = watermarks.filter(|_| mode != OutputMode::Complete);
         let (fresh, dropped) = self.drop_late(fresh, late)?;
@@ -355,7 +464,7 @@ impl StatefulAggregate {
         };
         self.state = (keep.num_rows() > 0).then_some(keep);
 
-        let output = if emit.num_rows() == 0 {
+        let finals = if emit.num_rows() == 0 {
             Vec::new()
         } else {
             self.final_input.set(vec![emit]);
@@ -365,7 +474,16 @@ impl StatefulAggregate {
             )
             .await;
             self.final_input.set(Vec::new());
-            self.upper_input.set(finals?);
+            finals?
+        };
+        let output = if !last {
+            // The next stage reads them through its input, which reads this slot.
+            self.upper_input.set(finals);
+            Vec::new()
+        } else if finals.is_empty() {
+            Vec::new()
+        } else {
+            self.upper_input.set(finals);
             let out = collect(reset_plan_states(Arc::clone(&self.upper))?, context).await;
             self.upper_input.set(Vec::new());
             out?
@@ -516,9 +634,9 @@ impl StatefulAggregate {
     }
 }
 
-impl StatefulOperator for StatefulAggregate {
+impl StatefulOperator for AggregateStage {
     fn state_name(&self) -> &str {
-        STATE_NAME
+        &self.state_name
     }
 
     /// The group keys and partial aggregate states, as Arrow IPC.

@@ -233,6 +233,20 @@ impl StreamJoin {
         (&self.left.source, &self.right.source)
     }
 
+    /// The watermark of the join's output (ms) for input watermark `watermark_ms`, as Spark
+    /// propagates it to an operator after the join: the earlier of the two sides' state
+    /// watermarks, before which no output row can come any more. `None` unless the
+    /// condition bounds both sides.
+    pub(crate) fn output_watermark(&self, watermark_ms: i64) -> Option<i64> {
+        let watermarks = Some(BatchWatermarks {
+            late: watermark_ms,
+            eviction: watermark_ms,
+        });
+        let left = self.state_watermark(Which::Left, watermarks)?;
+        let right = self.state_watermark(Which::Right, watermarks)?;
+        Some(left.min(right).div_euclid(1000))
+    }
+
     /// The join's type.
     pub(crate) fn kind(&self) -> JoinType {
         self.kind

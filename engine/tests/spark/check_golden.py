@@ -46,11 +46,16 @@ def run2(name, schemas, steps, build, mode):
     q = (build(*streams).writeStream.outputMode(mode).foreachBatch(collect)
          .option("checkpointLocation", base + "/ckpt").trigger(processingTime="1 second").start())
     for step, rows_per_stream in enumerate(steps):
+        # All of a step's files are written first, then renamed in one go, so that one
+        # trigger sees them together.
+        paths = []
         for i, rows in enumerate(rows_per_stream):
             if not rows: continue
             path = f"{base}/in{i}/{step:03}.json"
             with open(path + ".tmp", "w") as f:
                 f.write("\n".join(json.dumps(r) for r in rows) + "\n")
+            paths.append(path)
+        for path in paths:
             os.rename(path + ".tmp", path)
         q.processAllAvailable(); time.sleep(3)
     q.stop()
@@ -112,6 +117,26 @@ run("dedup_then_window", "id STRING, ts TIMESTAMP", [
     [{"id":"a","ts":"2026-01-01T12:00:05"},{"id":"c","ts":"2026-01-01T12:01:30"}],
     [{"id":"d","ts":"2026-01-01T12:00:40"},{"id":"e","ts":"2026-01-01T12:01:35"},{"id":"f","ts":"2026-01-01T12:02:30"}],
 ], lambda s: s.withWatermark("ts","10 seconds").dropDuplicates(["id","ts"]).groupBy(F.window("ts","1 minute").alias("w")).count(), "append")
+
+run("chained_windows", "sym STRING, ts TIMESTAMP", [
+    [{"sym":"a","ts":"2026-01-01T12:00:01"},{"sym":"a","ts":"2026-01-01T12:00:05"},{"sym":"b","ts":"2026-01-01T12:00:12"}],
+    [{"sym":"a","ts":"2026-01-01T12:00:31"},{"sym":"b","ts":"2026-01-01T12:00:58"}],
+    [{"sym":"a","ts":"2026-01-01T12:01:25"},{"sym":"a","ts":"2026-01-01T12:00:20"}],
+    [{"sym":"b","ts":"2026-01-01T12:02:30"}],
+], lambda s: s.withWatermark("ts","10 seconds").groupBy(F.window("ts","10 seconds").alias("w"), "sym").agg(F.count("*").alias("n"))
+   .groupBy(F.window(F.window_time("w"), "1 minute").alias("w2")).agg(F.sum("n").alias("total"), F.count("*").alias("windows")), "append")
+
+def join_then_window(i, c):
+    joined = i.withWatermark("its", "10 seconds").alias("i").join(
+        c.withWatermark("ct", "20 seconds").alias("c"), F.expr(WITHIN_A_MINUTE), "inner")
+    return joined.groupBy(F.window("i.its", "1 minute").alias("w")).agg(F.count("*").alias("clicks"))
+run2("join_then_window", AD_SCHEMAS, [
+    ([imp("a1", "12:00:00"), imp("a2", "12:00:10")], [click("a1", "12:00:30")]),
+    ([imp("a3", "12:01:00")], [click("a2", "12:00:50"), click("a3", "12:01:05"), click("a1", "12:01:30")]),
+    ([imp("a4", "12:02:00")], [click("a4", "12:02:10"), click("a2", "12:00:55")]),
+    ([imp("a5", "12:03:30")], [click("a5", "12:04:00")]),
+    ([imp("a6", "12:05:30")], [click("a6", "12:06:00")]),
+], join_then_window, "append")
 
 run("guide", "word STRING, ts TIMESTAMP", [
     [{"word":"dog","ts":"2026-01-01T12:07:00"},{"word":"owl","ts":"2026-01-01T12:08:00"}],
