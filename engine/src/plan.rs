@@ -259,14 +259,24 @@ impl StreamPlan {
         } else {
             StatefulAggregate::split(&plan, mode)?
         };
-        if let (Some(join), Some(_)) = (&join, &aggregate)
-            && (join.kind() != JoinType::Inner || join.output_watermark(0).is_none())
-        {
-            return Err(SluiceError::Config(
-                "an aggregation after a stream-stream join is supported after an inner join \
-                 whose condition bounds both sides' event times (a range between them) only"
-                    .into(),
-            ));
+        if let (Some(join), Some(aggregate)) = (&mut join, &aggregate) {
+            if join.output_watermark(0).is_none() {
+                return Err(SluiceError::Config(
+                    "an aggregation after a stream-stream join needs a join condition bounding \
+                     both sides' event times (a range between them), from which its output \
+                     watermark follows"
+                        .into(),
+                ));
+            }
+            // An outer join's outer rows go through the query as written's partial
+            // aggregation, to be aggregated with the matches.
+            if let Some(outer) = join.outer_plan().cloned() {
+                let outer = StatefulAggregate::split(&outer, mode)?.ok_or_else(|| {
+                    SluiceError::Config("the outer join's query lost its aggregation".into())
+                })?;
+                let schema = aggregate.first_partial().schema();
+                join.aggregate_outer_rows(outer.first_partial(), schema);
+            }
         }
         Ok(Self {
             ctx,
@@ -287,7 +297,9 @@ impl StreamPlan {
 
     /// The schema of the query's output.
     pub(crate) fn schema(&self) -> SchemaRef {
-        if let Some(schema) = self.join.as_ref().and_then(StreamJoin::outer_schema) {
+        if self.aggregate.is_none()
+            && let Some(schema) = self.join.as_ref().and_then(StreamJoin::outer_schema)
+        {
             return schema;
         }
         match &self.first_per_key {

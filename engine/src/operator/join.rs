@@ -224,6 +224,9 @@ pub(crate) struct StreamJoin {
     /// For outer joins: the query's own plan, which turns unmatched rows into the outer rows
     /// (the main plan runs the join as inner).
     outer_plan: Option<Arc<dyn ExecutionPlan>>,
+    /// The schema the passes' output is given: the outer plan's (more columns nullable), or
+    /// under an aggregation, the aggregation's partial phase's.
+    output_schema: Option<SchemaRef>,
     progress: StateOperatorProgress,
 }
 
@@ -255,7 +258,25 @@ impl StreamJoin {
     /// The output schema of an outer join's rows (every column nullable as the outer rows
     /// need), when the join is outer.
     pub(crate) fn outer_schema(&self) -> Option<SchemaRef> {
-        self.outer_plan.as_ref().map(|plan| plan.schema())
+        self.output_schema.clone()
+    }
+
+    /// The query as written, for an outer join (which runs as inner, its outer rows through
+    /// this plan).
+    pub(crate) fn outer_plan(&self) -> Option<&Arc<dyn ExecutionPlan>> {
+        self.outer_plan.as_ref()
+    }
+
+    /// Under an aggregation: the outer rows go through `outer_partial` (the query as
+    /// written's partial aggregation), and every output takes `schema` (that of the partial
+    /// aggregation the passes run).
+    pub(crate) fn aggregate_outer_rows(
+        &mut self,
+        outer_partial: Arc<dyn ExecutionPlan>,
+        schema: SchemaRef,
+    ) {
+        self.outer_plan = Some(outer_partial);
+        self.output_schema = Some(schema);
     }
 
     /// Gives the join the plan finding its matching rows (outer and semi joins) and, for an
@@ -266,6 +287,7 @@ impl StreamJoin {
         outer_plan: Option<Arc<dyn ExecutionPlan>>,
     ) {
         self.matches = Some(matches);
+        self.output_schema = outer_plan.as_ref().map(|plan| plan.schema());
         self.outer_plan = outer_plan;
     }
 
@@ -713,6 +735,7 @@ pub(crate) fn plan_stream_join(
         kind: join.join_type,
         matches: None,
         outer_plan: None,
+        output_schema: None,
         left: left_side,
         right: right_side,
         bounds,

@@ -138,6 +138,19 @@ run2("join_then_window", AD_SCHEMAS, [
     ([imp("a6", "12:05:30")], [click("a6", "12:06:00")]),
 ], join_then_window, "append")
 
+def outer_then_window(i, c):
+    joined = i.withWatermark("its", "10 seconds").alias("i").join(
+        c.withWatermark("ct", "20 seconds").alias("c"), F.expr(WITHIN_A_MINUTE), "left_outer")
+    return joined.groupBy(F.window("i.its", "1 minute").alias("w")).agg(
+        F.count("*").alias("impressions"), F.count("c.ct").alias("clicks"))
+run2("outer_join_then_window", AD_SCHEMAS, [
+    ([imp("a1", "12:00:00"), imp("a2", "12:00:10")], [click("a1", "12:00:30")]),
+    ([imp("a3", "12:01:00")], [click("a3", "12:01:05"), click("a9", "12:01:20")]),
+    ([imp("a4", "12:02:30")], [click("a4", "12:03:00")]),
+    ([imp("a5", "12:04:30")], [click("a5", "12:05:00")]),
+    ([imp("a6", "12:06:30")], [click("a6", "12:07:00")]),
+], outer_then_window, "append")
+
 run("guide", "word STRING, ts TIMESTAMP", [
     [{"word":"dog","ts":"2026-01-01T12:07:00"},{"word":"owl","ts":"2026-01-01T12:08:00"}],
     [{"word":"dog","ts":"2026-01-01T12:14:00"},{"word":"cat","ts":"2026-01-01T12:09:00"}],
