@@ -206,6 +206,9 @@ impl StreamPlan {
             },
             false => (logical, None),
         };
+        if !per_batch {
+            refuse_distinct_aggregates(&logical)?;
+        }
         let logical = expand_sliding_windows(logical)?;
         let mut join = match per_batch {
             true => None,
@@ -275,7 +278,22 @@ impl StreamPlan {
                     SluiceError::Config("the outer join's query lost its aggregation".into())
                 })?;
                 let schema = aggregate.first_partial().schema();
-                join.aggregate_outer_rows(outer.first_partial(), schema);
+                let outer_partial = outer.first_partial();
+                let same = |a: &SchemaRef, b: &SchemaRef| {
+                    a.fields().len() == b.fields().len()
+                        && a.fields()
+                            .iter()
+                            .zip(b.fields())
+                            .all(|(x, y)| x.name() == y.name() && x.data_type() == y.data_type())
+                };
+                if !same(&schema, &outer_partial.schema()) {
+                    return Err(SluiceError::Config(
+                        "internal: the outer join's aggregation does not plan as its inner form \
+                         does; aggregate its output in a second query"
+                            .into(),
+                    ));
+                }
+                join.aggregate_outer_rows(outer_partial, schema);
             }
         }
         Ok(Self {
@@ -326,7 +344,7 @@ impl StreamPlan {
     }
 
     /// The stateful operators, in the order they process a batch's rows: the deduplications,
-    /// then the aggregation.
+    /// the join of two streams, then the aggregation's stages.
     pub(crate) fn operators(&self) -> Vec<&dyn StatefulOperator> {
         let dedups = self.dedups.iter().map(|(_, d)| d as &dyn StatefulOperator);
         let aggregate = self
@@ -455,6 +473,35 @@ impl StreamPlan {
         }
         result
     }
+}
+
+/// Refuses `COUNT(DISTINCT …)` and other distinct aggregates, as Spark does on streams:
+/// DataFusion would plan them as two chained aggregations, which do not mean the same across
+/// batches (and not at all with sessions).
+fn refuse_distinct_aggregates(plan: &datafusion::logical_expr::LogicalPlan) -> Result<()> {
+    use datafusion::logical_expr::{Expr, LogicalPlan, expr::AggregateFunction};
+    let mut distinct = false;
+    plan.apply(|node| {
+        if let LogicalPlan::Aggregate(aggregate) = node {
+            for expr in &aggregate.aggr_expr {
+                expr.apply(|e| {
+                    if let Expr::AggregateFunction(AggregateFunction { params, .. }) = e {
+                        distinct |= params.distinct;
+                    }
+                    Ok(TreeNodeRecursion::Continue)
+                })?;
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    if distinct {
+        return Err(SluiceError::Config(
+            "Distinct aggregations are not supported on streaming DataFrames/Datasets. Consider \
+             using approx_distinct (approx_count_distinct) instead"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Registers view `name` = `sql` in `ctx` (replacing the one a previous plan of the same

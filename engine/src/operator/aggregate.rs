@@ -2,7 +2,8 @@
 //! into its partial and final phases, with the partial states of every group kept across
 //! micro-batches.
 //!
-//! The query is planned once. Its single `AggregateExec` is taken apart:
+//! The query is planned once. Each aggregation's `AggregateExec` (one, or one per stage of a
+//! chain, §3.6) is taken apart:
 //!
 //! ```text
 //!   upper plan (projection, HAVING, ORDER BY)  ◀─ Final ◀─ rows to emit ◀┐
@@ -117,6 +118,24 @@ impl StatefulAggregate {
         let mut stages = Vec::new();
         let mut plan = Arc::clone(plan);
         while let Some((stage, chained)) = AggregateStage::split(&plan, mode, stages.len())? {
+            // A stage reads the previous one's output: aggregations side by side (a UNION
+            // ALL of two) are not a chain.
+            if let Some(previous) = stages.last() {
+                let previous: &AggregateStage = previous;
+                let mut reads_previous = false;
+                stage.partial.apply(|node| {
+                    reads_previous |= Arc::ptr_eq(node, &previous.upper_leaf);
+                    Ok(TreeNodeRecursion::Continue)
+                })?;
+                if !reads_previous {
+                    return Err(SluiceError::Config(
+                        "Multiple streaming aggregations are not supported with streaming \
+                         DataFrames/Datasets unless each aggregates the previous one's output \
+                         (a chain, in append mode)"
+                            .into(),
+                    ));
+                }
+            }
             plan = Arc::clone(&stage.upper);
             stages.push(stage);
             if !chained {
@@ -156,9 +175,9 @@ impl StatefulAggregate {
         self.stages.iter().any(|s| s.session)
     }
 
-    /// Whether the plan above the last aggregation sorts.
+    /// Whether the plan above the first aggregation (which holds the others) sorts.
     pub(crate) fn sorts(&self) -> bool {
-        self.last().sorts
+        self.stages[0].sorts
     }
 
     /// The output columns holding the last aggregation's group keys (see
@@ -201,7 +220,8 @@ impl StatefulAggregate {
 }
 
 impl AggregateStage {
-    /// Splits `plan` at its first (deepest) aggregation, the stage at `position` in the chain;
+    /// Splits `plan` at the aggregation met last walking down (the first of a chain), the
+    /// stage at `position` in the chain;
     /// with whether more aggregations follow in its upper plan. `None` if it has none.
     fn split(
         plan: &Arc<dyn ExecutionPlan>,

@@ -247,7 +247,8 @@ impl StreamJoin {
         });
         let left = self.state_watermark(Which::Left, watermarks)?;
         let right = self.state_watermark(Which::Right, watermarks)?;
-        Some(left.min(right).div_euclid(1000))
+        // Never past the input watermark, never before the epoch (Spark's clamp).
+        Some(left.min(right).div_euclid(1000).min(watermark_ms).max(0))
     }
 
     /// The join's type.
@@ -255,8 +256,8 @@ impl StreamJoin {
         self.kind
     }
 
-    /// The output schema of an outer join's rows (every column nullable as the outer rows
-    /// need), when the join is outer.
+    /// The schema the join's output is given: an outer join's as written (the outer rows'
+    /// columns nullable), or under an aggregation its partial phase's.
     pub(crate) fn outer_schema(&self) -> Option<SchemaRef> {
         self.output_schema.clone()
     }
