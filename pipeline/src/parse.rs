@@ -270,6 +270,29 @@ impl Parser<'_> {
         }
     }
 
+    /// Items read by `item`, separated by commas, up to and including a `)` (the `(` is
+    /// read); `what` names an item in the error after one.
+    fn until_paren(
+        &mut self,
+        what: &str,
+        mut item: impl FnMut(&mut Self) -> Result<(), Located>,
+    ) -> Result<(), Located> {
+        loop {
+            item(self)?;
+            match self.bump() {
+                Some(Token::Comma) => continue,
+                Some(Token::RParen) => return Ok(()),
+                _ => {
+                    self.next -= 1;
+                    return self.error(format!(
+                        "expected ',' or ')' after {what}, found {}",
+                        self.describe()
+                    ));
+                }
+            }
+        }
+    }
+
     fn bump(&mut self) -> Option<&Token> {
         let token = self.tokens.get(self.next).map(|t| &t.token);
         self.next += 1;
@@ -430,20 +453,7 @@ impl Parser<'_> {
         if self.peek() == Some(&Token::LParen) {
             self.next += 1;
             table.column_list = true;
-            loop {
-                self.table_element(&mut table)?;
-                match self.bump() {
-                    Some(Token::Comma) => continue,
-                    Some(Token::RParen) => break,
-                    _ => {
-                        self.next -= 1;
-                        return self.error(format!(
-                            "expected ',' or ')' after a column, found {}",
-                            self.describe()
-                        ));
-                    }
-                }
-            }
+            self.until_paren("a column", |parser| parser.table_element(&mut table))?;
         }
         if !self.is_keyword("WITH") {
             return self.error(format!(
@@ -454,33 +464,23 @@ impl Parser<'_> {
         }
         self.next += 1;
         self.expect(Token::LParen)?;
-        loop {
-            let key = self.option_key()?;
-            self.expect(Token::Eq)?;
-            let value = self.value()?;
+        self.until_paren("an option", |parser| {
+            let key = parser.option_key()?;
+            parser.expect(Token::Eq)?;
+            let value = parser.value()?;
             if let Some((first, _)) = table.options.iter().find(|(k, _)| k.value == key.value) {
                 return Err(Located::new(
                     key.position,
                     format!(
                         "option '{}' is given twice (first at {})",
                         key.value,
-                        first.position.up(self.line_offset)
+                        first.position.up(parser.line_offset)
                     ),
                 ));
             }
             table.options.push((key, value));
-            match self.bump() {
-                Some(Token::Comma) => continue,
-                Some(Token::RParen) => break,
-                _ => {
-                    self.next -= 1;
-                    return self.error(format!(
-                        "expected ',' or ')' after an option, found {}",
-                        self.describe()
-                    ));
-                }
-            }
-        }
+            Ok(())
+        })?;
         self.end()?;
         Ok(table)
     }
@@ -493,20 +493,10 @@ impl Parser<'_> {
             self.keyword("ON")?;
             self.expect(Token::LParen)?;
             let mut columns = Vec::new();
-            loop {
-                columns.push(self.identifier("a key column")?);
-                match self.bump() {
-                    Some(Token::Comma) => continue,
-                    Some(Token::RParen) => break,
-                    _ => {
-                        self.next -= 1;
-                        return self.error(format!(
-                            "expected ',' or ')' after a key column, found {}",
-                            self.describe()
-                        ));
-                    }
-                }
-            }
+            self.until_paren("a key column", |parser| {
+                columns.push(parser.identifier("a key column")?);
+                Ok(())
+            })?;
             let within_watermark = self.is_keyword("WITHIN");
             if within_watermark {
                 self.next += 1;

@@ -347,7 +347,6 @@ impl Cursor<'_> {
     fn object(&mut self, columns: &Columns) -> Parsed<Object> {
         let start = self.at;
         let first_quoted = self.quoted.len();
-        self.expect(b'{')?;
         let mut object = Object {
             start,
             end: start,
@@ -356,74 +355,56 @@ impl Cursor<'_> {
         };
         // Per column given more than once: the text of its last value that converted.
         let mut converted: HashMap<String, Vec<u8>> = HashMap::new();
-        self.skip_whitespace();
-        if self.peek() != Some(b'}') {
-            loop {
-                self.skip_whitespace();
-                let Value::String(key) = self.string()? else {
-                    unreachable!("string() returns strings")
-                };
-                self.skip_whitespace();
-                self.expect(b':')?;
-                self.skip_whitespace();
-                let value_start = self.at;
-                let quoted_in_value = self.quoted.len();
-                let (edit, failure) = match columns.kinds.get(&key) {
-                    Some(kind) if kind.is_nested() => {
-                        let converted = self.convert(kind, columns)?;
-                        let unchanged = converted.text == self.bytes[value_start..self.at];
-                        ((!unchanged).then_some(converted.text), converted.failed)
+        self.members(|cursor, key| {
+            let value_start = cursor.at;
+            let quoted_in_value = cursor.quoted.len();
+            let (edit, failure) = match columns.kinds.get(&key) {
+                Some(kind) if kind.is_nested() => {
+                    let converted = cursor.convert(kind, columns)?;
+                    let unchanged = converted.text == cursor.bytes[value_start..cursor.at];
+                    ((!unchanged).then_some(converted.text), converted.failed)
+                }
+                kind => {
+                    let value = cursor.value()?;
+                    let raw = &cursor.bytes[value_start..cursor.at];
+                    match kind {
+                        Some(kind) => check(kind, &value, raw, columns),
+                        // A field of no column: only its syntax matters; arrow-json must not
+                        // meet a token it refuses there either.
+                        None if contains_non_numeric(&value, raw) => (Some(b"null".to_vec()), None),
+                        None => (None, None),
                     }
-                    kind => {
-                        let value = self.value()?;
-                        let raw = &self.bytes[value_start..self.at];
-                        match kind {
-                            Some(kind) => check(kind, &value, raw, columns),
-                            // A field of no column: only its syntax matters; arrow-json must
-                            // not meet a token it refuses there either.
-                            None if contains_non_numeric(&value, raw) => {
-                                (Some(b"null".to_vec()), None)
-                            }
-                            None => (None, None),
-                        }
-                    }
+                }
+            };
+            let value_end = cursor.at;
+            let raw = &cursor.bytes[value_start..value_end];
+            let edit = match (&failure, converted.get(&key)) {
+                // Spark reads fields one by one: the earlier value stays.
+                (Some(_), Some(earlier)) => Some(earlier.clone()),
+                _ => edit,
+            };
+            if failure.is_none() && columns.kinds.contains_key(&key) {
+                let text = match &edit {
+                    Some(with) => with.clone(),
+                    None if cursor.quoted.len() == quoted_in_value => raw.to_vec(),
+                    None => b"null".to_vec(),
                 };
-                let value_end = self.at;
-                let raw = &self.bytes[value_start..value_end];
-                let edit = match (&failure, converted.get(&key)) {
-                    // Spark reads fields one by one: the earlier value stays.
-                    (Some(_), Some(earlier)) => Some(earlier.clone()),
-                    _ => edit,
-                };
-                if failure.is_none() && columns.kinds.contains_key(&key) {
-                    let text = match &edit {
-                        Some(with) => with.clone(),
-                        None if self.quoted.len() == quoted_in_value => raw.to_vec(),
-                        None => b"null".to_vec(),
-                    };
-                    converted.insert(key.clone(), text);
-                }
-                if let Some(with) = edit {
-                    // The whole value is replaced: what was noted inside it goes.
-                    self.quoted.truncate(quoted_in_value);
-                    object.edits.push(Edit {
-                        start: value_start,
-                        end: value_end,
-                        with,
-                    });
-                }
-                if let (Some(reason), None) = (failure, &object.failed) {
-                    object.failed = Some(format!("field '{key}': {reason}"));
-                }
-                self.skip_whitespace();
-                match self.peek() {
-                    Some(b',') => self.at += 1,
-                    Some(b'}') => break,
-                    _ => return Err(self.unexpected("',' or '}'")),
-                }
+                converted.insert(key.clone(), text);
             }
-        }
-        self.at += 1;
+            if let Some(with) = edit {
+                // The whole value is replaced: what was noted inside it goes.
+                cursor.quoted.truncate(quoted_in_value);
+                object.edits.push(Edit {
+                    start: value_start,
+                    end: value_end,
+                    with,
+                });
+            }
+            if let (Some(reason), None) = (failure, &object.failed) {
+                object.failed = Some(format!("field '{key}': {reason}"));
+            }
+            Ok(())
+        })?;
         object.end = self.at;
         object.edits.extend(self.quoted.drain(first_quoted..));
         object.edits.sort_by_key(|edit| edit.start);

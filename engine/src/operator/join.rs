@@ -227,6 +227,8 @@ pub(crate) struct StreamJoin {
     /// The schema the passes' output is given: the outer plan's (more columns nullable), or
     /// under an aggregation, the aggregation's partial phase's.
     output_schema: Option<SchemaRef>,
+    /// Whether the last batch flagged a stored row as matched.
+    flags_changed: bool,
     progress: StateOperatorProgress,
 }
 
@@ -342,6 +344,7 @@ impl StreamJoin {
             operator_name: "symmetricHashJoin".into(),
             ..StateOperatorProgress::default()
         };
+        self.flags_changed = false;
         let mut new = Vec::with_capacity(2);
         for side in [&self.left, &self.right] {
             let rows = inputs.remove(&side.source).unwrap_or_default();
@@ -379,7 +382,7 @@ impl StreamJoin {
                 .await?
             {
                 new_left_matched[l] = true;
-                self.right.matched[r] = true;
+                self.flags_changed |= !std::mem::replace(&mut self.right.matched[r], true);
             }
         }
         let semi = self.kind == JoinType::LeftSemi;
@@ -424,7 +427,8 @@ impl StreamJoin {
                 .pairs(&left_rows, &new_right, Arc::clone(&context))
                 .await?
             {
-                self.left.matched[positions[l]] = true;
+                self.flags_changed |=
+                    !std::mem::replace(&mut self.left.matched[positions[l]], true);
                 new_right_matched[r] = true;
             }
         }
@@ -612,7 +616,7 @@ impl StatefulOperator for StreamJoin {
         // Match flags change without a row being added or removed.
         self.progress.num_rows_updated > 0
             || self.progress.num_rows_removed > 0
-            || self.matches.is_some()
+            || self.flags_changed
     }
 
     /// As Spark's: a no-data batch runs when the watermark can evict state.
@@ -737,6 +741,7 @@ pub(crate) fn plan_stream_join(
         matches: None,
         outer_plan: None,
         output_schema: None,
+        flags_changed: false,
         left: left_side,
         right: right_side,
         bounds,

@@ -8,32 +8,9 @@ spark = (SparkSession.builder.master("local[1]").config("spark.ui.enabled","fals
          .config("spark.sql.shuffle.partitions","2").config("spark.sql.session.timeZone","UTC").getOrCreate())
 spark.sparkContext.setLogLevel("ERROR")
 
-def run(name, schema, steps, build, mode):
-    base = f"/tmp/sluice-spark-check/{name}"; shutil.rmtree(base, ignore_errors=True)
-    os.makedirs(base + "/in")
-    out = []
-    def collect(df, batch_id):
-        rows = sorted(" | ".join(str(v) for v in r) for r in df.collect())
-        out.append((batch_id, rows))
-    stream = spark.readStream.schema(schema).option("maxFilesPerTrigger", 1).json(base + "/in")
-    q = (build(stream).writeStream.outputMode(mode).foreachBatch(collect)
-         .option("checkpointLocation", base + "/ckpt").trigger(processingTime="1 second").start())
-    for i, rows in enumerate(steps):
-        path = f"{base}/in/{i:03}.json"
-        with open(path + ".tmp", "w") as f:
-            f.write("\n".join(json.dumps(r) for r in rows) + "\n")
-        os.rename(path + ".tmp", path)
-        q.processAllAvailable(); time.sleep(3)
-    q.stop()
-    print("==", name)
-    for batch_id, rows in out:
-        print(batch_id, rows)
-    for p in q.recentProgress:
-        ops = p["stateOperators"]
-        if ops: print("progress batch", p["batchId"], "dropped", ops[0]["numRowsDroppedByWatermark"], "rows", p["numInputRows"])
-
 def run2(name, schemas, steps, build, mode):
-    """Two streams: each step writes one file per stream (a stream without rows gets none)."""
+    """One or more streams: each step writes one file per stream (a stream without rows gets
+    none)."""
     base = f"/tmp/sluice-spark-check/{name}"; shutil.rmtree(base, ignore_errors=True)
     out = []
     def collect(df, batch_id):
@@ -65,6 +42,10 @@ def run2(name, schemas, steps, build, mode):
     for p in q.recentProgress:
         ops = p["stateOperators"]
         if ops: print("progress batch", p["batchId"], "dropped", ops[0]["numRowsDroppedByWatermark"], "rows", p["numInputRows"])
+
+def run(name, schema, steps, build, mode):
+    """One stream: each step writes one file."""
+    run2(name, [schema], [[rows] for rows in steps], build, mode)
 
 # The stream-stream join scenarios: impressions (watermark 10 s) joined with the clicks
 # (watermark 20 s) within a minute after them.

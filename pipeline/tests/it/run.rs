@@ -269,8 +269,7 @@ async fn a_processing_time_trigger_keeps_running_batches() {
 /// the keys; `WITHIN WATERMARK` needs a watermark; unknown columns are refused.
 #[tokio::test]
 async fn deduplicate_on_drops_repeated_keys_across_batches() {
-    use arrow::array::{RecordBatch, StringArray, TimestampMillisecondArray};
-    use std::sync::Arc;
+    use arrow::array::StringArray;
 
     let text = "SET checkpoint = 'none';\n\
         CREATE TABLE t (symbol VARCHAR, ts TIMESTAMP(3),\n\
@@ -282,19 +281,7 @@ async fn deduplicate_on_drops_repeated_keys_across_batches() {
     let input = pipeline.memory_source("t").unwrap();
     let output = pipeline.memory_sink("out").unwrap();
     let queries = pipeline.start().await.unwrap();
-    let schema = input.schema();
-    let batch = |rows: &[(&str, i64)]| {
-        RecordBatch::try_new(
-            schema.clone(),
-            vec![
-                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
-                Arc::new(TimestampMillisecondArray::from_iter_values(
-                    rows.iter().map(|r| r.1),
-                )),
-            ],
-        )
-        .unwrap()
-    };
+    let batch = |rows: &[(&str, i64)]| keyed_times(input.schema(), rows);
     input
         .add_batch(batch(&[("a", 1_000), ("b", 1_000), ("a", 1_000)]))
         .unwrap();
@@ -360,8 +347,7 @@ async fn deduplicate_on_drops_repeated_keys_across_batches() {
 /// Two streams joined in a pipeline file: each pair once, in the batch its later row arrives.
 #[tokio::test]
 async fn two_streams_join_in_a_pipeline_file() {
-    use arrow::array::{RecordBatch, StringArray, TimestampMillisecondArray};
-    use std::sync::Arc;
+    use arrow::array::{StringArray, TimestampMillisecondArray};
 
     let text = "SET checkpoint = 'none';\n\
         CREATE TABLE impressions (ad VARCHAR, its TIMESTAMP(3),\n\
@@ -376,18 +362,7 @@ async fn two_streams_join_in_a_pipeline_file() {
     let clicks = pipeline.memory_source("clicks").unwrap();
     let output = pipeline.memory_sink("out").unwrap();
     let queries = pipeline.start().await.unwrap();
-    let batch = |schema: arrow::datatypes::SchemaRef, rows: &[(&str, i64)]| {
-        RecordBatch::try_new(
-            schema,
-            vec![
-                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
-                Arc::new(TimestampMillisecondArray::from_iter_values(
-                    rows.iter().map(|r| r.1),
-                )),
-            ],
-        )
-        .unwrap()
-    };
+    let batch = keyed_times;
     impressions
         .add_batch(batch(impressions.schema(), &[("a", 1_000), ("b", 2_000)]))
         .unwrap();
@@ -414,4 +389,23 @@ async fn two_streams_join_in_a_pipeline_file() {
     // b's click is 88 s after its impression: out of the minute.
     assert_eq!(pairs, [("a".to_string(), 30_000)]);
     queries[0].stop().await.unwrap();
+}
+
+/// A batch of `schema` (a text column, then a millisecond timestamp) holding `rows`.
+fn keyed_times(
+    schema: arrow::datatypes::SchemaRef,
+    rows: &[(&str, i64)],
+) -> arrow::array::RecordBatch {
+    use arrow::array::{RecordBatch, StringArray, TimestampMillisecondArray};
+    use std::sync::Arc;
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+            Arc::new(TimestampMillisecondArray::from_iter_values(
+                rows.iter().map(|r| r.1),
+            )),
+        ],
+    )
+    .unwrap()
 }
