@@ -8,13 +8,17 @@
 //!   (`queries/projet_bdcc.sql`), with offsets and commits written to a local checkpoint
 //!   directory; elements/s is micro-batches per second.
 //!
-//! - `window_aggregate/candles_1m`: the same 1,000,000 messages, decoded in micro-batches of
-//!   10,000 and aggregated into 1-minute candles per symbol (open and close by `min_by` /
+//! - `window_aggregate/candles_1m`: the same 1,000,000 messages as JSON lines, decoded in
+//!   micro-batches of 10,000 on one core and aggregated into 1-minute candles per symbol (open and close by `min_by` /
 //!   `max_by`, high, low, volume sum, count) in update mode with a watermark, the checkpoint
 //!   (offsets, state as Arrow IPC, commit) written every batch to an in-memory object store;
 //!   prints the state's memory at the end. `window_aggregate/candles_1m_local_checkpoint`:
 //!   the same with the checkpoint in a local temporary directory, which adds the file
 //!   system's cost of creating three files per micro-batch.
+//!
+//! - `parallel_scaling/{p1,p2}`: the candles query over the same messages in micro-batches of
+//!   100,000, decoded and aggregated with parallelism 1 and 2 on a two-thread runtime
+//!   (checkpoint in memory): p2 / p1 is how the engine scales on two cores.
 //!
 //! - `seed_job/sluice`: the seed's job as `sluice run queries/projet_bdcc.sql` runs it, on
 //!   the same 1,000,000 messages written as ten JSON-lines files of 100,000: one file per
@@ -201,16 +205,36 @@ const CANDLES: &str = "SELECT window(\"timestamp\", '1 minute') AS w, symbol, \
     max_by(close_price, \"timestamp\") AS close, sum(volume) AS volume, count(*) AS trades \
     FROM ticks GROUP BY w, symbol";
 
-/// Runs the candles query `iterations` times over `messages`, each run from a fresh checkpoint
-/// made by `checkpoint` (a location, and whatever must live as long as the run); returns the
-/// time spent decoding and running micro-batches.
+/// The messages as JSON-lines text, `per_batch` messages per micro-batch, made one chunk at
+/// a time.
+fn line_chunks<'a>(
+    bytes: &'a [u8],
+    ends: &'a [usize],
+    per_batch: usize,
+) -> impl Iterator<Item = Vec<u8>> + 'a {
+    let mut messages = each_message(bytes, ends).peekable();
+    std::iter::from_fn(move || {
+        messages.peek()?;
+        let mut lines = Vec::new();
+        for message in messages.by_ref().take(per_batch) {
+            lines.extend_from_slice(message);
+            lines.push(b'\n');
+        }
+        Some(lines)
+    })
+}
+
+/// Runs the candles query `iterations` times over `chunks` (one micro-batch each) with
+/// `parallelism` partitions (decoding included), each run from a fresh checkpoint made by
+/// `checkpoint` (a location, and whatever must live as long as the run); returns the time
+/// spent decoding and running micro-batches.
 fn candles(
     runtime: &tokio::runtime::Runtime,
-    messages: &[&[u8]],
+    chunks: &[Vec<u8>],
+    parallelism: usize,
     iterations: u64,
     checkpoint: impl Fn() -> (Option<tempfile::TempDir>, String),
 ) -> Duration {
-    const BATCH: usize = 10_000;
     let schema = ticker::event_time_schema();
     let mut total = Duration::ZERO;
     for _ in 0..iterations {
@@ -224,6 +248,7 @@ fn candles(
                     .output_mode(OutputMode::Update)
                     .watermark("ticks", "timestamp", Duration::from_secs(10))
                     .sink(Discard)
+                    .parallelism(parallelism)
                     .checkpoint_location(&location)
                     .build(),
             )
@@ -232,11 +257,11 @@ fn candles(
             JsonDecoder::new(schema.clone(), JsonOptions::default()).expect("decoder");
         let start = Instant::now();
         runtime.block_on(async {
-            for chunk in messages.chunks(BATCH) {
-                for message in chunk {
-                    decoder.push(message).expect("clean input");
-                }
-                for batch in decoder.finish().expect("clean input").batches {
+            for chunk in chunks {
+                let decoded = decoder
+                    .decode_lines(chunk, parallelism)
+                    .expect("clean input");
+                for batch in decoded.batches {
                     source.add_batch(batch).expect("same schema");
                 }
                 while execution.run_trigger().await.expect("batch runs") {}
@@ -256,7 +281,7 @@ fn candles(
 
 fn window_aggregate(c: &mut Criterion) {
     let (bytes, ends) = messages();
-    let messages: Vec<&[u8]> = each_message(&bytes, &ends).collect();
+    let chunks: Vec<Vec<u8>> = line_chunks(&bytes, &ends, 10_000).collect();
     // One core: every task of the query runs on this thread.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -271,7 +296,7 @@ fn window_aggregate(c: &mut Criterion) {
     // commit) into an in-memory object store, so that no disk is measured.
     group.bench_function("candles_1m", |b| {
         b.iter_custom(|iterations| {
-            candles(&runtime, &messages, iterations, || {
+            candles(&runtime, &chunks, 1, iterations, || {
                 (None, "memory:///".to_string())
             })
         })
@@ -280,7 +305,7 @@ fn window_aggregate(c: &mut Criterion) {
     // cost of three new files per micro-batch.
     group.bench_function("candles_1m_local_checkpoint", |b| {
         b.iter_custom(|iterations| {
-            candles(&runtime, &messages, iterations, || {
+            candles(&runtime, &chunks, 1, iterations, || {
                 let dir = tempfile::tempdir().expect("temp dir");
                 let location = dir.path().to_str().expect("utf-8 path").to_string();
                 (Some(dir), location)
@@ -290,19 +315,35 @@ fn window_aggregate(c: &mut Criterion) {
     group.finish();
 }
 
+fn parallel_scaling(c: &mut Criterion) {
+    let (bytes, ends) = messages();
+    let chunks: Vec<Vec<u8>> = line_chunks(&bytes, &ends, 100_000).collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut group = c.benchmark_group("parallel_scaling");
+    group.throughput(Throughput::Elements(MESSAGES as u64));
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(20));
+    for parallelism in [1, 2] {
+        group.bench_function(format!("p{parallelism}"), |b| {
+            b.iter_custom(|iterations| {
+                candles(&runtime, &chunks, parallelism, iterations, || {
+                    (None, "memory:///".to_string())
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
 /// Files of `queries/projet_bdcc.sql`'s input: the messages, 100,000 per file.
 fn seed_job_input(dir: &std::path::Path) {
     let (bytes, ends) = messages();
-    let mut file = 0;
-    let mut lines: Vec<u8> = Vec::new();
-    for (i, message) in each_message(&bytes, &ends).enumerate() {
-        lines.extend_from_slice(message);
-        lines.push(b'\n');
-        if (i + 1) % 100_000 == 0 {
-            std::fs::write(dir.join(format!("{file:02}.jsonl")), &lines).expect("input file");
-            lines.clear();
-            file += 1;
-        }
+    for (file, lines) in line_chunks(&bytes, &ends, 100_000).enumerate() {
+        std::fs::write(dir.join(format!("{file:02}.jsonl")), lines).expect("input file");
     }
 }
 
@@ -385,6 +426,7 @@ criterion_group!(
     json_decode,
     batch_overhead,
     window_aggregate,
+    parallel_scaling,
     seed_job
 );
 criterion_main!(benches);

@@ -171,6 +171,7 @@ fn context(schema: SchemaRef, mode: OutputMode) -> SinkContext {
         output_mode: mode,
         key_columns: (mode == OutputMode::Update)
             .then(|| vec!["window".to_string(), "symbol".to_string()]),
+        parallelism: 1,
     }
 }
 

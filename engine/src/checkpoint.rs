@@ -8,7 +8,8 @@
 //!                                timestamp, written before the batch runs
 //! <checkpoint>/commits/<N>       v2, JSON, checksum: written once the sink has the batch, with
 //!                                the checksum of each operator's state as of batch N
-//! <checkpoint>/state/<operator>/ operator state (filled by stateful operators)
+//! <checkpoint>/state/<operator>/<partition>/<N>.arrow
+//!                                a stateful operator's state partition as of batch N
 //! <checkpoint>/attempts/<N>      how many runs batch N has had without committing (only while
 //!                                a logged batch is run again after a restart)
 //! ```
@@ -100,9 +101,11 @@ pub struct CommitEntry {
     pub batch_id: u64,
     /// The watermark the next batch runs with.
     pub next_batch_watermark_ms: i64,
-    /// Each stateful operator's state file as of this batch (`state/<operator>/N.arrow`), by
-    /// its checksum: a restart refuses a state file that is not the one committed (damaged,
-    /// or an older version copied over it). Absent in entries written before checksums.
+    /// Each stateful operator's state files as of this batch, by unit (`<operator>/<partition>`,
+    /// the file `state/<operator>/<partition>/N.arrow`; `<operator>` alone for state written
+    /// before partitions, `state/<operator>/N.arrow`), with its checksum: a restart refuses a
+    /// state file that is not the one committed (damaged, or an older version copied over it),
+    /// and restores exactly the partitions listed. Absent in entries written before checksums.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub state_checksums: BTreeMap<String, String>,
 }
@@ -122,6 +125,38 @@ pub enum Recovery {
     /// The newest batch was planned but not committed: run it again with the same offsets,
     /// watermark and timestamp.
     Rerun(OffsetEntry),
+}
+
+/// The unit of state of partition `partition` of operator `operator`: its directory under
+/// `state/`, and its key in [`CommitEntry::state_checksums`].
+pub fn state_unit(operator: &str, partition: usize) -> String {
+    format!("{operator}/{partition}")
+}
+
+/// The units of operator `operator`'s state that commit `checksums` lists: its partitions
+/// (`<operator>/<n>`, in partition order) or, for state written before partitions, the
+/// operator itself. When the commit lists none (it predates checksums, or the operator),
+/// the operator alone, the only layout such a commit can have.
+pub fn stored_units(operator: &str, checksums: &BTreeMap<String, String>) -> Vec<String> {
+    let mut partitions: Vec<(usize, &String)> = checksums
+        .keys()
+        .filter_map(|unit| {
+            let partition = unit
+                .strip_prefix(operator)?
+                .strip_prefix('/')?
+                .parse()
+                .ok()?;
+            Some((partition, unit))
+        })
+        .collect();
+    partitions.sort();
+    if partitions.is_empty() {
+        return vec![operator.to_string()];
+    }
+    partitions
+        .into_iter()
+        .map(|(_, unit)| unit.clone())
+        .collect()
 }
 
 /// Decides how to recover (Spark's `MicroBatchExecution.populateStartOffsets`).

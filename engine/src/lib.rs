@@ -79,7 +79,9 @@ pub use offset::Offset;
 pub use output_mode::OutputMode;
 pub use plan::streaming_session;
 pub use progress::{StateOperatorProgress, StreamingQueryProgress};
-pub use query::{MicroBatchExecution, QueryStatus, StreamingQuery, StreamingQueryBuilder};
+pub use query::{
+    MAX_PARALLELISM, MicroBatchExecution, QueryStatus, StreamingQuery, StreamingQueryBuilder,
+};
 pub use sink::{ConsoleSink, FileFormat, FileSink, MemorySink, Sink, SinkContext};
 pub use source::{ComputedColumns, FileSource, MemorySource, ReadLimit, Source, SourceBatch};
 pub use trigger::Trigger;

@@ -22,13 +22,12 @@ use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
-use datafusion::physical_plan::execution_plan::reset_plan_states;
 use datafusion::physical_plan::joins::{
     CrossJoinExec, HashJoinExec, NestedLoopJoinExec, SortMergeJoinExec,
 };
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::streaming::StreamingTableExec;
-use datafusion::physical_plan::{ExecutionPlan, collect, displayable};
+use datafusion::physical_plan::{ExecutionPlan, displayable};
 use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
 use datafusion::scalar::ScalarValue;
 
@@ -40,12 +39,13 @@ use crate::operator::dedup::Deduplicator;
 use crate::operator::first_per_key::FirstPerKey;
 use crate::operator::join::{StreamJoin, as_inner, match_plan, plan_stream_join};
 use crate::output_mode::OutputMode;
-use crate::slot::BatchSlot;
+use crate::slot::{BatchSlot, collect_in_order};
 use crate::watermark::{BatchWatermarks, WatermarkSpec};
 use crate::window::{expand_sliding_windows, window_functions};
 
-/// A DataFusion session configured for micro-batches: one partition, so that rows keep their
-/// input order and a re-run batch yields the same rows in the same order.
+/// A DataFusion session configured for micro-batches. Plans are made with one partition per
+/// thread of the query's parallelism (set when the query is planned, `docs/semantics.md` §12);
+/// the engine reads partitions back in order, so that rows keep their input order.
 pub fn streaming_session() -> SessionContext {
     let config = SessionConfig::new()
         .with_target_partitions(1)
@@ -125,6 +125,8 @@ pub(crate) struct StreamPlan {
     first_per_key: Option<FirstPerKey>,
     /// The join of two streams, whose rows it stores across batches.
     join: Option<StreamJoin>,
+    /// How many partitions the plan runs in.
+    parallelism: usize,
 }
 
 /// What a query declares besides its SQL: its sources (name → schema), its views (name →
@@ -144,6 +146,10 @@ impl StreamPlan {
     /// Only queries are accepted: DDL, DML and other statements are rejected with an error.
     /// With `per_batch`, the SQL runs on each micro-batch alone (Spark's `foreachBatch`);
     /// otherwise an aggregation keeps its state across batches.
+    ///
+    /// The plan runs in `parallelism` partitions: each source's rows are cut into that many
+    /// runs, and an aggregation keeps that many state partitions. A join of two streams runs
+    /// in one.
     pub(crate) async fn new(
         ctx: SessionContext,
         declared: Declared<'_>,
@@ -151,16 +157,24 @@ impl StreamPlan {
         per_batch: bool,
         mode: OutputMode,
         dedups: Vec<(String, Deduplicator)>,
+        parallelism: usize,
     ) -> Result<Self> {
+        let parallelism = parallelism.max(1);
         let Declared {
             sources,
             views,
             watermarks,
         } = declared;
+        ctx.state_ref()
+            .write()
+            .config_mut()
+            .options_mut()
+            .execution
+            .target_partitions = parallelism;
         let mut slots = BTreeMap::new();
         for (name, schema) in sources {
-            let slot = BatchSlot::new(schema.clone());
-            let table = StreamingTable::try_new(schema.clone(), vec![slot.clone()])?;
+            let slot = BatchSlot::partitioned(schema.clone(), parallelism);
+            let table = StreamingTable::try_new(schema.clone(), slot.streams())?;
             // A previous plan of the same builder (`explain`) left its source tables: replace
             // them, but never a table the user registered under a source's name.
             if let Some(existing) = ctx.deregister_table(name.as_str())?
@@ -219,6 +233,15 @@ impl StreamPlan {
                 "a query joining two streams reads those two sources only (for now)".into(),
             ));
         }
+        if join.is_some() && parallelism > 1 {
+            // The join keeps both sides' rows in one partition: plan it again in one.
+            let declared = Declared {
+                sources,
+                views,
+                watermarks,
+            };
+            return Box::pin(Self::new(ctx, declared, sql, per_batch, mode, dedups, 1)).await;
+        }
         let mut logical = logical;
         if let Some(join) = &mut join
             && join.kind() != JoinType::Inner
@@ -260,7 +283,7 @@ impl StreamPlan {
         let aggregate = if per_batch {
             None
         } else {
-            StatefulAggregate::split(&plan, mode)?
+            StatefulAggregate::split(&plan, mode, parallelism)?
         };
         if let (Some(join), Some(aggregate)) = (&mut join, &aggregate) {
             if join.output_watermark(0).is_none() {
@@ -274,7 +297,7 @@ impl StreamPlan {
             // An outer join's outer rows go through the query as written's partial
             // aggregation, to be aggregated with the matches.
             if let Some(outer) = join.outer_plan().cloned() {
-                let outer = StatefulAggregate::split(&outer, mode)?.ok_or_else(|| {
+                let outer = StatefulAggregate::split(&outer, mode, 1)?.ok_or_else(|| {
                     SluiceError::Config("the outer join's query lost its aggregation".into())
                 })?;
                 let schema = aggregate.first_partial().schema();
@@ -305,7 +328,13 @@ impl StreamPlan {
             aggregate,
             first_per_key,
             join,
+            parallelism,
         })
+    }
+
+    /// How many partitions the plan runs in (one for a join of two streams), for `explain`.
+    pub(crate) fn parallelism(&self) -> usize {
+        self.parallelism
     }
 
     /// The join of two streams, if the query has one.
@@ -457,15 +486,12 @@ impl StreamPlan {
         }
         let result = match &mut self.aggregate {
             Some(aggregate) => aggregate.run(None, context, watermarks).await,
-            None => match reset_plan_states(self.plan.clone()) {
-                Ok(plan) => match collect(plan, context).await {
-                    Ok(rows) => match &self.first_per_key {
-                        Some(operator) => operator.apply(rows),
-                        None => Ok(rows),
-                    },
-                    Err(e) => Err(e.into()),
+            None => match collect_in_order(&self.plan, context).await {
+                Ok(rows) => match &self.first_per_key {
+                    Some(operator) => operator.apply(rows),
+                    None => Ok(rows),
                 },
-                Err(e) => Err(e.into()),
+                Err(e) => Err(e),
             },
         };
         for slot in self.slots.values() {

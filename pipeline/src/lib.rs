@@ -35,7 +35,7 @@
 //!   table; each query reading it expands it into its own plan (see
 //!   `StreamingQueryBuilder::view`).
 //! - `SET key = value` sets `trigger`, `checkpoint`, `query_name`, `foreach_batch`,
-//!   `watermark_policy`, `retained_batches` for the `INSERT`s after it.
+//!   `watermark_policy`, `retained_batches`, `parallelism` for the `INSERT`s after it.
 //! - `${VAR}` and `${VAR:-default}` are replaced from [`Variables`] (see [`vars`]).
 //! - `INCLUDE 'file.sql'` reads another file's statements as if they were written in its
 //!   place (see [`mod@include`]): the path is relative to the including file's directory, and an

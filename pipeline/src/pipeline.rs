@@ -65,6 +65,8 @@ struct Settings {
     foreach_batch: bool,
     watermark_policy: WatermarkPolicy,
     retained_batches: Option<u64>,
+    /// `SET parallelism`: partitions of the query (default: the machine's cores).
+    parallelism: Option<usize>,
     /// `SET http_listen`: process-wide, so one value per file (checked at load).
     http_listen: Option<HttpListen>,
 }
@@ -102,6 +104,7 @@ impl Default for Settings {
             foreach_batch: false,
             watermark_policy: WatermarkPolicy::Min,
             retained_batches: None,
+            parallelism: None,
             http_listen: None,
         }
     }
@@ -115,6 +118,7 @@ pub const SETTINGS: &[&str] = &[
     "foreach_batch",
     "watermark_policy",
     "retained_batches",
+    "parallelism",
     "http_listen",
 ];
 
@@ -158,6 +162,16 @@ impl Settings {
                     v.parse()
                         .map_err(|_| bad(format!("expected a positive integer, got '{v}'")))?,
                 )
+            }
+            "parallelism" => {
+                self.parallelism = Some(match v.parse::<usize>() {
+                    Ok(n) if (1..=1024).contains(&n) => n,
+                    _ => {
+                        return Err(bad(format!(
+                            "expected a number of partitions from 1 to 1024, got '{v}'"
+                        )));
+                    }
+                })
             }
             "http_listen" => {
                 let listen: HttpListen = v.parse().map_err(bad)?;
@@ -590,6 +604,9 @@ impl Pipeline {
         }
         if let Some(n) = settings.retained_batches {
             builder = builder.retained_batches(n);
+        }
+        if let Some(n) = settings.parallelism {
+            builder = builder.parallelism(n);
         }
         Ok(builder)
     }

@@ -24,6 +24,7 @@ fn append_context() -> SinkContext {
         schema: projet_bdcc_schema(),
         output_mode: OutputMode::Append,
         key_columns: None,
+        parallelism: 1,
     }
 }
 

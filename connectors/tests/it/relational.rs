@@ -19,6 +19,7 @@ fn context(schema: SchemaRef, mode: OutputMode, key: Option<&[&str]>) -> SinkCon
         schema,
         output_mode: mode,
         key_columns: key.map(|k| k.iter().map(|c| c.to_string()).collect()),
+        parallelism: 1,
     }
 }
 

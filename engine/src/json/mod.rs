@@ -203,6 +203,10 @@ pub struct Decoded {
 /// assert_eq!(decoded.malformed.count, 1);
 /// ```
 pub struct JsonDecoder {
+    /// The declared schema, to build the decoders of [`Self::decode_lines`]'s other parts.
+    declared: SchemaRef,
+    /// Decoders of the other parts of [`Self::decode_lines`], built on first use.
+    workers: Vec<JsonDecoder>,
     /// The schema handed to arrow-json: declared fields, nullable, without the corrupt column.
     decode_schema: SchemaRef,
     output_schema: SchemaRef,
@@ -288,6 +292,8 @@ impl JsonDecoder {
         );
         let columns = Columns::new(&decode_schema, options.allow_numeric_strings);
         Ok(Self {
+            declared: schema,
+            workers: Vec::new(),
             flat_chunk: flat.is_some(),
             flat,
             chunk_len: 0,
@@ -321,7 +327,7 @@ impl JsonDecoder {
     /// went through arrow-json, at roughly 2.5 times the cost. A stream that never takes it
     /// has nested values, escaped strings or column types the flat path does not decode.
     pub fn flat_path_records(&self) -> u64 {
-        self.flat_records
+        self.flat_records + self.workers.iter().map(|w| w.flat_records).sum::<u64>()
     }
 
     /// Names where the next records come from (a source, file or partition), for error messages.
@@ -422,20 +428,99 @@ impl JsonDecoder {
     /// Feeds line-delimited records (a JSON-lines file, or part of one ending on a line
     /// break). Lines end at `\n`, `\r\n` or a lone `\r`, as in Spark.
     pub fn push_lines(&mut self, data: &[u8]) -> Result<()> {
-        let mut rest = data;
-        while !rest.is_empty() {
-            let end = rest
-                .iter()
-                .position(|b| *b == b'\n' || *b == b'\r')
-                .unwrap_or(rest.len());
-            self.push(&rest[..end])?;
-            let skip = match rest.get(end..end + 2) {
-                Some(b"\r\n") => 2,
-                _ => 1,
-            };
-            rest = rest.get(end + skip..).unwrap_or_default();
+        lines(data).try_for_each(|line| self.push(line))
+    }
+
+    /// Decodes line-delimited `data` as [`Self::push_lines`] then [`Self::finish`] would, in
+    /// up to `threads` parts at once, each on its own thread: the rows, malformed counts,
+    /// first malformed sample and record positions are the same as one decoder's. Records
+    /// pushed before and not yet finished are decoded first.
+    ///
+    /// After an error (FAILFAST), the decoder is empty again, ready for the next data.
+    pub fn decode_lines(&mut self, data: &[u8], threads: usize) -> Result<Decoded> {
+        let result = self.decode_lines_in_parts(data, threads);
+        if result.is_err() {
+            let mut fresh = JsonDecoder::new(self.declared.clone(), self.options.clone())?;
+            fresh.context = std::mem::take(&mut self.context);
+            fresh.flat_records = self.flat_records;
+            *self = fresh;
         }
-        Ok(())
+        result
+    }
+
+    fn decode_lines_in_parts(&mut self, data: &[u8], threads: usize) -> Result<Decoded> {
+        /// Below this, a part is not worth a thread.
+        const MIN_PART_BYTES: usize = 256 << 10;
+        let parts = threads.min(data.len() / MIN_PART_BYTES).max(1);
+        if parts == 1 || self.position > 0 {
+            self.push_lines(data)?;
+            return self.finish();
+        }
+        let parts = split_lines(data, parts);
+        while self.workers.len() < parts.len() - 1 {
+            self.workers.push(JsonDecoder::new(
+                self.declared.clone(),
+                self.options.clone(),
+            )?);
+        }
+        for worker in &mut self.workers {
+            worker.context.clone_from(&self.context);
+        }
+        // Each part numbers its records from 1 and counts them; the numbers are shifted by
+        // the previous parts' counts once all are decoded.
+        let decode = |decoder: &mut JsonDecoder, part: &[u8]| {
+            let pushed = decoder.push_lines(part);
+            let count = decoder.position;
+            (count, pushed.and_then(|()| decoder.finish()))
+        };
+        let head = &data[parts[0].clone()];
+        let mut workers = std::mem::take(&mut self.workers);
+        let mut results = std::thread::scope(|scope| {
+            let handles: Vec<_> = workers
+                .iter_mut()
+                .zip(&parts[1..])
+                .map(|(worker, part)| {
+                    let part = &data[part.clone()];
+                    scope.spawn(move || decode(worker, part))
+                })
+                .collect();
+            let mut results = vec![decode(self, head)];
+            for handle in handles {
+                results.push(handle.join().unwrap_or_else(|_| {
+                    let panicked = SluiceError::Config("a JSON decoder thread panicked".into());
+                    (0, Err(panicked))
+                }));
+            }
+            results
+        });
+        // A decoder whose part failed may hold half a chunk: build new ones next time.
+        if !results.iter().any(|(_, result)| result.is_err()) {
+            self.workers = workers;
+        }
+        let mut decoded = Decoded::default();
+        let mut before = 0;
+        for (count, part) in results.drain(..) {
+            let mut part = part.map_err(|e| match e {
+                SluiceError::MalformedRecord {
+                    context,
+                    position,
+                    reason,
+                    sample,
+                } => SluiceError::MalformedRecord {
+                    context,
+                    position: position + before,
+                    reason,
+                    sample,
+                },
+                other => other,
+            })?;
+            part.record_positions.iter_mut().for_each(|p| *p += before);
+            decoded.batches.append(&mut part.batches);
+            decoded.malformed.merge(part.malformed);
+            decoded.record_positions.append(&mut part.record_positions);
+            before += count;
+        }
+        Ok(decoded)
     }
 
     /// Decodes everything fed so far and returns it with the malformed-record counts.
@@ -720,4 +805,40 @@ fn truncate(text: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}…", &text[..end])
+}
+
+/// The records of line-delimited `data`: lines end at `\n`, `\r\n` or a lone `\r`.
+fn lines(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = data;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let end = memchr::memchr2(b'\n', b'\r', rest).unwrap_or(rest.len());
+        let line = &rest[..end];
+        let skip = match rest.get(end..end + 2) {
+            Some(b"\r\n") => 2,
+            _ => 1,
+        };
+        rest = rest.get(end + skip..).unwrap_or_default();
+        Some(line)
+    })
+}
+
+/// `data` cut into at most `parts` ranges of whole lines, in order: each ends just after a
+/// `\n` (or at the end), so that no line, and no `\r\n`, is cut.
+fn split_lines(data: &[u8], parts: usize) -> Vec<std::ops::Range<usize>> {
+    let size = data.len().div_ceil(parts.max(1)).max(1);
+    let mut ranges = Vec::with_capacity(parts);
+    let mut start = 0;
+    while start < data.len() {
+        let target = (start + size).min(data.len());
+        let end = match memchr::memchr(b'\n', &data[target..]) {
+            Some(at) => target + at + 1,
+            None => data.len(),
+        };
+        ranges.push(start..end);
+        start = end;
+    }
+    ranges
 }

@@ -23,27 +23,28 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, AsArray, BooleanArray, RecordBatch, StructArray, TimestampMicrosecondArray,
+    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StructArray, TimestampMicrosecondArray,
+    UInt32Array,
 };
-use arrow::compute::{and, concat_batches, filter_record_batch};
+use arrow::compute::{and, concat_batches, filter_record_batch, take_record_batch};
 use arrow::datatypes::{SchemaRef, TimestampMicrosecondType};
 use arrow::row::{RowConverter, SortField};
+use datafusion::common::hash_utils::create_hashes;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::execution::TaskContext;
-use datafusion::physical_expr::ScalarFunctionExpr;
 use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::{Partitioning, ScalarFunctionExpr};
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
-use datafusion::physical_plan::execution_plan::reset_plan_states;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
-use datafusion::physical_plan::{ExecutionPlan, collect};
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 
-use super::StatefulOperator;
 use super::codec;
+use super::{StatefulOperator, StoredState};
 use crate::error::{Result, SluiceError};
 use crate::output_mode::OutputMode;
 use crate::progress::StateOperatorProgress;
-use crate::slot::BatchSlot;
+use crate::slot::{BatchSlot, collect_in_order, collect_partitions};
 use crate::watermark::BatchWatermarks;
 use crate::window::{SESSION_WINDOW, is_window_type};
 
@@ -106,18 +107,37 @@ pub(crate) struct AggregateStage {
     session: bool,
     /// Whether the plan above the aggregation sorts.
     sorts: bool,
-    state: Option<RecordBatch>,
-    /// The last batch's progress row.
+    /// The group-key columns rows are hash-partitioned by: every key but a session window
+    /// (whose bounds change as sessions merge).
+    partition_keys: Vec<usize>,
+    /// The state, one part per partition: the rows of the groups whose keys hash to it.
+    state: Vec<Option<RecordBatch>>,
+    /// Whether the last batch changed each partition's state.
+    changed: Vec<bool>,
+    /// The last batch's progress row, summed over the partitions.
     progress: StateOperatorProgress,
 }
 
+/// The hash that assigns a group to a state partition: DataFusion's, with a fixed seed, so
+/// that every process of a query agrees. A restored state is re-partitioned with it, so a
+/// different hash in a later version only costs that.
+const PARTITION_HASH: datafusion::common::hash_utils::RandomState =
+    datafusion::common::hash_utils::RandomState::with_seed(0);
+
 impl StatefulAggregate {
-    /// Splits `plan` at its aggregations, to run in output mode `mode`; `None` if it has
-    /// none. Chained aggregations are split from the first up, in append mode only.
-    pub(crate) fn split(plan: &Arc<dyn ExecutionPlan>, mode: OutputMode) -> Result<Option<Self>> {
+    /// Splits `plan` at its aggregations, to run in output mode `mode` with `partitions`
+    /// state partitions; `None` if it has none. Chained aggregations are split from the first
+    /// up, in append mode only.
+    pub(crate) fn split(
+        plan: &Arc<dyn ExecutionPlan>,
+        mode: OutputMode,
+        partitions: usize,
+    ) -> Result<Option<Self>> {
         let mut stages = Vec::new();
         let mut plan = Arc::clone(plan);
-        while let Some((stage, chained)) = AggregateStage::split(&plan, mode, stages.len())? {
+        while let Some((stage, chained)) =
+            AggregateStage::split(&plan, mode, stages.len(), partitions)?
+        {
             // A stage reads the previous one's output: aggregations side by side (a UNION
             // ALL of two) are not a chain.
             if let Some(previous) = stages.last() {
@@ -227,6 +247,7 @@ impl AggregateStage {
         plan: &Arc<dyn ExecutionPlan>,
         mode: OutputMode,
         position: usize,
+        partitions: usize,
     ) -> Result<Option<(Self, bool)>> {
         let mut aggregates = Vec::new();
         plan.apply(|node| {
@@ -302,7 +323,13 @@ impl AggregateStage {
             Arc::clone(&input_schema),
         )?);
         let state_schema = partial.schema();
-        let reduce_input = BatchSlot::new(Arc::clone(&state_schema));
+        // An aggregation without keys has one group: one partition (DataFusion's final phase
+        // gives a row even for an empty partition).
+        let partitions = match group_by.expr().is_empty() {
+            true => 1,
+            false => partitions.max(1),
+        };
+        let reduce_input = BatchSlot::partitioned(Arc::clone(&state_schema), partitions);
         let reduce: Arc<dyn ExecutionPlan> = Arc::new(AggregateExec::try_new(
             AggregateMode::PartialReduce,
             group_by.as_final(),
@@ -311,9 +338,9 @@ impl AggregateStage {
             reduce_input.exec()?,
             Arc::clone(&input_schema),
         )?);
-        let final_input = BatchSlot::new(Arc::clone(&state_schema));
+        let final_input = BatchSlot::partitioned(Arc::clone(&state_schema), partitions);
         let finalize: Arc<dyn ExecutionPlan> = Arc::new(AggregateExec::try_new(
-            AggregateMode::Final,
+            AggregateMode::FinalPartitioned,
             group_by.as_final(),
             aggr,
             no_filters,
@@ -327,8 +354,33 @@ impl AggregateStage {
                 planned
             )));
         }
-        let upper_input = BatchSlot::new(Arc::clone(&planned));
-        let upper_leaf = upper_input.exec()?;
+        let session = group_by.expr().iter().position(|(expr, _)| {
+            expr.downcast_ref::<ScalarFunctionExpr>()
+                .is_some_and(|f| f.name() == SESSION_WINDOW)
+        });
+        // The finalized rows of state partition p are the planned aggregation's hash
+        // partition p (same keys, same hash), so the plan above keeps the partitioning it was
+        // planned for; rows of merged sessions are partitioned by the other keys only.
+        let planned_partitioning = node.output_partitioning().clone();
+        let same_keys = |exprs: &[Arc<dyn datafusion::physical_expr::PhysicalExpr>]| {
+            exprs.len() == group_by.expr().len()
+                && exprs.iter().enumerate().all(|(key, expr)| {
+                    expr.downcast_ref::<Column>()
+                        .is_some_and(|column| column.index() == key)
+                })
+        };
+        let (upper_input, upper_leaf) = if session.is_none()
+            && matches!(&planned_partitioning, Partitioning::Hash(exprs, count)
+                if *count == partitions && same_keys(exprs))
+        {
+            let slot = BatchSlot::partitioned(Arc::clone(&planned), partitions);
+            let leaf = slot.exec_partitioned_as(planned_partitioning)?;
+            (slot, leaf)
+        } else {
+            let slot = BatchSlot::new(Arc::clone(&planned));
+            let leaf = slot.exec()?;
+            (slot, leaf)
+        };
         let upper = Arc::clone(plan)
             .transform_down(|n| {
                 if Arc::ptr_eq(&n, &node) {
@@ -348,10 +400,6 @@ impl AggregateStage {
             Ok(TreeNodeRecursion::Continue)
         })?;
         let keys = group_by.expr().len();
-        let session = group_by.expr().iter().position(|(expr, _)| {
-            expr.downcast_ref::<ScalarFunctionExpr>()
-                .is_some_and(|f| f.name() == SESSION_WINDOW)
-        });
         if session.is_some() && keys < 2 {
             return Err(SluiceError::Config(
                 "session_window requires at least one grouping key besides the session in streaming".into(),
@@ -359,6 +407,7 @@ impl AggregateStage {
         }
         let window = session
             .or_else(|| (0..keys).find(|&i| is_window_type(state_schema.field(i).data_type())));
+        let partition_keys = (0..keys).filter(|&i| Some(i) != session).collect();
         Ok(Some((
             Self {
                 state_name: position.to_string(),
@@ -376,7 +425,9 @@ impl AggregateStage {
                 window,
                 session: session.is_some(),
                 sorts,
-                state: None,
+                partition_keys,
+                state: vec![None; partitions],
+                changed: vec![false; partitions],
                 progress: StateOperatorProgress::default(),
             },
             chained,
@@ -420,6 +471,10 @@ impl AggregateStage {
     /// Runs one batch: its input's slots must hold the batch's rows, or `fresh` gives its
     /// partial aggregation of them. The last stage returns the rows for the sink; another
     /// leaves its finalized rows in its upper plan's slot, the next stage's input.
+    ///
+    /// The partial aggregation runs on each run of input rows on its own core; its rows are
+    /// hash-partitioned by the group keys, and each state partition merges, emits and evicts
+    /// its groups on its own core, as Spark's shuffle partitions do.
     async fn run(
         &mut self,
         fresh: Option<Vec<RecordBatch>>,
@@ -429,98 +484,147 @@ impl AggregateStage {
     ) -> Result<Vec<RecordBatch>> {
         let mode = self.mode;
         let started = std::time::Instant::now();
-        let fresh = match fresh {
-            Some(rows) => rows,
-            None => {
-                collect(
-                    reset_plan_states(Arc::clone(&self.partial))?,
-                    Arc::clone(&context),
-                )
-                .await?
-            }
+        let runs = match fresh {
+            Some(rows) => vec![rows],
+            None => collect_partitions(&self.partial, Arc::clone(&context)).await?,
         };
-        let fresh = concat_batches(&self.state_schema, &fresh)?;
+        let fresh = self.partition(runs)?;
         // Complete mode keeps every row, however late: its result table is never final.
         let late = watermarks.filter(|_| mode != OutputMode::Complete);
-        let (fresh, dropped) = self.drop_late(fresh, late)?;
-        let updated = fresh.num_rows();
-
-        let merged = match self.state.take() {
-            None if !self.session => fresh.clone(),
-            Some(state) if fresh.num_rows() == 0 => state,
-            state => {
-                // The stored state first, as Spark merges it: order-dependent aggregates
-                // (`last`, ties of `max_by`, `array_agg`) take the new rows as the later ones.
-                let mut input = match state {
-                    Some(state) => concat_batches(&self.state_schema, [&state, &fresh])?,
-                    None => fresh.clone(),
-                };
-                if self.session {
-                    input = self.merge_sessions(input)?;
+        let mut progress = StateOperatorProgress {
+            operator_name: "stateStoreSave".into(),
+            ..StateOperatorProgress::default()
+        };
+        // Each partition's rows to merge with the reduce plan, or already merged.
+        let mut reduce = Vec::with_capacity(fresh.len());
+        let mut merged = Vec::with_capacity(fresh.len());
+        let mut kept_fresh = Vec::with_capacity(fresh.len());
+        for (partition, rows) in fresh.into_iter().enumerate() {
+            let (rows, dropped) = self.drop_late(rows, late)?;
+            progress.num_rows_updated += rows.num_rows() as u64;
+            progress.num_rows_dropped_by_watermark += dropped as u64;
+            // New rows always go through the reduce plan, even into an empty state: the
+            // partial aggregation may give a group several rows (one per run of input rows,
+            // or when DataFusion skips partial aggregation on many distinct groups).
+            let (input, done) = match self.state[partition].take() {
+                None if rows.num_rows() == 0 => (Vec::new(), Some(rows.clone())),
+                Some(state) if rows.num_rows() == 0 => (Vec::new(), Some(state)),
+                state => {
+                    // The stored state first, as Spark merges it: order-dependent aggregates
+                    // (`last`, ties of `max_by`, `array_agg`) take the new rows as the later
+                    // ones.
+                    let mut input = match state {
+                        Some(state) => concat_batches(&self.state_schema, [&state, &rows])?,
+                        None => rows.clone(),
+                    };
+                    if self.session {
+                        input = self.merge_sessions(input)?;
+                    }
+                    (vec![input], None)
                 }
-                self.reduce_input.set(vec![input]);
-                let out = collect(
-                    reset_plan_states(Arc::clone(&self.reduce))?,
-                    Arc::clone(&context),
-                )
-                .await;
-                self.reduce_input.set(Vec::new());
-                concat_batches(&self.state_schema, &out?)?
+            };
+            reduce.push(input);
+            merged.push(done);
+            kept_fresh.push(rows);
+        }
+        if merged.iter().any(Option::is_none) {
+            self.reduce_input.set_partitions(reduce);
+            let reduced = collect_partitions(&self.reduce, Arc::clone(&context)).await;
+            self.reduce_input.set(Vec::new());
+            for (done, rows) in merged.iter_mut().zip(reduced?) {
+                if done.is_none() {
+                    *done = Some(concat_batches(&self.state_schema, &rows)?);
+                }
             }
-        };
+        }
 
-        let (emit, keep, removed) = match mode {
-            OutputMode::Complete => (merged.clone(), merged, 0),
-            OutputMode::Update => {
-                let emit = self.rows_with_keys_of(&merged, &fresh)?;
-                let (closed, open) = self.split_closed(merged, watermarks)?;
-                (emit, open, closed.num_rows())
-            }
-            OutputMode::Append => {
-                let (closed, open) = self.split_closed(merged, watermarks)?;
-                let removed = closed.num_rows();
-                (closed, open, removed)
-            }
-        };
-        self.state = (keep.num_rows() > 0).then_some(keep);
+        let mut emits = Vec::with_capacity(merged.len());
+        for (partition, (merged, fresh)) in merged.into_iter().zip(kept_fresh).enumerate() {
+            let merged =
+                merged.unwrap_or_else(|| RecordBatch::new_empty(self.state_schema.clone()));
+            let (emit, keep, removed) = match mode {
+                OutputMode::Complete => (merged.clone(), merged, 0),
+                OutputMode::Update => {
+                    let emit = self.rows_with_keys_of(&merged, &fresh)?;
+                    let (closed, open) = self.split_closed(merged, watermarks)?;
+                    (emit, open, closed.num_rows())
+                }
+                OutputMode::Append => {
+                    let (closed, open) = self.split_closed(merged, watermarks)?;
+                    let removed = closed.num_rows();
+                    (closed, open, removed)
+                }
+            };
+            progress.num_rows_removed += removed as u64;
+            progress.num_rows_total += keep.num_rows() as u64;
+            progress.memory_used_bytes += keep.get_array_memory_size() as u64;
+            self.changed[partition] = fresh.num_rows() > 0 || removed > 0;
+            self.state[partition] = (keep.num_rows() > 0).then_some(keep);
+            emits.push(if emit.num_rows() == 0 {
+                Vec::new()
+            } else {
+                vec![emit]
+            });
+        }
 
-        let finals = if emit.num_rows() == 0 {
+        let finals = if emits.iter().all(Vec::is_empty) {
             Vec::new()
         } else {
-            self.final_input.set(vec![emit]);
-            let finals = collect(
-                reset_plan_states(Arc::clone(&self.finalize))?,
-                Arc::clone(&context),
-            )
-            .await;
+            self.final_input.set_partitions(emits);
+            let finals = collect_partitions(&self.finalize, Arc::clone(&context)).await;
             self.final_input.set(Vec::new());
             finals?
         };
         let output = if !last {
             // The next stage reads them through its input, which reads this slot.
-            self.upper_input.set(finals);
+            self.upper_input.set_partitions(finals);
             Vec::new()
-        } else if finals.is_empty() {
+        } else if finals.iter().all(Vec::is_empty) {
             Vec::new()
         } else {
-            self.upper_input.set(finals);
-            let out = collect(reset_plan_states(Arc::clone(&self.upper))?, context).await;
+            self.upper_input.set_partitions(finals);
+            let out = collect_in_order(&self.upper, context).await;
             self.upper_input.set(Vec::new());
             out?
         };
-        self.progress = StateOperatorProgress {
-            operator_name: "stateStoreSave".into(),
-            num_rows_total: self.state.as_ref().map_or(0, |s| s.num_rows() as u64),
-            num_rows_updated: updated as u64,
-            num_rows_removed: removed as u64,
-            num_rows_dropped_by_watermark: dropped as u64,
-            memory_used_bytes: self
-                .state
-                .as_ref()
-                .map_or(0, |s| s.get_array_memory_size() as u64),
-            commit_time_ms: started.elapsed().as_millis() as u64,
-        };
+        progress.commit_time_ms = started.elapsed().as_millis() as u64;
+        self.progress = progress;
         Ok(output)
+    }
+
+    /// The rows of `runs` (runs of consecutive rows, in order) for each state partition,
+    /// in their order: the partition of a row is the hash of its partition keys.
+    fn partition(&self, runs: Vec<Vec<RecordBatch>>) -> Result<Vec<RecordBatch>> {
+        let count = self.state.len();
+        let batches: Vec<RecordBatch> = runs.into_iter().flatten().collect();
+        if count == 1 {
+            return Ok(vec![concat_batches(&self.state_schema, &batches)?]);
+        }
+        let mut parts: Vec<Vec<RecordBatch>> = vec![Vec::new(); count];
+        let mut hashes = Vec::new();
+        for batch in &batches {
+            let keys: Vec<&ArrayRef> = self
+                .partition_keys
+                .iter()
+                .map(|&i| batch.column(i))
+                .collect();
+            hashes.clear();
+            hashes.resize(batch.num_rows(), 0);
+            create_hashes(keys, &PARTITION_HASH, &mut hashes)?;
+            let mut indices: Vec<Vec<u32>> = vec![Vec::new(); count];
+            for (row, hash) in hashes.iter().enumerate() {
+                indices[(*hash % count as u64) as usize].push(row as u32);
+            }
+            for (part, rows) in parts.iter_mut().zip(indices) {
+                if !rows.is_empty() {
+                    part.push(take_record_batch(batch, &UInt32Array::from(rows))?);
+                }
+            }
+        }
+        parts
+            .iter()
+            .map(|part| Ok(concat_batches(&self.state_schema, part)?))
+            .collect()
     }
 
     /// The window ends (µs) of each state row, if grouped by a window.
@@ -659,20 +763,44 @@ impl StatefulOperator for AggregateStage {
         &self.state_name
     }
 
-    /// The group keys and partial aggregate states, as Arrow IPC.
-    fn encode_state(&self) -> Result<Vec<u8>> {
-        codec::encode(&self.state_schema, self.state.as_ref())
+    fn partitions(&self) -> usize {
+        self.state.len()
     }
 
-    fn restore_state(&mut self, bytes: &[u8], location: &str) -> Result<()> {
+    /// A partition's group keys and partial aggregate states, as Arrow IPC.
+    fn encode_state(&self, partition: usize) -> Result<Vec<u8>> {
+        codec::encode(
+            &self.state_schema,
+            self.state.get(partition).and_then(Option::as_ref),
+        )
+    }
+
+    /// Reads every stored part and hash-partitions its groups over this run's partitions.
+    fn restore_state(&mut self, parts: Vec<StoredState>) -> Result<()> {
         let changed = "the state was written by a different query (its schema differs)";
-        let restored = codec::decode(bytes, &self.state_schema, location, changed)?;
-        self.state = (restored.num_rows() > 0).then_some(restored);
+        let mut rows = Vec::with_capacity(parts.len());
+        for part in parts {
+            rows.push(codec::decode(
+                &part.bytes,
+                &self.state_schema,
+                &part.location,
+                changed,
+            )?);
+        }
+        let partitioned = self.partition(vec![rows])?;
+        self.state = partitioned
+            .into_iter()
+            .map(|rows| (rows.num_rows() > 0).then_some(rows))
+            .collect();
         Ok(())
     }
 
     fn progress(&self) -> &StateOperatorProgress {
         &self.progress
+    }
+
+    fn state_changed(&self, partition: usize) -> bool {
+        self.changed.get(partition).copied().unwrap_or(true)
     }
 
     /// Append and update modes emit or evict the windows a watermark closes; complete mode

@@ -20,8 +20,8 @@ use arrow::compute::filter_record_batch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMillisecondType};
 use arrow::row::{RowConverter, SortField};
 
-use super::StatefulOperator;
 use super::codec;
+use super::{StatefulOperator, StoredState, single_part};
 use crate::error::{Result, SluiceError};
 use crate::progress::StateOperatorProgress;
 use crate::watermark::{BatchWatermarks, WatermarkSpec};
@@ -199,7 +199,7 @@ impl StatefulOperator for Deduplicator {
     }
 
     /// The key columns and each key's expiry, as Arrow IPC.
-    fn encode_state(&self) -> Result<Vec<u8>> {
+    fn encode_state(&self, _partition: usize) -> Result<Vec<u8>> {
         let mut entries: Vec<(&Vec<u8>, i64)> = self.seen.iter().map(|(k, v)| (k, *v)).collect();
         entries.sort_unstable();
         let parser = self.converter.parser();
@@ -213,11 +213,12 @@ impl StatefulOperator for Deduplicator {
         codec::encode(&self.state_schema, Some(&batch))
     }
 
-    fn restore_state(&mut self, bytes: &[u8], location: &str) -> Result<()> {
+    fn restore_state(&mut self, parts: Vec<StoredState>) -> Result<()> {
+        let part = single_part(parts, &self.state_name)?;
         let batch = codec::decode(
-            bytes,
+            &part.bytes,
             &self.state_schema,
-            location,
+            &part.location,
             "the deduplication keys changed",
         )?;
         let keys = self

@@ -46,8 +46,8 @@ use datafusion::logical_expr::{
 use datafusion::physical_plan::execution_plan::reset_plan_states;
 use datafusion::physical_plan::{ExecutionPlan, collect};
 
-use super::StatefulOperator;
 use super::codec;
+use super::{StatefulOperator, StoredState, single_part};
 use crate::error::{Result, SluiceError};
 use crate::progress::StateOperatorProgress;
 use crate::slot::BatchSlot;
@@ -568,7 +568,7 @@ impl StatefulOperator for StreamJoin {
 
     /// Both sides' stored rows with their match flags, one Arrow IPC file each,
     /// length-prefixed.
-    fn encode_state(&self) -> Result<Vec<u8>> {
+    fn encode_state(&self, _partition: usize) -> Result<Vec<u8>> {
         let mut out = Vec::new();
         for side in [&self.left, &self.right] {
             let (schema, rows) = side.with_flags(self.kind)?;
@@ -579,8 +579,10 @@ impl StatefulOperator for StreamJoin {
         Ok(out)
     }
 
-    fn restore_state(&mut self, bytes: &[u8], location: &str) -> Result<()> {
-        let mut rest = bytes;
+    fn restore_state(&mut self, parts: Vec<StoredState>) -> Result<()> {
+        let part = single_part(parts, &self.state_name)?;
+        let location = part.location.as_str();
+        let mut rest = part.bytes.as_slice();
         for which in [Which::Left, Which::Right] {
             let unreadable = || SluiceError::checkpoint(location, "unreadable join state");
             let (length, tail) = rest.split_first_chunk::<8>().ok_or_else(unreadable)?;
@@ -612,7 +614,7 @@ impl StatefulOperator for StreamJoin {
         &self.progress
     }
 
-    fn state_changed(&self) -> bool {
+    fn state_changed(&self, _partition: usize) -> bool {
         // Match flags change without a row being added or removed.
         self.progress.num_rows_updated > 0
             || self.progress.num_rows_removed > 0
@@ -823,7 +825,7 @@ pub(crate) async fn match_plan(
         fields.push(Field::new(ROW, DataType::UInt64, false));
         let schema: SchemaRef = Arc::new(Schema::new(fields));
         let slot = BatchSlot::new(schema.clone());
-        let table = StreamingTable::try_new(schema.clone(), vec![slot.clone()])?;
+        let table = StreamingTable::try_new(schema.clone(), slot.streams())?;
         let table = provider_as_source(Arc::new(table));
         let row = schema.fields().len() - 1;
         let rewritten = input.clone().transform_up(|node| {

@@ -65,6 +65,7 @@ pub struct StreamingQueryBuilder {
     per_batch: bool,
     dedups: BTreeMap<String, (Vec<String>, DedupMode)>,
     listeners: Vec<Arc<dyn QueryListener>>,
+    parallelism: usize,
 }
 
 impl Default for StreamingQueryBuilder {
@@ -92,7 +93,23 @@ impl StreamingQueryBuilder {
             per_batch: false,
             dedups: BTreeMap::new(),
             listeners: Vec::new(),
+            parallelism: default_parallelism(),
         }
+    }
+
+    /// How many partitions the query runs in, each on its own core (default: the machine's
+    /// cores). Sources are told ([`Source::set_parallelism`]: a file source decodes a file in
+    /// that many parts), the SQL runs on that many runs of the batch's rows, an aggregation's
+    /// rows are hash-partitioned by its keys into as many state partitions
+    /// (`state/<operator>/<partition>/`), and sinks are told (the file sink encodes in that
+    /// many parts). The output is the same for every value (`docs/semantics.md` §12). A
+    /// checkpoint written with one parallelism restarts with another: the state is
+    /// re-partitioned.
+    ///
+    /// Values are kept between 1 and [`MAX_PARALLELISM`].
+    pub fn parallelism(mut self, partitions: usize) -> Self {
+        self.parallelism = partitions.clamp(1, MAX_PARALLELISM);
+        self
     }
 
     /// The DataFusion session the query is planned in: register UDFs, UDAFs and static tables
@@ -298,6 +315,7 @@ impl StreamingQueryBuilder {
             self.per_batch,
             self.effective_output_mode(),
             dedups,
+            self.parallelism,
         )
         .await?;
         if !self.per_batch {
@@ -350,6 +368,7 @@ impl StreamingQueryBuilder {
             (false, None) => text += "stateful operator: none\n",
         }
         text += &format!("output mode: {}\n", self.output_mode);
+        text += &format!("parallelism: {}\n", plan.parallelism());
         if let Some(sink) = &self.sink {
             text += &format!("sink: {}\n", sink.description());
         }
@@ -394,10 +413,14 @@ impl StreamingQueryBuilder {
                 true => None,
                 false => plan.aggregate().and_then(|a| a.output_key_columns()),
             },
+            parallelism: self.parallelism,
         })
         .await?;
 
         let mut sources = self.sources;
+        for (_, source) in &mut sources {
+            source.set_parallelism(self.parallelism);
+        }
         let mut tracker = WatermarkTracker::new(
             self.watermark_policy,
             self.watermarks
@@ -408,21 +431,18 @@ impl StreamingQueryBuilder {
         );
         let label = self.name.clone().unwrap_or_else(|| id.clone());
         let start = recover(recovery, &checkpoint, &mut sources, &mut tracker, &label).await?;
-        // The operators' state in the checkpoint now equals the restored one.
-        let mut state_versions = BTreeMap::new();
         if let Some(version) = start.state_version {
-            let restored = restore_state(
+            restore_state(
                 &checkpoint,
                 plan.operators_mut(),
                 version,
                 &start.state_checksums,
             )
             .await?;
-            state_versions = restored
-                .into_iter()
-                .map(|(name, sum)| (name, (version, sum)))
-                .collect();
         }
+        // The restored state may be partitioned otherwise than it was stored: the first batch
+        // writes every partition, and carries nothing over.
+        let state_versions = BTreeMap::new();
         if self.trigger == Trigger::AvailableNow {
             for (_, source) in &mut sources {
                 source.prepare_for_available_now().await?;
@@ -524,4 +544,12 @@ impl StreamingQueryBuilder {
         });
         Ok(query)
     }
+}
+
+/// The most partitions a query may run in.
+pub const MAX_PARALLELISM: usize = 1024;
+
+/// The default parallelism: the cores this process may run on.
+pub(crate) fn default_parallelism() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }

@@ -25,7 +25,7 @@ use tokio::sync::watch;
 
 use super::handle::Shared;
 use super::report::{Offsets, Reporter, TriggerRun};
-use crate::checkpoint::{Checkpoint, CommitEntry, OffsetEntry, SourceRange, checksum};
+use crate::checkpoint::{Checkpoint, CommitEntry, OffsetEntry, SourceRange, checksum, state_unit};
 use crate::error::{Result, SluiceError};
 use crate::offset::Offset;
 use crate::plan::StreamPlan;
@@ -318,30 +318,32 @@ impl MicroBatchExecution {
     ) -> Result<()> {
         let mut state_checksums = BTreeMap::new();
         for operator in self.plan.operators() {
-            let name = operator.state_name();
-            let previous = entry.batch_id.checked_sub(1);
-            let stored_previous = self
-                .state_versions
-                .get(name)
-                .filter(|(version, _)| Some(*version) == previous)
-                .map(|(_, sum)| sum.clone());
-            let sum = match stored_previous {
-                Some(sum) if !operator.state_changed() => {
-                    self.checkpoint.carry_state(name, entry.batch_id).await?;
-                    sum
-                }
-                _ => {
-                    let bytes = operator.encode_state()?;
-                    let sum = checksum(&bytes);
-                    self.checkpoint
-                        .write_state(name, entry.batch_id, bytes)
-                        .await?;
-                    sum
-                }
-            };
-            self.state_versions
-                .insert(name.to_string(), (entry.batch_id, sum.clone()));
-            state_checksums.insert(name.to_string(), sum);
+            for partition in 0..operator.partitions() {
+                let unit = state_unit(operator.state_name(), partition);
+                let previous = entry.batch_id.checked_sub(1);
+                let stored_previous = self
+                    .state_versions
+                    .get(&unit)
+                    .filter(|(version, _)| Some(*version) == previous)
+                    .map(|(_, sum)| sum.clone());
+                let sum = match stored_previous {
+                    Some(sum) if !operator.state_changed(partition) => {
+                        self.checkpoint.carry_state(&unit, entry.batch_id).await?;
+                        sum
+                    }
+                    _ => {
+                        let bytes = operator.encode_state(partition)?;
+                        let sum = checksum(&bytes);
+                        self.checkpoint
+                            .write_state(&unit, entry.batch_id, bytes)
+                            .await?;
+                        sum
+                    }
+                };
+                self.state_versions
+                    .insert(unit.clone(), (entry.batch_id, sum.clone()));
+                state_checksums.insert(unit, sum);
+            }
             run.state.push(operator.progress().clone());
         }
         let next_watermark = self.tracker.finish_batch(entry.batch_watermark_ms);

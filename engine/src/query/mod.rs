@@ -15,6 +15,6 @@ mod handle;
 mod recovery;
 mod report;
 
-pub use builder::StreamingQueryBuilder;
+pub use builder::{MAX_PARALLELISM, StreamingQueryBuilder};
 pub use execution::MicroBatchExecution;
 pub use handle::{QueryStatus, StreamingQuery};

@@ -9,10 +9,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::checkpoint::{Checkpoint, OffsetEntry, Recovery, checksum};
+use crate::checkpoint::{Checkpoint, OffsetEntry, Recovery, checksum, stored_units};
 use crate::error::{Result, SluiceError};
 use crate::offset::Offset;
-use crate::operator::StatefulOperator;
+use crate::operator::{StatefulOperator, StoredState};
 use crate::source::Source;
 use crate::watermark::WatermarkTracker;
 
@@ -157,43 +157,45 @@ fn check_sources(
     Ok(())
 }
 
-/// Loads each of `operators`' state as of committed batch `version`, checking each file is the
-/// one the commit recorded (`expected`, by operator; an operator absent from it is not
-/// checked: a checkpoint written before checksums). Returns each file's checksum.
+/// Loads each of `operators`' state as of committed batch `version`: every unit the commit
+/// lists for it (its partitions, however many wrote them, or the whole state of a checkpoint
+/// written before partitions), checking each file is the one the commit recorded (`expected`,
+/// by unit; a commit written before checksums is not checked).
 pub(super) async fn restore_state(
     checkpoint: &Checkpoint,
     operators: Vec<&mut dyn StatefulOperator>,
     version: u64,
     expected: &BTreeMap<String, String>,
-) -> Result<BTreeMap<String, String>> {
-    let mut checksums = BTreeMap::new();
+) -> Result<()> {
     for operator in operators {
-        let name = operator.state_name().to_string();
-        let (bytes, location) = match checkpoint.read_state(&name, version).await? {
-            (Some(bytes), location) => (bytes, location),
-            (None, location) => {
+        let mut parts = Vec::new();
+        for unit in stored_units(operator.state_name(), expected) {
+            let (bytes, location) = match checkpoint.read_state(&unit, version).await? {
+                (Some(bytes), location) => (bytes, location),
+                (None, location) => {
+                    return Err(SluiceError::checkpoint(
+                        location,
+                        "missing: the checkpoint has no state for its last committed batch",
+                    ));
+                }
+            };
+            let actual = checksum(&bytes);
+            if let Some(committed) = expected.get(&unit)
+                && *committed != actual
+            {
                 return Err(SluiceError::checkpoint(
                     location,
-                    "missing: the checkpoint has no state for its last committed batch",
+                    format!(
+                        "is not the state committed with batch {version} (checksum {actual}, \
+                         committed {committed}): the file was damaged or replaced by another \
+                         version; restore the checkpoint from a backup, or start over with a new \
+                         checkpoint location"
+                    ),
                 ));
             }
-        };
-        let actual = checksum(&bytes);
-        if let Some(committed) = expected.get(&name)
-            && *committed != actual
-        {
-            return Err(SluiceError::checkpoint(
-                location,
-                format!(
-                    "is not the state committed with batch {version} (checksum {actual}, \
-                     committed {committed}): the file was damaged or replaced by another \
-                     version; restore the checkpoint from a backup, or start over with a new \
-                     checkpoint location"
-                ),
-            ));
+            parts.push(StoredState { bytes, location });
         }
-        operator.restore_state(&bytes, &location)?;
-        checksums.insert(name, actual);
+        operator.restore_state(parts)?;
     }
-    Ok(checksums)
+    Ok(())
 }

@@ -15,10 +15,12 @@ use async_trait::async_trait;
 use lexical_core::FormattedSize;
 use object_store::{ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_writer::compute_leaves;
 
 use super::{Sink, SinkContext};
 use crate::error::{Result, SluiceError};
 use crate::location::Location;
+use crate::slot::split_contiguous;
 
 /// The format of the files written by a [`FileSink`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +49,8 @@ pub struct FileSink {
     location: Location,
     format: FileFormat,
     schema: Option<SchemaRef>,
+    /// How many threads encode a batch (the query's parallelism).
+    threads: usize,
 }
 
 impl FileSink {
@@ -56,6 +60,7 @@ impl FileSink {
             location: Location::parse(location)?,
             format,
             schema: None,
+            threads: 1,
         })
     }
 
@@ -64,29 +69,103 @@ impl FileSink {
         format!("part-{batch_id:010}.{}", self.format.extension())
     }
 
+    /// The file of `batches`: their rows cut into one run of consecutive rows per thread,
+    /// each run encoded on its own thread (a Parquet row group, or JSON lines), then put
+    /// together in order.
     fn encode(&self, batches: &[RecordBatch]) -> Result<Vec<u8>> {
-        let mut buffer = Vec::new();
+        let schema = self.schema.clone().unwrap_or_else(|| batches[0].schema());
+        let runs: Vec<Vec<RecordBatch>> = split_contiguous(batches.to_vec(), self.threads)
+            .into_iter()
+            .filter(|run| run.iter().any(|b| b.num_rows() > 0))
+            .collect();
         match self.format {
             FileFormat::JsonLines => {
-                let mut writer = WriterBuilder::new()
-                    .with_encoder_factory(Arc::new(SparkFloats))
-                    .build::<_, LineDelimited>(&mut buffer);
-                for batch in batches {
-                    writer.write(batch)?;
-                }
-                writer.finish()?;
+                let encoded = on_threads(&runs, |run| {
+                    let mut buffer = Vec::new();
+                    let mut writer = WriterBuilder::new()
+                        .with_encoder_factory(Arc::new(SparkFloats))
+                        .build::<_, LineDelimited>(&mut buffer);
+                    for batch in run {
+                        writer.write(batch)?;
+                    }
+                    writer.finish()?;
+                    Ok(buffer)
+                })?;
+                Ok(encoded.concat())
             }
             FileFormat::Parquet => {
-                let schema = self.schema.clone().unwrap_or_else(|| batches[0].schema());
-                let mut writer = ArrowWriter::try_new(&mut buffer, schema, None)?;
-                for batch in batches {
-                    writer.write(batch)?;
+                let mut buffer = Vec::new();
+                let writer = ArrowWriter::try_new(&mut buffer, schema.clone(), None)?;
+                let (mut file, factory) = writer.into_serialized_writer()?;
+                let writers = (0..runs.len())
+                    .map(|group| factory.create_column_writers(group))
+                    .collect::<parquet::errors::Result<Vec<_>>>()?;
+                let jobs: Vec<_> = runs.into_iter().zip(writers).collect();
+                let groups = on_threads_owned(jobs, |(run, mut writers)| {
+                    for batch in &run {
+                        let mut columns = writers.iter_mut();
+                        for (field, array) in schema.fields().iter().zip(batch.columns()) {
+                            for leaf in compute_leaves(field, array)? {
+                                columns
+                                    .next()
+                                    .ok_or_else(|| {
+                                        SluiceError::Config(
+                                            "parquet: fewer writers than columns".into(),
+                                        )
+                                    })?
+                                    .write(&leaf)?;
+                            }
+                        }
+                    }
+                    writers
+                        .into_iter()
+                        .map(|w| Ok(w.close()?))
+                        .collect::<Result<Vec<_>>>()
+                })?;
+                for chunks in groups {
+                    let mut group = file.next_row_group()?;
+                    for chunk in chunks {
+                        chunk.append_to_row_group(&mut group)?;
+                    }
+                    group.close()?;
                 }
-                writer.close()?;
+                file.close()?;
+                Ok(buffer)
             }
         }
-        Ok(buffer)
     }
+}
+
+/// `encode` applied to each of `runs`, each on its own thread (the first on this one),
+/// results in order.
+fn on_threads<T: Send>(
+    runs: &[Vec<RecordBatch>],
+    encode: impl Fn(&[RecordBatch]) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    on_threads_owned(runs.iter().collect(), |run| encode(run))
+}
+
+/// `work` applied to each of `jobs`, each on its own thread (the first on this one), results
+/// in order.
+fn on_threads_owned<J: Send, T: Send>(
+    jobs: Vec<J>,
+    work: impl Fn(J) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    let mut jobs = jobs.into_iter();
+    let Some(first) = jobs.next() else {
+        return Ok(Vec::new());
+    };
+    let work = &work;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs.map(|job| scope.spawn(move || work(job))).collect();
+        let mut results = vec![work(first)];
+        for handle in handles {
+            results.push(handle.join().unwrap_or_else(|_| {
+                Err(SluiceError::Config("an encoding thread panicked".into()))
+            }));
+        }
+        results.into_iter().collect()
+    })
 }
 
 #[async_trait]
@@ -101,6 +180,7 @@ impl Sink for FileSink {
 
     async fn open(&mut self, context: &SinkContext) -> Result<()> {
         self.schema = Some(context.schema.clone());
+        self.threads = context.parallelism.max(1);
         Ok(())
     }
 

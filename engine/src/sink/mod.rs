@@ -35,6 +35,8 @@ pub struct SinkContext {
     /// aggregation, window included), when the engine can tell; an update-mode sink upserts
     /// on them. `None` for stateless queries.
     pub key_columns: Option<Vec<String>>,
+    /// The query's parallelism: how many threads the sink may use to encode a batch.
+    pub parallelism: usize,
 }
 
 /// A destination for the output of a streaming query.

@@ -98,6 +98,10 @@ impl Source for ComputedColumns {
         self.schema.clone()
     }
 
+    fn set_parallelism(&mut self, threads: usize) {
+        self.inner.set_parallelism(threads);
+    }
+
     async fn initial_offset(&mut self) -> Result<Offset> {
         self.inner.initial_offset().await
     }

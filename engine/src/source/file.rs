@@ -40,6 +40,8 @@ pub struct FileSource {
     available_now: Option<Option<String>>,
     /// The files visible then, for [`Source::backlog`].
     available_now_files: Vec<String>,
+    /// How many threads decode a file (the query's parallelism).
+    threads: usize,
     /// The previous listing (`None` before the first), to notice files that appear late.
     previous: Option<BTreeSet<String>>,
 }
@@ -59,6 +61,7 @@ impl FileSource {
             max_files_per_trigger: None,
             available_now: None,
             available_now_files: Vec::new(),
+            threads: 1,
             previous: None,
         })
     }
@@ -84,6 +87,11 @@ impl Source for FileSource {
 
     fn schema(&self) -> SchemaRef {
         self.decoder.output_schema()
+    }
+
+    /// Decodes each file in up to `threads` parts at once.
+    fn set_parallelism(&mut self, threads: usize) {
+        self.threads = threads;
     }
 
     async fn initial_offset(&mut self) -> Result<Offset> {
@@ -153,8 +161,7 @@ impl Source for FileSource {
                 .map_err(|e| SluiceError::source(&self.name, format!("cannot read {file}: {e}")))?;
             self.decoder
                 .set_context(format!("{}/{file}", self.location.display));
-            self.decoder.push_lines(&bytes)?;
-            let decoded = self.decoder.finish()?;
+            let decoded = self.decoder.decode_lines(&bytes, self.threads)?;
             batch.batches.extend(decoded.batches);
             batch.malformed.merge(decoded.malformed);
         }

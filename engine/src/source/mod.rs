@@ -60,6 +60,11 @@ pub trait Source: Send + 'static {
     /// The schema of every batch returned by [`Source::get_batch`].
     fn schema(&self) -> SchemaRef;
 
+    /// The query's parallelism, given once when the query is built, before any offset is
+    /// asked for: how many threads the source may use to read and decode a batch. Ignored by
+    /// default.
+    fn set_parallelism(&mut self, _threads: usize) {}
+
     /// The offset a brand-new query starts from (nothing read yet). Called once per new
     /// query; a restarted query resumes from its checkpoint instead.
     async fn initial_offset(&mut self) -> Result<Offset>;
@@ -112,6 +117,10 @@ impl Source for Box<dyn Source> {
 
     fn schema(&self) -> SchemaRef {
         self.as_ref().schema()
+    }
+
+    fn set_parallelism(&mut self, threads: usize) {
+        self.as_mut().set_parallelism(threads);
     }
 
     async fn initial_offset(&mut self) -> Result<Offset> {

@@ -22,6 +22,10 @@
 //! restart                                              rebuild the query from its checkpoint
 //! error TEXT                                           starting the query fails with TEXT
 //! ```
+//!
+//! Every scenario runs three times: with parallelism 1, with 4, and with 1 until its first
+//! `restart` and 4 after it (the checkpoint's state re-partitioned); each run must give the
+//! expected rows.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -43,6 +47,7 @@ struct Scenario {
     mode: OutputMode,
     sql: String,
     dedup: Option<(Vec<String>, bool)>,
+    parallelism: usize,
 }
 
 impl Scenario {
@@ -57,6 +62,7 @@ impl Scenario {
             .sql(self.sql.clone())
             .sink(sink.clone())
             .output_mode(self.mode)
+            .parallelism(self.parallelism)
             .checkpoint_location(checkpoint.to_str().expect("utf-8 path"));
         if let Some((column, delay)) = &self.watermark {
             builder = builder.watermark(self.source.clone(), column.clone(), *delay);
@@ -170,6 +176,7 @@ fn scenario_of(
     mode: OutputMode,
     sql: &str,
     dedup: &Option<(Vec<String>, bool)>,
+    parallelism: usize,
 ) -> Scenario {
     let (source, schema, watermark) = source.clone().expect("a source line first");
     Scenario {
@@ -180,12 +187,18 @@ fn scenario_of(
         mode,
         sql: sql.to_string(),
         dedup: dedup.clone(),
+        parallelism,
     }
 }
 
-async fn run_file(path: &Path) {
+/// Runs one scenario with parallelism `before` until its first restart and `after` from it.
+async fn run_file(path: &Path, (before, after): (usize, usize)) {
     let text = std::fs::read_to_string(path).expect("golden file");
-    let name = path.file_name().unwrap().to_string_lossy().to_string();
+    let name = format!(
+        "{} (parallelism {before}, then {after})",
+        path.file_name().unwrap().to_string_lossy()
+    );
+    let mut parallelism = before;
     let mut lines = text.lines().peekable();
     let mut scenario: Option<Scenario> = None;
     let (mut source_spec, mut mode, mut sql) = (None, OutputMode::Append, String::new());
@@ -225,7 +238,7 @@ async fn run_file(path: &Path) {
             }
             "query" => sql = block(&mut lines).join("\n"),
             "error" => {
-                let s = scenario_of(&source_spec, &second_spec, mode, &sql, &dedup);
+                let s = scenario_of(&source_spec, &second_spec, mode, &sql, &dedup, parallelism);
                 let error = s
                     .build(&s.memory_sources(), &sink, checkpoint.path())
                     .await
@@ -238,7 +251,8 @@ async fn run_file(path: &Path) {
             }
             "input" | "stage" => {
                 if scenario.is_none() {
-                    let s = scenario_of(&source_spec, &second_spec, mode, &sql, &dedup);
+                    let s =
+                        scenario_of(&source_spec, &second_spec, mode, &sql, &dedup, parallelism);
                     memory = s.memory_sources();
                     execution = Some(
                         s.build(&memory, &sink, checkpoint.path())
@@ -285,7 +299,9 @@ async fn run_file(path: &Path) {
             }
             "restart" => {
                 drop(execution.take());
-                let s = scenario.as_ref().expect("restart after input");
+                parallelism = after;
+                let s = scenario.as_mut().expect("restart after input");
+                s.parallelism = after;
                 execution = Some(s.build(&memory, &sink, checkpoint.path()).await.unwrap());
             }
             "output" => {
@@ -326,6 +342,8 @@ async fn golden_scenarios() {
     files.sort();
     assert!(!files.is_empty());
     for file in files {
-        run_file(&file).await;
+        for parallelism in [(1, 1), (4, 4), (1, 4)] {
+            run_file(&file, parallelism).await;
+        }
     }
 }

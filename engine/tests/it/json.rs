@@ -638,3 +638,63 @@ fn nesting_up_to_max_depth_parses_and_the_limits_are_options() {
     };
     assert!(JsonDecoder::new(schema(), zero).is_err());
 }
+
+/// `decode_lines` in parts on several threads gives what one decoder gives: rows, malformed
+/// counts and sample, record positions, and FAILFAST's first malformed line.
+#[test]
+fn decoding_in_parts_equals_one_decoder() {
+    // Spark's line endings, blank lines and malformed records, over enough bytes for parts.
+    let unit = INPUT
+        .replace("garbage\n", "garbage\r\n")
+        .replace("7\n{", "7\r{");
+    let input = unit.repeat(20_000);
+    for (mode, corrupt) in [
+        (ParseMode::Permissive, true),
+        (ParseMode::Permissive, false),
+        (ParseMode::DropMalformed, false),
+        (ParseMode::FailFast, false),
+    ] {
+        let mut one = JsonDecoder::new(schema(), options(mode, corrupt, 1000)).unwrap();
+        one.set_context("file.jsonl");
+        let expected = one.push_lines(input.as_bytes()).and_then(|()| one.finish());
+        let mut parts = JsonDecoder::new(schema(), options(mode, corrupt, 1000)).unwrap();
+        parts.set_context("file.jsonl");
+        for threads in [2, 3, 4] {
+            let actual = parts.decode_lines(input.as_bytes(), threads);
+            match (&expected, actual) {
+                (Ok(expected), Ok(actual)) => {
+                    assert_eq!(
+                        render(&actual.batches),
+                        render(&expected.batches),
+                        "{mode:?}"
+                    );
+                    assert_eq!(actual.malformed, expected.malformed, "{mode:?}");
+                    assert_eq!(
+                        actual.record_positions, expected.record_positions,
+                        "{mode:?}"
+                    );
+                }
+                (Err(expected), Err(actual)) => {
+                    assert_eq!(actual.to_string(), expected.to_string(), "{mode:?}");
+                }
+                (expected, actual) => panic!("{mode:?}: {expected:?} / {actual:?}"),
+            }
+        }
+    }
+    // A FAILFAST failure in a later part names its line in the whole input.
+    let input = "{\"symbol\":\"A\",\"price\":1.5,\"ts\":1}\n".repeat(40_000) + "garbage\n";
+    let mut parts = JsonDecoder::new(schema(), options(ParseMode::FailFast, false, 1000)).unwrap();
+    let error = parts
+        .decode_lines(input.as_bytes(), 4)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("40001"), "{error}");
+    // The decoder is usable again.
+    let good = parts
+        .decode_lines(&input.as_bytes()[..input.len() - 8], 4)
+        .unwrap();
+    assert_eq!(
+        good.batches.iter().map(|b| b.num_rows()).sum::<usize>(),
+        40_000
+    );
+}

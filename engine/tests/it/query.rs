@@ -797,3 +797,32 @@ async fn views_are_expanded_into_the_query() {
         .to_string();
     assert!(error.contains("aggregation"), "{error}");
 }
+
+/// An aggregation without GROUP BY has one group, whatever the parallelism: one row per
+/// batch in complete mode, and the count of every row so far.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_global_aggregation_gives_one_row_with_any_parallelism() {
+    for parallelism in [1, 4] {
+        let source = MemorySource::new("s", numbers(&[]).schema());
+        let sink = MemorySink::new();
+        let mut execution = StreamingQueryBuilder::new()
+            .source("s", source.clone())
+            .sql("SELECT count(*) AS rows, sum(n) AS total FROM s")
+            .output_mode(sluice_engine::OutputMode::Complete)
+            .sink(sink.clone())
+            .parallelism(parallelism)
+            .build()
+            .await
+            .unwrap();
+        for values in [&[1, 2, 3, 4, 5][..], &[10, 20]] {
+            source.add_batch(numbers(values)).unwrap();
+            assert!(execution.run_trigger().await.unwrap());
+        }
+        let batches = sink.batches();
+        assert_eq!(
+            render(&batches[&1]),
+            "+------+-------+\n| rows | total |\n+------+-------+\n| 7    | 45    |\n+------+-------+",
+            "parallelism {parallelism}"
+        );
+    }
+}

@@ -64,15 +64,16 @@ async fn drain(execution: &mut MicroBatchExecution) {
 }
 
 /// The sink's files: name → content.
+/// Each output file's lines, sorted: the order of rows within a batch is unspecified.
 fn output(dirs: &Dirs) -> BTreeMap<String, String> {
     std::fs::read_dir(&dirs.output)
         .unwrap()
         .map(|e| {
             let e = e.unwrap();
-            (
-                e.file_name().into_string().unwrap(),
-                std::fs::read_to_string(e.path()).unwrap(),
-            )
+            let text = std::fs::read_to_string(e.path()).unwrap();
+            let mut lines: Vec<&str> = text.lines().collect();
+            lines.sort_unstable();
+            (e.file_name().into_string().unwrap(), lines.join("\n"))
         })
         .collect()
 }
@@ -212,14 +213,20 @@ async fn a_checkpoint_of_other_sources_is_refused() {
 
 /// A windowed aggregation with a watermark, in update mode: its state and watermark must
 /// survive a crash at any step of any batch (no-data batches included).
+/// It runs with `parallelism` partitions, so as many state files per batch.
 async fn stateful_execution(
     dirs: &Dirs,
     sink: impl Sink,
+    parallelism: usize,
 ) -> sluice_engine::Result<MicroBatchExecution> {
-    stateful_builder(dirs, sink)?.build().await
+    stateful_builder(dirs, sink, parallelism)?.build().await
 }
 
-fn stateful_builder(dirs: &Dirs, sink: impl Sink) -> sluice_engine::Result<StreamingQueryBuilder> {
+fn stateful_builder(
+    dirs: &Dirs,
+    sink: impl Sink,
+    parallelism: usize,
+) -> sluice_engine::Result<StreamingQueryBuilder> {
     let mut schema = ticker_schema().as_ref().clone();
     let mut fields: Vec<_> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
     if let Some(ts) = fields.iter_mut().find(|f| f.name() == "timestamp") {
@@ -247,6 +254,7 @@ fn stateful_builder(dirs: &Dirs, sink: impl Sink) -> sluice_engine::Result<Strea
         .output_mode(sluice_engine::OutputMode::Update)
         .watermark("ticks", "timestamp", std::time::Duration::from_secs(30))
         .sink(sink)
+        .parallelism(parallelism)
         .checkpoint_location(&dirs.checkpoint))
 }
 
@@ -262,11 +270,16 @@ fn stateful_dirs() -> Dirs {
     dirs
 }
 
-async fn stateful_run(crash: Option<(u64, Crash)>) -> (BTreeMap<String, String>, u64) {
+/// Runs the stateful query with parallelism `before`, crashing as `crash` says, and restarts
+/// it with parallelism `after`; returns the output and the number of batches.
+async fn stateful_run(
+    crash: Option<(u64, Crash)>,
+    (before, after): (usize, usize),
+) -> (BTreeMap<String, String>, u64) {
     let dirs = stateful_dirs();
     let (batch, kind) = crash.unwrap_or((u64::MAX, Crash::BeforeSink));
     let sink = CrashingSink::new(file_sink(&dirs), batch, kind);
-    let mut execution = stateful_execution(&dirs, sink).await.unwrap();
+    let mut execution = stateful_execution(&dirs, sink, before).await.unwrap();
     let crashed = loop {
         match execution.run_trigger().await {
             Ok(true) => continue,
@@ -278,7 +291,9 @@ async fn stateful_run(crash: Option<(u64, Crash)>) -> (BTreeMap<String, String>,
     let mut batches = execution.next_batch_id();
     drop(execution);
     if crashed {
-        let mut restarted = stateful_execution(&dirs, file_sink(&dirs)).await.unwrap();
+        let mut restarted = stateful_execution(&dirs, file_sink(&dirs), after)
+            .await
+            .unwrap();
         drain(&mut restarted).await;
         batches = restarted.next_batch_id();
     }
@@ -287,14 +302,19 @@ async fn stateful_run(crash: Option<(u64, Crash)>) -> (BTreeMap<String, String>,
 
 #[tokio::test]
 async fn stateful_query_survives_a_crash_at_every_step_of_every_batch() {
-    let (expected, batches) = stateful_run(None).await;
+    let (expected, batches) = stateful_run(None, (1, 1)).await;
     assert!(batches >= 6, "data and no-data batches: {batches}");
     assert!(expected.len() >= 5, "{expected:?}");
-    for batch in 0..batches {
-        for crash in [Crash::BeforeSink, Crash::AfterSink] {
-            let (actual, total) = stateful_run(Some((batch, crash))).await;
-            assert_eq!(total, batches, "crash {crash:?} in batch {batch}");
-            assert_eq!(actual, expected, "crash {crash:?} in batch {batch}");
+    // The same query in 2 partitions, restarted in 2; in 1, restarted in 3 (its state
+    // re-partitioned); in 3, restarted in 1.
+    for parallelism in [(2, 2), (1, 3), (3, 1)] {
+        for batch in 0..batches {
+            for crash in [Crash::BeforeSink, Crash::AfterSink] {
+                let (actual, total) = stateful_run(Some((batch, crash)), parallelism).await;
+                let case = format!("crash {crash:?} in batch {batch}, parallelism {parallelism:?}");
+                assert_eq!(total, batches, "{case}");
+                assert_eq!(actual, expected, "{case}");
+            }
         }
     }
 }
@@ -312,7 +332,9 @@ async fn a_state_the_batch_left_unchanged_is_carried_over_not_rewritten() {
         "f05.jsonl",
         &[ticker("S0", 1.0, 170_000)],
     );
-    let mut execution = stateful_execution(&dirs, file_sink(&dirs)).await.unwrap();
+    let mut execution = stateful_execution(&dirs, file_sink(&dirs), 1)
+        .await
+        .unwrap();
     let mut unchanged = Vec::new();
     while execution.run_trigger().await.unwrap() {
         let progress = execution.recent_progress().pop().unwrap();
@@ -322,7 +344,7 @@ async fn a_state_the_batch_left_unchanged_is_carried_over_not_rewritten() {
         }
     }
     let inode = |version: u64| {
-        let path = Path::new(&dirs.checkpoint).join(format!("state/0/{version}.arrow"));
+        let path = Path::new(&dirs.checkpoint).join(format!("state/0/0/{version}.arrow"));
         std::fs::metadata(path).unwrap().ino()
     };
     // A no-data batch that closes no window: its state is its predecessor's file, linked.
@@ -346,7 +368,7 @@ async fn every_stateful_operator_is_checkpointed_by_the_loop_and_carried_over_wh
     // forever, so that batch leaves the deduplication's state as it was.
     let again = std::fs::read_to_string(Path::new(&dirs.input).join("f04.jsonl")).unwrap();
     std::fs::write(Path::new(&dirs.input).join("f05.jsonl"), again).unwrap();
-    let mut execution = stateful_builder(&dirs, file_sink(&dirs))
+    let mut execution = stateful_builder(&dirs, file_sink(&dirs), 1)
         .unwrap()
         .drop_duplicates("ticks", ["symbol", "close_price"])
         .build()
@@ -372,7 +394,7 @@ async fn every_stateful_operator_is_checkpointed_by_the_loop_and_carried_over_wh
     }
     let batches = execution.next_batch_id();
     let inode = |operator: &str, version: u64| {
-        let path = Path::new(&dirs.checkpoint).join(format!("state/{operator}/{version}.arrow"));
+        let path = Path::new(&dirs.checkpoint).join(format!("state/{operator}/0/{version}.arrow"));
         std::fs::metadata(path).unwrap().ino()
     };
     for version in 0..batches {
@@ -392,7 +414,7 @@ async fn every_stateful_operator_is_checkpointed_by_the_loop_and_carried_over_wh
 
     // A restart restores both operators: the duplicates stay dropped.
     drop(execution);
-    let mut restarted = stateful_builder(&dirs, file_sink(&dirs))
+    let mut restarted = stateful_builder(&dirs, file_sink(&dirs), 1)
         .unwrap()
         .drop_duplicates("ticks", ["symbol", "close_price"])
         .build()
@@ -415,11 +437,14 @@ async fn every_stateful_operator_is_checkpointed_by_the_loop_and_carried_over_wh
 #[tokio::test]
 async fn a_state_file_that_is_not_the_committed_one_is_refused_at_restart() {
     let dirs = stateful_dirs();
-    let mut execution = stateful_execution(&dirs, file_sink(&dirs)).await.unwrap();
+    let mut execution = stateful_execution(&dirs, file_sink(&dirs), 1)
+        .await
+        .unwrap();
     drain(&mut execution).await;
     let last = execution.next_batch_id() - 1;
     drop(execution);
-    let state = |version: u64| Path::new(&dirs.checkpoint).join(format!("state/0/{version}.arrow"));
+    let state =
+        |version: u64| Path::new(&dirs.checkpoint).join(format!("state/0/0/{version}.arrow"));
     // An older version copied over the committed one (a hard link: replace, not write through).
     let committed = std::fs::read(state(last)).unwrap();
     let older = (0..last)
@@ -429,19 +454,21 @@ async fn a_state_file_that_is_not_the_committed_one_is_refused_at_restart() {
         .expect("an older, different state version");
     std::fs::remove_file(state(last)).unwrap();
     std::fs::write(state(last), &older).unwrap();
-    let error = stateful_execution(&dirs, file_sink(&dirs))
+    let error = stateful_execution(&dirs, file_sink(&dirs), 1)
         .await
         .err()
         .expect("refused")
         .to_string();
     assert!(
-        error.contains(&format!("state/0/{last}.arrow"))
+        error.contains(&format!("state/0/0/{last}.arrow"))
             && error.contains("is not the state committed"),
         "{error}"
     );
     // The committed bytes back: the query resumes.
     std::fs::remove_file(state(last)).unwrap();
     std::fs::write(state(last), &committed).unwrap();
-    let resumed = stateful_execution(&dirs, file_sink(&dirs)).await.unwrap();
+    let resumed = stateful_execution(&dirs, file_sink(&dirs), 1)
+        .await
+        .unwrap();
     assert_eq!(resumed.next_batch_id(), last + 1);
 }

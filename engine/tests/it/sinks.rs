@@ -31,6 +31,7 @@ fn context(batch: &RecordBatch) -> SinkContext {
         schema: batch.schema(),
         output_mode: OutputMode::Append,
         key_columns: None,
+        parallelism: 1,
     }
 }
 
@@ -49,11 +50,20 @@ async fn memory_sink_keeps_the_first_copy_of_a_batch_id() {
 #[tokio::test]
 async fn file_sink_writes_one_file_per_batch_and_rewrites_replays() {
     let dir = tempfile::tempdir().unwrap();
-    for format in [FileFormat::JsonLines, FileFormat::Parquet] {
-        let out = dir.path().join(format!("{format:?}"));
+    // With 3 threads, each row is encoded on its own (a Parquet row group each): the file
+    // reads the same.
+    for (format, parallelism) in [FileFormat::JsonLines, FileFormat::Parquet]
+        .into_iter()
+        .flat_map(|format| [(format, 1), (format, 3)])
+    {
+        let out = dir.path().join(format!("{format:?}-{parallelism}"));
         let mut sink = FileSink::new(out.to_str().unwrap(), format).unwrap();
         let rows = batch(&["A", "B", "C"]);
-        sink.open(&context(&rows)).await.unwrap();
+        let context = SinkContext {
+            parallelism,
+            ..context(&rows)
+        };
+        sink.open(&context).await.unwrap();
         sink.add_batch(3, std::slice::from_ref(&rows))
             .await
             .unwrap();
@@ -74,10 +84,12 @@ async fn file_sink_writes_one_file_per_batch_and_rewrites_replays() {
         } else {
             let file = std::fs::File::open(out.join(sink.file_name(3))).unwrap();
             let reader =
-                parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(file, 1024)
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
                     .unwrap();
-            let read: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
-            assert_eq!(read, vec![rows]);
+            assert_eq!(reader.metadata().num_row_groups(), parallelism);
+            let read: Vec<RecordBatch> = reader.build().unwrap().map(Result::unwrap).collect();
+            let read = arrow::compute::concat_batches(&rows.schema(), &read).unwrap();
+            assert_eq!(read, rows);
         }
     }
 }

@@ -135,3 +135,30 @@ async fn kafka_headers_are_readable_in_sql() {
     let plan = pipeline.explain().await.unwrap();
     assert!(plan.contains("kafka_header"), "{plan}");
 }
+
+/// `SET parallelism` is the query's number of partitions, shown by `explain`; without it, the
+/// machine's cores.
+#[tokio::test]
+async fn parallelism_is_set_per_query() {
+    let text = "CREATE TABLE t (symbol VARCHAR, price DOUBLE) WITH (connector = 'memory');\n\
+        CREATE TABLE a WITH (connector = 'memory', output_mode = 'complete');\n\
+        CREATE TABLE b WITH (connector = 'memory', output_mode = 'complete');\n\
+        INSERT INTO a SELECT symbol, count(*) AS n FROM t GROUP BY symbol;\n\
+        SET parallelism = '3';\n\
+        INSERT INTO b SELECT symbol, count(*) AS n FROM t GROUP BY symbol;";
+    let pipeline = Pipeline::parse("job.sql", text, &Variables::none()).unwrap();
+    let plan = pipeline.explain().await.unwrap();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let settings: Vec<&str> = plan
+        .lines()
+        .filter(|line| line.starts_with("parallelism: "))
+        .collect();
+    assert_eq!(
+        settings,
+        [
+            format!("parallelism: {cores}"),
+            "parallelism: 3".to_string()
+        ],
+        "{plan}"
+    );
+}

@@ -120,6 +120,15 @@ fn unset_variables_and_unknown_settings() {
         "SET trigger = 'soon';\nCREATE TABLE out WITH (connector = 'memory');\nINSERT INTO out SELECT symbol FROM ticks;",
     );
     starts(&e, "job.sql:2:15: SET trigger: ");
+    for bad in ["0", "many", "-2", "5000"] {
+        let e = error(&format!(
+            "SET parallelism = '{bad}';\nCREATE TABLE out WITH (connector = 'memory');\nINSERT INTO out SELECT symbol FROM ticks;"
+        ));
+        starts(
+            &e,
+            "job.sql:2:19: SET parallelism: expected a number of partitions",
+        );
+    }
 }
 
 #[test]

@@ -44,8 +44,8 @@ async fn nested_columns_are_read_and_queried() {
         query.await_termination().await.unwrap();
     }
     let batches = out.all_rows();
-    assert_eq!(batches.len(), 1);
-    let batch = &batches[0];
+    let batch = &arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+    assert_eq!(batch.num_rows(), 2);
     let f64s = |c: usize| batch.column(c).as_primitive::<Float64Type>().clone();
     let (bid, ask) = (f64s(1), f64s(2));
     assert_eq!((bid.value(0), ask.value(0)), (1.5, 2.5));
