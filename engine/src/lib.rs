@@ -58,6 +58,7 @@ pub mod sink;
 pub mod source;
 
 mod checkpoint;
+mod distribution;
 mod error;
 mod functions;
 mod location;
@@ -71,6 +72,7 @@ mod trigger;
 mod watermark;
 mod window;
 
+pub use distribution::PartitionedBy;
 pub use error::{Result, SluiceError};
 pub use functions::register_spark_aggregates;
 pub use json::{JsonDecoder, JsonOptions, MalformedStats, ParseMode};

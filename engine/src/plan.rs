@@ -20,7 +20,7 @@ use datafusion::catalog::view::ViewTable;
 use datafusion::common::JoinType;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::physical_plan::joins::{
     CrossJoinExec, HashJoinExec, NestedLoopJoinExec, SortMergeJoinExec,
@@ -31,6 +31,7 @@ use datafusion::physical_plan::{ExecutionPlan, displayable};
 use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
 use datafusion::scalar::ScalarValue;
 
+use crate::distribution::PartitionedBy;
 use crate::error::{Result, SluiceError};
 use crate::functions::register_spark_aggregates;
 use crate::operator::StatefulOperator;
@@ -127,6 +128,8 @@ pub(crate) struct StreamPlan {
     join: Option<StreamJoin>,
     /// How many partitions the plan runs in.
     parallelism: usize,
+    /// The query as written, optimized (views inlined), for checks on its shape.
+    written: LogicalPlan,
 }
 
 /// What a query declares besides its SQL: its sources (name → schema), its views (name →
@@ -213,6 +216,7 @@ impl StreamPlan {
         check_operator_chains(sql)?;
         // DataFusion expands each view read into its plan here, over the same source tables.
         let (state, logical) = ctx.sql_with_options(sql, options).await?.into_parts();
+        let written = state.optimize(&logical)?;
         let (logical, first_per_key) = match per_batch {
             true => match FirstPerKey::plan(&logical)? {
                 Some((rewritten, operator)) => (rewritten, Some(operator)),
@@ -329,7 +333,28 @@ impl StreamPlan {
             first_per_key,
             join,
             parallelism,
+            written,
         })
+    }
+
+    /// Checks that the query can run as one task per partition of its sources, partitioned
+    /// as `by` says (see [`crate::distribution`]).
+    pub(crate) fn check_partitioned(&self, by: &PartitionedBy) -> Result<()> {
+        crate::distribution::check(&self.written, by).map_err(SluiceError::Config)?;
+        for (source, dedup) in &self.dedups {
+            let keys = dedup.key_names();
+            if let Some(column) = by.get(source)
+                && !keys.contains(column)
+            {
+                return Err(SluiceError::Config(format!(
+                    "distribution = 'kafka_partitions' runs one task per partition: the \
+                     deduplication of {source} on ({}) must include its partitioning column \
+                     {column}, or one key's duplicates could be in two tasks",
+                    keys.join(", ")
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// How many partitions the plan runs in (one for a join of two streams), for `explain`.

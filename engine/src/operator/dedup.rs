@@ -114,6 +114,14 @@ impl Deduplicator {
         })
     }
 
+    /// The names of the key columns.
+    pub(crate) fn key_names(&self) -> Vec<String> {
+        self.state_schema.fields()[..self.keys.len()]
+            .iter()
+            .map(|f| f.name().clone())
+            .collect()
+    }
+
     /// Whether late rows are dropped and keys evicted by the watermark.
     fn uses_watermark(&self) -> bool {
         self.mode == DedupMode::WithinWatermark || self.event_time_is_key

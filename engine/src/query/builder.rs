@@ -16,6 +16,7 @@ use super::handle::{Shared, StreamingQuery};
 use super::recovery::{recover, restore_state};
 use super::report::Reporter;
 use crate::checkpoint::{Checkpoint, plan_recovery};
+use crate::distribution::PartitionedBy;
 use crate::error::{Result, SluiceError};
 use crate::listener::{QueryIdentity, QueryListener};
 use crate::operator::dedup::{DedupMode, Deduplicator};
@@ -331,6 +332,15 @@ impl StreamingQueryBuilder {
             check_output_mode(shape, self.output_mode)?;
         }
         Ok(plan)
+    }
+
+    /// Checks, without running anything, that the query can run as independent tasks, one per
+    /// partition of its sources, when each source's partitions are keyed by the column `by`
+    /// gives it: every stateful operator (aggregation, deduplication, join of two streams)
+    /// must keep each of its groups within one partition. The error says which operator does
+    /// not, and how to re-key the stream.
+    pub async fn check_partitioned_by(&self, by: &PartitionedBy) -> Result<()> {
+        self.plan().await?.check_partitioned(by)
     }
 
     /// Describes the streaming plan without running it or touching the checkpoint: sources with

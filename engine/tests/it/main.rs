@@ -2,6 +2,7 @@
 
 mod checkpoint;
 mod common;
+mod distribution;
 mod functions;
 mod fuzz;
 mod golden;
