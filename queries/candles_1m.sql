@@ -11,13 +11,19 @@
 -- candles it changed, keyed on (symbol, window_start, window_end); tickers more than 10 s
 -- late for a closed minute are dropped and counted (numRowsDroppedByWatermark), as in Spark.
 --
+-- Scaling out: with DISTRIBUTION=kafka_partitions, every `sluice run` of this file is a worker
+-- of the query, running its share of the topic's partitions (README, "Scaling out"); the
+-- checkpoint must then be shared by the workers (CHECKPOINT_DIR=s3://bucket/prefix).
+--
 -- Variables: as in projet_bdcc.sql (TICKS_CONNECTOR, TICKS_TOPIC, BINANCE_WS_URL, TICKS_PATH,
--- SINK_CONNECTOR, DATABASE_URL, CHECKPOINT_DIR).
+-- SINK_CONNECTOR, DATABASE_URL, CHECKPOINT_DIR), and DISTRIBUTION ('spark', the default, or
+-- 'kafka_partitions').
 --
 --   sluice run queries/candles_1m.sql
 
 SET trigger = '1 second';
 SET checkpoint = '${CHECKPOINT_DIR:-data/checkpoints}';
+SET distribution = '${DISTRIBUTION:-spark}';
 
 INCLUDE 'include/ticks.sql';
 

@@ -12,7 +12,7 @@ use sluice_connectors::binance::replay::{Pacing, ReplayOptions, ReplayServer};
 use sluice_dashboard::{Dashboard, DashboardConfig};
 use sluice_pipeline::{Pipeline, Variables};
 
-use crate::progress::{Format, label};
+use crate::progress::Format;
 use crate::supervise::{start_all, supervise};
 use crate::telemetry::HttpArgs;
 
@@ -149,7 +149,7 @@ pub async fn demo(args: Demo) -> anyhow::Result<()> {
         .iter()
         .map(|(file, text)| Pipeline::parse_with(file, text, &variables, &read_bundled))
         .collect::<Result<Vec<_>, _>>()?;
-    let queries = start_all(pipelines, &args.http).await?;
+    let mut running = start_all(pipelines, &args.http).await?;
     let address = dashboard.local_addr();
     let (stop_dashboard, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(dashboard.serve(async {
@@ -167,7 +167,7 @@ pub async fn demo(args: Demo) -> anyhow::Result<()> {
             args.speed
         )
     };
-    let names: Vec<String> = queries.iter().map(label).collect();
+    let names = running.names();
     eprintln!(
         "sluice demo\n  source      {source}\n  queries     {} (files in queries/)\n  database    {database_url}\n  checkpoints {data}/checkpoints/<query>\n  dashboard   http://{address}\nCtrl-C to stop; run again to continue from the checkpoints.",
         names.join(", ")
@@ -177,7 +177,7 @@ pub async fn demo(args: Demo) -> anyhow::Result<()> {
     } else {
         Format::Summary(Duration::from_secs(10))
     };
-    let result = supervise(&queries, format, false).await;
+    let result = supervise(&mut running, format, false).await;
     let _ = stop_dashboard.send(());
     server.await.context("dashboard task")??;
     result

@@ -10,7 +10,7 @@ use clap::Args;
 use sluice_engine::Trigger;
 use sluice_pipeline::{Pipeline, Variables};
 
-use crate::progress::{Format, label};
+use crate::progress::Format;
 use crate::supervise::{start_all, supervise};
 use crate::telemetry::HttpArgs;
 
@@ -103,8 +103,8 @@ pub async fn run(args: Run) -> anyhow::Result<()> {
             pipeline.override_trigger(Trigger::AvailableNow);
         }
     }
-    let queries = start_all(pipelines, &args.http).await?;
-    let names: Vec<String> = queries.iter().map(label).collect();
+    let mut running = start_all(pipelines, &args.http).await?;
+    let names = running.names();
     eprintln!(
         "running {} (Ctrl-C stops after the current batch)",
         names.join(", ")
@@ -116,5 +116,5 @@ pub async fn run(args: Run) -> anyhow::Result<()> {
     };
     // A bounded run on a terminal also gets a progress bar (on stderr).
     let bar = args.available_now && !args.json && std::io::stderr().is_terminal();
-    supervise(&queries, format, bar).await
+    supervise(&mut running, format, bar).await
 }

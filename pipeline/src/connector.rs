@@ -18,6 +18,8 @@ use sluice_engine::{
     ComputedColumns, JsonOptions, MemorySink, MemorySource, OutputMode, Sink, SluiceError, Source,
 };
 
+use sluice_connectors::kafka::KafkaSourceFactory;
+
 use crate::error::Located;
 use crate::options::{Options, Role};
 use crate::parse::TableDecl;
@@ -155,9 +157,29 @@ impl SourceConfig {
         factory.downcast_ref()
     }
 
-    /// A new source for one query, with its computed columns planned in `session`.
-    pub fn build(&self, session: &SessionContext) -> Result<Box<dyn Source>, SluiceError> {
-        let source = self.factory.build()?;
+    /// The Kafka source's factory, if the table is a Kafka source.
+    pub fn kafka(&self) -> Option<&KafkaSourceFactory> {
+        let factory: &dyn Any = &*self.factory;
+        factory.downcast_ref()
+    }
+
+    /// A new source for one query, or for its task `task` (partition `task` of the Kafka
+    /// topics) when it is distributed, with its computed columns planned in `session`.
+    pub fn build(
+        &self,
+        session: &SessionContext,
+        task: Option<i32>,
+    ) -> Result<Box<dyn Source>, SluiceError> {
+        let source = match (task, self.kafka()) {
+            (None, _) => self.factory.build()?,
+            (Some(task), Some(kafka)) => kafka.build_task(task)?,
+            (Some(_), None) => {
+                return Err(SluiceError::Config(format!(
+                    "source {} is not a Kafka source: it cannot be split into tasks",
+                    self.name
+                )));
+            }
+        };
         if self.computed.is_empty() {
             Ok(source)
         } else {

@@ -69,6 +69,8 @@ pub mod parse;
 pub mod pipeline;
 pub mod types;
 pub mod vars;
+pub mod worker;
 
 pub use error::{PipelineError, Position, Result, Site};
-pub use pipeline::{DEFAULT_CHECKPOINT_DIR, HttpListen, Pipeline, Variables};
+pub use pipeline::{DEFAULT_CHECKPOINT_DIR, Distribution, HttpListen, Pipeline, Variables};
+pub use worker::Worker;

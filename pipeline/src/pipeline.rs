@@ -16,6 +16,7 @@ use crate::error::{Located, PipelineError, Position, Result};
 use crate::include::{ReadFile, SourceMap, load, read_from_disk};
 use crate::options::{parse_bool, parse_interval};
 use crate::parse::{Spanned, Statement, TableDecl, ViewDecl};
+use crate::worker::{TaskPlan, Worker};
 
 /// Where checkpoints go when the file does not `SET checkpoint`: `<dir>/<query name>`.
 pub const DEFAULT_CHECKPOINT_DIR: &str = "data/checkpoints";
@@ -58,8 +59,8 @@ impl Variables {
 
 /// Query settings, from `SET` statements before the `INSERT`.
 #[derive(Debug, Clone)]
-struct Settings {
-    trigger: Trigger,
+pub(crate) struct Settings {
+    pub(crate) trigger: Trigger,
     checkpoint: Option<String>,
     query_name: Option<String>,
     foreach_batch: bool,
@@ -69,6 +70,21 @@ struct Settings {
     parallelism: Option<usize>,
     /// `SET http_listen`: process-wide, so one value per file (checked at load).
     http_listen: Option<HttpListen>,
+    /// `SET distribution`: one process, or tasks over Kafka partitions.
+    distribution: Distribution,
+}
+
+/// How a query's work is spread, as `SET distribution` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Distribution {
+    /// `'spark'` (the default): one query in one process, over all the sources' partitions,
+    /// with Spark's global watermark.
+    #[default]
+    Spark,
+    /// `'kafka_partitions'`: one task per Kafka partition number, run by the workers (`sluice
+    /// run` processes) of the query's consumer group, each task with its own checkpoint,
+    /// state and watermark ([`crate::worker`]).
+    KafkaPartitions,
 }
 
 /// Where `sluice run` serves its HTTP endpoint (metrics, health, queries), as
@@ -106,6 +122,7 @@ impl Default for Settings {
             retained_batches: None,
             parallelism: None,
             http_listen: None,
+            distribution: Distribution::Spark,
         }
     }
 }
@@ -120,6 +137,7 @@ pub const SETTINGS: &[&str] = &[
     "retained_batches",
     "parallelism",
     "http_listen",
+    "distribution",
 ];
 
 impl Settings {
@@ -173,6 +191,18 @@ impl Settings {
                     }
                 })
             }
+            "distribution" => {
+                self.distribution = match v.to_ascii_lowercase().as_str() {
+                    "spark" => Distribution::Spark,
+                    "kafka_partitions" => Distribution::KafkaPartitions,
+                    _ => {
+                        return Err(bad(format!(
+                            "expected 'spark' (one process) or 'kafka_partitions' (tasks over \
+                             the Kafka partitions, run by every worker of the query), got '{v}'"
+                        )));
+                    }
+                }
+            }
             "http_listen" => {
                 let listen: HttpListen = v.parse().map_err(bad)?;
                 if self.http_listen.is_some_and(|set| set != listen) {
@@ -198,16 +228,16 @@ impl Settings {
 
 /// One `INSERT INTO`: a streaming query.
 #[derive(Clone)]
-struct QueryDecl {
-    name: String,
+pub(crate) struct QueryDecl {
+    pub(crate) name: String,
     /// Where its sink is named, in the pipeline's numbering (see [`SourceMap`]).
     position: Position,
     sql: String,
     /// The views it reads, directly or through other views, as (name, SQL) in file order.
     views: Vec<(String, String)>,
-    sources: Vec<String>,
+    pub(crate) sources: Vec<String>,
     sink: SinkConfig,
-    settings: Settings,
+    pub(crate) settings: Settings,
 }
 
 /// What a query (or a view) reads: sources in the order first read, and views as indices
@@ -240,6 +270,7 @@ impl Reads {
 
 /// A pipeline file, parsed and validated: every option of every table, every setting, and
 /// which tables each query reads. Nothing has connected yet.
+#[derive(Clone)]
 pub struct Pipeline {
     /// The file given and the files it includes.
     files: SourceMap,
@@ -429,6 +460,10 @@ impl Pipeline {
                     target.value.clone()
                 }
             };
+            if settings.distribution == Distribution::KafkaPartitions {
+                check_distributable(&read, &sources, sink, &settings)
+                    .map_err(|e| at(Located::new(target.position, e)))?;
+            }
             if let Some(other) = queries.iter().find(|q| q.name == name) {
                 return Err(at(Located::new(
                     target.position,
@@ -542,7 +577,11 @@ impl Pipeline {
 
     /// The error `error` of `query`, at its `INSERT` (at the view's `CREATE VIEW` when it
     /// is a view's).
-    fn error(&self, query: &QueryDecl, error: sluice_engine::SluiceError) -> PipelineError {
+    pub(crate) fn query_error(
+        &self,
+        query: &QueryDecl,
+        error: sluice_engine::SluiceError,
+    ) -> PipelineError {
         let position = match &error {
             sluice_engine::SluiceError::View { view, .. } => self
                 .view_positions
@@ -554,7 +593,14 @@ impl Pipeline {
         self.files.query_error(position, &query.name, error)
     }
 
-    fn builder(&self, query: &QueryDecl) -> Result<StreamingQueryBuilder> {
+    /// The builder of `query`, or of its task `task` when it is distributed: the task reads
+    /// partition `task` of its topics, keeps its checkpoint in `<checkpoint>/<query>/tasks/
+    /// <task>` and its sinks' commits under `<query>/task-<task>`.
+    pub(crate) fn builder(
+        &self,
+        query: &QueryDecl,
+        task: Option<i32>,
+    ) -> Result<StreamingQueryBuilder> {
         let settings = &query.settings;
         let mut builder = StreamingQueryBuilder::new();
         // Before the sources: their computed columns may use it too.
@@ -564,8 +610,8 @@ impl Pipeline {
         for name in &query.sources {
             let config = &self.sources[name];
             let source = config
-                .build(builder.session())
-                .map_err(|e| self.error(query, e))?;
+                .build(builder.session(), task)
+                .map_err(|e| self.query_error(query, e))?;
             builder = builder.source(name, source);
             if let Some((column, delay)) = &config.watermark {
                 let delay = std::time::Duration::from_millis(u64::try_from(*delay).unwrap_or(0));
@@ -579,10 +625,14 @@ impl Pipeline {
                 None => builder,
             };
         }
+        let name = match task {
+            None => query.name.clone(),
+            Some(task) => format!("{}/task-{task}", query.name),
+        };
         let sink = query
             .sink
-            .build(&query.name)
-            .map_err(|e| self.error(query, e))?;
+            .build(&name)
+            .map_err(|e| self.query_error(query, e))?;
         for (name, sql) in &query.views {
             builder = builder.view(name, sql.clone());
         }
@@ -592,7 +642,7 @@ impl Pipeline {
             .output_mode(query.sink.output_mode)
             .trigger(settings.trigger)
             .watermark_policy(settings.watermark_policy)
-            .query_name(&query.name);
+            .query_name(&name);
         if settings.foreach_batch {
             builder = builder.foreach_batch();
         }
@@ -600,7 +650,10 @@ impl Pipeline {
             builder = builder.listener(listener.clone());
         }
         if let Some(dir) = &settings.checkpoint {
-            builder = builder.checkpoint_location(format!("{dir}/{}", query.name));
+            builder = builder.checkpoint_location(match task {
+                None => format!("{dir}/{}", query.name),
+                Some(task) => format!("{dir}/{}/tasks/{task}", query.name),
+            });
         }
         if let Some(n) = settings.retained_batches {
             builder = builder.retained_batches(n);
@@ -611,19 +664,41 @@ impl Pipeline {
         Ok(builder)
     }
 
+    /// Source `name`'s configuration (a source the file declares).
+    pub(crate) fn source(&self, name: &str) -> &SourceConfig {
+        &self.sources[name]
+    }
+
     /// The streaming plan of every query (sources, watermarks, stateful operators, output
     /// mode, sink, trigger), planned without connecting or touching checkpoints.
     pub async fn explain(&self) -> Result<String> {
         let mut out = String::new();
         for query in &self.queries {
-            let builder = self.builder(query)?;
-            let plan = builder.explain().await.map_err(|e| self.error(query, e))?;
-            let checkpoint = query.settings.checkpoint.as_ref().map_or_else(
+            let builder = self.builder(query, None)?;
+            let plan = builder
+                .explain()
+                .await
+                .map_err(|e| self.query_error(query, e))?;
+            let mut checkpoint = query.settings.checkpoint.as_ref().map_or_else(
                 || "none (in memory)".to_string(),
                 |d| format!("{d}/{}", query.name),
             );
+            let distribution = match query.settings.distribution {
+                Distribution::Spark => "spark (one process)".to_string(),
+                Distribution::KafkaPartitions => {
+                    let tasks = TaskPlan::new(self, query).await?;
+                    checkpoint += "/tasks/<partition>";
+                    format!(
+                        "kafka_partitions: one task per partition of {}, run by the workers \
+                         of consumer group {}",
+                        tasks.topics.join(", "),
+                        tasks.group
+                    )
+                }
+            };
             out.push_str(&format!(
-                "== query {} ({}) ==\nsink: {} (connector '{}')\ncheckpoint: {checkpoint}\n{plan}\n",
+                "== query {} ({}) ==\nsink: {} (connector '{}')\ncheckpoint: {checkpoint}\n\
+                 distribution: {distribution}\n{plan}\n",
                 query.name,
                 self.files.site(query.position),
                 query.sink.name,
@@ -633,13 +708,45 @@ impl Pipeline {
         Ok(out)
     }
 
-    /// Starts every query. If one cannot start, those already started are stopped and the
-    /// error names the query and its `INSERT`.
+    /// Starts a worker of every distributed query (`SET distribution = 'kafka_partitions'`),
+    /// which runs the tasks its consumer group assigns it ([`crate::worker`]). If one cannot
+    /// start, those already started are stopped and the error names the query.
+    pub async fn start_workers(&self) -> Result<Vec<Worker>> {
+        let mut started: Vec<Worker> = Vec::new();
+        for query in self.distributed(true) {
+            match Worker::start(self.clone(), query.clone()).await {
+                Ok(worker) => started.push(worker),
+                Err(error) => {
+                    for worker in &mut started {
+                        if let Err(e) = worker.stop().await {
+                            tracing::warn!("stopping worker of {}: {e}", worker.name());
+                        }
+                    }
+                    return Err(error);
+                }
+            }
+        }
+        Ok(started)
+    }
+
+    /// The queries that are distributed (`true`) or not.
+    fn distributed(&self, distributed: bool) -> impl Iterator<Item = &QueryDecl> {
+        self.queries.iter().filter(move |q| {
+            (q.settings.distribution == Distribution::KafkaPartitions) == distributed
+        })
+    }
+
+    /// Starts every query that runs in one process (`distribution = 'spark'`, the default;
+    /// the distributed ones are started by [`Pipeline::start_workers`]). If one cannot start,
+    /// those already started are stopped and the error names the query and its `INSERT`.
     pub async fn start(&self) -> Result<Vec<StreamingQuery>> {
         let mut started: Vec<StreamingQuery> = Vec::new();
-        for query in &self.queries {
-            let result = match self.builder(query) {
-                Ok(builder) => builder.start().await.map_err(|e| self.error(query, e)),
+        for query in self.distributed(false) {
+            let result = match self.builder(query, None) {
+                Ok(builder) => builder
+                    .start()
+                    .await
+                    .map_err(|e| self.query_error(query, e)),
                 Err(e) => Err(e),
             };
             match result {
@@ -656,6 +763,42 @@ impl Pipeline {
         }
         Ok(started)
     }
+}
+
+/// Why a query cannot be distributed over Kafka partitions, if it cannot: every source must be
+/// a Kafka source reading `topic`s, the checkpoint must be shared by the workers (set), and
+/// the sink must take one writer per task.
+fn check_distributable(
+    read: &[String],
+    sources: &BTreeMap<String, SourceConfig>,
+    sink: &SinkConfig,
+    settings: &Settings,
+) -> Result<(), String> {
+    for name in read {
+        let kafka = sources[name].kafka().ok_or_else(|| {
+            format!(
+                "distribution = 'kafka_partitions' spreads Kafka partitions over workers: source \
+                 {name} is a '{}' source",
+                sources[name].connector
+            )
+        })?;
+        kafka.topics().map_err(|e| e.to_string())?;
+    }
+    if settings.checkpoint.is_none() {
+        return Err(
+            "distribution = 'kafka_partitions' needs a checkpoint every worker reaches \
+                    (SET checkpoint = 's3://bucket/prefix', or a shared directory)"
+                .into(),
+        );
+    }
+    if sink.connector == "file" {
+        return Err(
+            "distribution = 'kafka_partitions': the file sink keeps one batch log per \
+                    directory, which tasks cannot share; write to PostgreSQL, SQLite or Kafka"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 /// Longest query name: it names a directory and a row of `sluice_commits`.

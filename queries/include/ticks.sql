@@ -4,7 +4,9 @@
 -- in queries/include/ so that `sluice run queries/*.sql` does not pick it up.
 --
 -- Event time `ts` is the ticker's `timestamp` (ms since the epoch); the watermark trails the
--- latest event time by 10 seconds. projet_bdcc.sql declares the same source without event
+-- latest event time by 10 seconds. The producer keys each message by its symbol
+-- (`partitioned_by`), which lets the queries that group by symbol scale out over the topic's
+-- partitions (SET distribution = 'kafka_partitions'). projet_bdcc.sql declares the same source without event
 -- time, as the seed job (no watermark, no state).
 --
 -- Variables: as in projet_bdcc.sql (TICKS_CONNECTOR, TICKS_TOPIC, TICKS_MAX_PER_TRIGGER,
@@ -26,6 +28,7 @@ CREATE TABLE ticks (
     format = 'json',
     'kafka.topic' = '${TICKS_TOPIC:-projet-bdcc}',
     'kafka.starting_offsets' = 'earliest',
+    'kafka.partitioned_by' = 'symbol',
     'kafka.max_offsets_per_trigger' = '${TICKS_MAX_PER_TRIGGER:-200000}',
     'binance.url' = '${BINANCE_WS_URL:-wss://stream.binance.com:9443/ws/!miniTicker@arr}',
     'file.path' = '${TICKS_PATH:-data/ticks}'

@@ -2,6 +2,7 @@
 //! reports).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -123,7 +124,7 @@ fn facts(telemetry: &Telemetry, query: &StreamingQuery) -> Facts {
 }
 
 async fn readyz(State(telemetry): State<Telemetry>) -> Response {
-    let Some(queries) = telemetry.queries.get() else {
+    let Some(queries) = telemetry.queries() else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "starting: no query started yet\n",
@@ -145,7 +146,7 @@ async fn readyz(State(telemetry): State<Telemetry>) -> Response {
 }
 
 async fn queries(State(telemetry): State<Telemetry>) -> Response {
-    let queries = telemetry.queries.get().map_or(&[][..], |q| &q[..]);
+    let queries = telemetry.queries().unwrap_or_else(|| Arc::from([]));
     let list: Vec<Value> = queries
         .iter()
         .map(|query| {

@@ -1,6 +1,6 @@
 //! What the endpoint reports on: the metrics and the running queries.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use sluice_engine::StreamingQuery;
 
@@ -10,7 +10,7 @@ use super::metrics::Metrics;
 #[derive(Clone, Default)]
 pub struct Telemetry {
     pub(super) metrics: Arc<Metrics>,
-    pub(super) queries: Arc<OnceLock<Arc<[StreamingQuery]>>>,
+    queries: Arc<RwLock<Option<Arc<[StreamingQuery]>>>>,
 }
 
 impl Telemetry {
@@ -19,8 +19,17 @@ impl Telemetry {
         self.metrics.clone()
     }
 
-    /// The queries once started (before that, the endpoint reports none and is not ready).
+    /// The queries once started (before that, the endpoint reports none and is not ready);
+    /// called again as a worker's tasks change.
     pub fn watch(&self, queries: Arc<[StreamingQuery]>) {
-        let _ = self.queries.set(queries);
+        *self.queries.write().unwrap_or_else(PoisonError::into_inner) = Some(queries);
+    }
+
+    /// The queries watched, if started.
+    pub(super) fn queries(&self) -> Option<Arc<[StreamingQuery]>> {
+        self.queries
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }

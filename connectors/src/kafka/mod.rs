@@ -57,11 +57,14 @@
 //!   offset ranges; `message_metadata`: the metadata columns; `partitions`: the subscription
 //!   and its partitions' offset bounds; `offsets`: offset arithmetic and the checkpoint's JSON.
 //! - `spec`: both as pipeline files declare them ([`KAFKA_SOURCE`], [`KAFKA_SINK`]).
+//! - `group`: a distributed query's membership in its consumer group, which assigns the
+//!   worker its tasks (one per partition number).
 //! - `sink`: the sink; `broker`: the broker address and client configurations, shared by
 //!   the source, the sink and the Binance producer.
 
 pub(crate) mod broker;
 mod fetch;
+mod group;
 mod header;
 mod message_metadata;
 mod offsets;
@@ -71,6 +74,7 @@ mod source;
 mod spec;
 
 pub use broker::{BOOTSTRAP_ENV, DEFAULT_BOOTSTRAP, bootstrap_from_env};
+pub use group::{GroupEvent, GroupMember, Release};
 pub use header::kafka_header_function;
 pub use offsets::{
     Bounds, DataLoss, EARLIEST, LATEST, PartitionOffsets, StartingOffsets, TopicPartition,
@@ -79,4 +83,4 @@ pub use offsets::{
 pub use partitions::Subscription;
 pub use sink::KafkaSink;
 pub use source::KafkaSource;
-pub use spec::{KAFKA_SINK, KAFKA_SOURCE};
+pub use spec::{KAFKA_SINK, KAFKA_SOURCE, KafkaSourceFactory};

@@ -1,14 +1,17 @@
 //! The Kafka source and sink as pipeline files declare them (`connector = 'kafka'`): their
 //! options and how validated options become a [`KafkaSource`] or [`KafkaSink`] per query.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
+
+use arrow::datatypes::SchemaRef;
 
 use sluice_engine::connector::{
     Configure, ConnectorSpec, OptionDefault, OptionError, OptionResult, OptionSpec, OptionType,
     Settings, SinkFactory, SinkTable, SourceFactory, SourceTable, config_message,
 };
-use sluice_engine::{Result, Sink, Source};
+use sluice_engine::{JsonOptions, Result, Sink, Source};
 
 use super::broker::{BOOTSTRAP_ENV, DEFAULT_BOOTSTRAP};
 use super::offsets::{StartingOffsets, TopicPartition};
@@ -83,6 +86,14 @@ pub static KAFKA_SOURCE: ConnectorSpec = ConnectorSpec {
             kind: OptionType::Text,
             default: OptionDefault::Unset("none: offsets are only in the checkpoint"),
             doc: "a consumer group the committed offsets are also written to, for lag tools",
+        },
+        OptionSpec {
+            name: "partitioned_by",
+            kind: OptionType::Text,
+            default: OptionDefault::Unset("none"),
+            doc: "the column the producer keys messages by (ours: `symbol`), so that one \
+                  key's messages are in one partition; a distributed query \
+                  (`distribution = 'kafka_partitions'`) must group by it",
         },
         OptionSpec {
             name: "include_metadata",
@@ -177,39 +188,120 @@ fn configure_source(
     let starting = settings.parse_value("starting_offsets", |v| {
         v.parse::<StartingOffsets>().map_err(config_message)
     })?;
-    let max_offsets_per_trigger: Option<u64> = settings.get("max_offsets_per_trigger")?;
-    let fail_on_data_loss: bool = settings.value("fail_on_data_loss")?;
-    let group: Option<String> = settings.get("group_id")?;
+    let partitioned_by: Option<String> = settings.get("partitioned_by")?;
+    if let Some(column) = &partitioned_by
+        && table.schema.field_with_name(column).is_err()
+    {
+        return Err(OptionError::value(
+            "partitioned_by",
+            format!("partitioned_by: {column} is not a column of the table"),
+        ));
+    }
     let include_headers: bool = settings.value("include_headers")?;
     let include_metadata: bool = settings.value("include_metadata")?;
-    // The headers come with the other metadata columns.
-    let include_metadata = include_metadata || include_headers;
-    let fetch_timeout: Duration = settings.value("fetch_timeout")?;
-    let properties = settings.prefixed("properties");
-    let (name, schema, json) = (
-        table.name.to_string(),
-        table.schema.clone(),
-        table.json.clone(),
-    );
-    Ok(Arc::new(move || -> Result<Box<dyn Source>> {
-        let mut source = KafkaSource::new(&name, &bootstrap, subscription.clone())?
-            .starting_offsets(starting.clone())
-            .fail_on_data_loss(fail_on_data_loss)
-            .include_metadata(include_metadata)
-            .include_headers(include_headers)
-            .fetch_timeout(fetch_timeout)
-            .json(schema.clone(), json.clone());
-        if let Some(n) = max_offsets_per_trigger {
+    Ok(Arc::new(KafkaSourceFactory {
+        name: table.name.to_string(),
+        bootstrap,
+        subscription,
+        starting,
+        max_offsets_per_trigger: settings.get("max_offsets_per_trigger")?,
+        fail_on_data_loss: settings.value("fail_on_data_loss")?,
+        group: settings.get("group_id")?,
+        // The headers come with the other metadata columns.
+        include_metadata: include_metadata || include_headers,
+        include_headers,
+        fetch_timeout: settings.value("fetch_timeout")?,
+        properties: settings.prefixed("properties").into_iter().collect(),
+        schema: table.schema.clone(),
+        json: table.json.clone(),
+        partitioned_by,
+    }))
+}
+
+/// A validated Kafka source table: builds its sources, for a whole query or for one task of
+/// a distributed query (`distribution = 'kafka_partitions'`, see [`super::group`]).
+pub struct KafkaSourceFactory {
+    name: String,
+    bootstrap: String,
+    subscription: Subscription,
+    starting: StartingOffsets,
+    max_offsets_per_trigger: Option<u64>,
+    fail_on_data_loss: bool,
+    group: Option<String>,
+    include_metadata: bool,
+    include_headers: bool,
+    fetch_timeout: Duration,
+    properties: BTreeMap<String, String>,
+    schema: SchemaRef,
+    json: JsonOptions,
+    partitioned_by: Option<String>,
+}
+
+impl KafkaSourceFactory {
+    /// The brokers.
+    pub fn bootstrap(&self) -> &str {
+        &self.bootstrap
+    }
+
+    /// The user's librdkafka properties (SSL, SASL, timeouts), for the group membership too.
+    pub fn properties(&self) -> &BTreeMap<String, String> {
+        &self.properties
+    }
+
+    /// The column the producer keys messages by (`partitioned_by`), if declared.
+    pub fn partitioned_by(&self) -> Option<&str> {
+        self.partitioned_by.as_deref()
+    }
+
+    /// The topics subscribed to (`topic`), which a distributed query's tasks split by
+    /// partition; an error for `topic_pattern` and `assign`, whose partitions are not a
+    /// fixed set of tasks.
+    pub fn topics(&self) -> Result<&[String]> {
+        match &self.subscription {
+            Subscription::Topics(topics) => Ok(topics),
+            _ => Err(sluice_engine::SluiceError::Config(format!(
+                "source {}: a distributed query reads its Kafka topics with 'topic' (not \
+                 'topic_pattern' or 'assign'), one task per partition",
+                self.name
+            ))),
+        }
+    }
+
+    /// The source of task `task`: partition `task` of each topic.
+    pub fn build_task(&self, task: i32) -> Result<Box<dyn Source>> {
+        let partitions = self
+            .topics()?
+            .iter()
+            .map(|topic| TopicPartition::new(topic, task))
+            .collect();
+        self.source(Subscription::Assign(partitions))
+    }
+
+    fn source(&self, subscription: Subscription) -> Result<Box<dyn Source>> {
+        let mut source = KafkaSource::new(&self.name, &self.bootstrap, subscription)?
+            .starting_offsets(self.starting.clone())
+            .fail_on_data_loss(self.fail_on_data_loss)
+            .include_metadata(self.include_metadata)
+            .include_headers(self.include_headers)
+            .fetch_timeout(self.fetch_timeout)
+            .json(self.schema.clone(), self.json.clone());
+        if let Some(n) = self.max_offsets_per_trigger {
             source = source.max_offsets_per_trigger(n);
         }
-        if let Some(group) = &group {
+        if let Some(group) = &self.group {
             source = source.commit_to_group(group);
         }
-        for (key, value) in &properties {
+        for (key, value) in &self.properties {
             source = source.property(key, value);
         }
         Ok(Box::new(source))
-    }))
+    }
+}
+
+impl SourceFactory for KafkaSourceFactory {
+    fn build(&self) -> Result<Box<dyn Source>> {
+        self.source(self.subscription.clone())
+    }
 }
 
 /// Spark's `assign` JSON: `{"topic":[0,1]}`.

@@ -256,7 +256,16 @@ impl StreamingQueryBuilder {
 
     /// Checks the declarations and plans the SQL with its stateful operators: everything
     /// `build` and `explain` share.
-    async fn plan(&self) -> Result<StreamPlan> {
+    ///
+    /// The future borrows nothing of the builder (sources and sinks need not be `Sync`), so
+    /// that `start` can run on any task.
+    fn plan(&self) -> impl Future<Output = Result<StreamPlan>> + Send + 'static {
+        let prepared = self.prepare_plan();
+        async move { prepared?.plan().await }
+    }
+
+    /// What planning needs, checked and owned.
+    fn prepare_plan(&self) -> Result<PlanInputs> {
         let sql = self
             .sql
             .as_deref()
@@ -305,33 +314,18 @@ impl StreamingQueryBuilder {
             .iter()
             .filter_map(|(source, _)| dedups.remove(source).map(|d| (source.clone(), d)))
             .collect();
-        let plan = StreamPlan::new(
-            self.session.clone(),
-            Declared {
-                sources: &tables,
-                views: &self.views,
-                watermarks: &self.watermarks,
-            },
-            sql,
-            self.per_batch,
-            self.effective_output_mode(),
+        Ok(PlanInputs {
+            session: self.session.clone(),
+            tables,
+            views: self.views.clone(),
+            watermarks: self.watermarks.clone(),
+            sql: sql.to_string(),
+            per_batch: self.per_batch,
+            mode: self.effective_output_mode(),
+            output_mode: self.output_mode,
             dedups,
-            self.parallelism,
-        )
-        .await?;
-        if !self.per_batch {
-            plan.check_joins()?;
-            let shape = QueryShape {
-                aggregation: plan.aggregate().is_some(),
-                window_key: plan.aggregate().is_some_and(|a| a.has_window_key()),
-                session_window: plan.aggregate().is_some_and(|a| a.has_session_window()),
-                watermark: !self.watermarks.is_empty(),
-                sort: plan.sorts(),
-                stream_join: plan.stream_join().is_some(),
-            };
-            check_output_mode(shape, self.output_mode)?;
-        }
-        Ok(plan)
+            parallelism: self.parallelism,
+        })
     }
 
     /// Checks, without running anything, that the query can run as independent tasks, one per
@@ -562,4 +556,53 @@ pub const MAX_PARALLELISM: usize = 1024;
 /// The default parallelism: the cores this process may run on.
 pub(crate) fn default_parallelism() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+/// A query's declarations, checked and owned, ready to be planned.
+struct PlanInputs {
+    session: SessionContext,
+    tables: Vec<(String, arrow::datatypes::SchemaRef)>,
+    views: Vec<(String, String)>,
+    watermarks: BTreeMap<String, WatermarkSpec>,
+    sql: String,
+    per_batch: bool,
+    /// The output mode the plan runs in (append for per-batch queries).
+    mode: OutputMode,
+    /// The output mode asked for, which the query's shape must support.
+    output_mode: OutputMode,
+    dedups: Vec<(String, Deduplicator)>,
+    parallelism: usize,
+}
+
+impl PlanInputs {
+    /// Plans the SQL with its stateful operators and checks the output mode.
+    async fn plan(self) -> Result<StreamPlan> {
+        let plan = StreamPlan::new(
+            self.session,
+            Declared {
+                sources: &self.tables,
+                views: &self.views,
+                watermarks: &self.watermarks,
+            },
+            &self.sql,
+            self.per_batch,
+            self.mode,
+            self.dedups,
+            self.parallelism,
+        )
+        .await?;
+        if !self.per_batch {
+            plan.check_joins()?;
+            let shape = QueryShape {
+                aggregation: plan.aggregate().is_some(),
+                window_key: plan.aggregate().is_some_and(|a| a.has_window_key()),
+                session_window: plan.aggregate().is_some_and(|a| a.has_session_window()),
+                watermark: !self.watermarks.is_empty(),
+                sort: plan.sorts(),
+                stream_join: plan.stream_join().is_some(),
+            };
+            check_output_mode(shape, self.output_mode)?;
+        }
+        Ok(plan)
+    }
 }

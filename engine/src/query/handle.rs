@@ -107,7 +107,8 @@ impl Shared {
     }
 }
 
-/// A running streaming query.
+/// A running streaming query; clones are handles to the same query.
+#[derive(Clone)]
 pub struct StreamingQuery {
     id: String,
     run_id: String,
