@@ -26,11 +26,16 @@
 --   SINK_CONNECTOR         postgres (default) | sqlite
 --   DATABASE_URL           default postgres://sluice:sluice@127.0.0.1:5432/sluice
 --   CHECKPOINT_DIR         default data/checkpoints (this query's is CHECKPOINT_DIR/projet_bdcc)
+--   DISTRIBUTION           spark (default: one process) | kafka_partitions: every `sluice run`
+--                          of the file is a worker running its share of the topic's partitions
+--                          (README, "Scaling out"); the dedup key holds symbol, the key
+--                          the producer partitions by
 --
 --   sluice run queries/projet_bdcc.sql
 
 SET trigger = '1 second';
 SET checkpoint = '${CHECKPOINT_DIR:-data/checkpoints}';
+SET distribution = '${DISTRIBUTION:-spark}';
 SET foreach_batch = true;
 
 CREATE TABLE ticks (
@@ -47,6 +52,7 @@ CREATE TABLE ticks (
     format = 'json',
     'kafka.topic' = '${TICKS_TOPIC:-projet-bdcc}',
     'kafka.starting_offsets' = 'earliest',
+    'kafka.partitioned_by' = 'symbol',
     'kafka.max_offsets_per_trigger' = '${TICKS_MAX_PER_TRIGGER:-200000}',
     'binance.url' = '${BINANCE_WS_URL:-wss://stream.binance.com:9443/ws/!miniTicker@arr}',
     'file.path' = '${TICKS_PATH:-data/ticks}'

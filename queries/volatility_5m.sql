@@ -15,6 +15,7 @@
 
 SET trigger = '1 second';
 SET checkpoint = '${CHECKPOINT_DIR:-data/checkpoints}';
+SET distribution = '${DISTRIBUTION:-spark}';
 
 INCLUDE 'include/ticks.sql';
 

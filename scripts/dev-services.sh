@@ -9,6 +9,11 @@
 # database `sluice`, reached over TCP on 127.0.0.1:5432 (password authentication, as in
 # production). Elsewhere, start any PostgreSQL yourself and export DATABASE_URL.
 #
+# An S3-compatible object store for checkpoints shared by workers: moto (PyPI) in server mode,
+# in memory, on 127.0.0.1:5055, with the bucket `sluice-checkpoints`; the AWS_* variables
+# printed point `s3://` locations at it, and SLUICE_TEST_S3 names the bucket for the tests.
+# Its log is $HOME/.cache/sluice/moto.log.
+#
 # A Kafka-protocol broker: Nisshi 0.8.1 (crates.io, Apache Kafka's wire protocol; Apache Kafka
 # itself cannot be downloaded here), in-memory storage, on 127.0.0.1:9092. It needs rustc ≥
 # 1.96, so it is built once with the nightly toolchain into $HOME/.cache/sluice/nisshi
@@ -20,6 +25,8 @@ CACHE="${HOME}/.cache/sluice"
 NISSHI_VERSION=0.8.1
 NISSHI_BIN="${CACHE}/nisshi/bin/nisshi"
 KAFKA_PORT=9092
+S3_PORT=5055
+S3_BUCKET=sluice-checkpoints
 
 log() { echo "dev-services: $*" >&2; }
 
@@ -96,6 +103,37 @@ start_kafka() {
     echo "export NISSHI_BIN=${NISSHI_BIN}"
 }
 
+start_s3() {
+    if ! python3 -c "import moto.server, boto3" 2>/dev/null; then
+        log "installing moto (S3-compatible server) from PyPI"
+        python3 -m pip install -q "moto[server]==5.2.1" >&2
+    fi
+    if ! port_open "$S3_PORT"; then
+        log "starting moto on 127.0.0.1:${S3_PORT}"
+        nohup python3 -m moto.server -H 127.0.0.1 -p "$S3_PORT" >"${CACHE}/moto.log" 2>&1 &
+        echo $! >"${CACHE}/moto.pid"
+        for _ in $(seq 1 100); do
+            port_open "$S3_PORT" && break
+            sleep 0.1
+        done
+        port_open "$S3_PORT" || { log "moto did not start; see ${CACHE}/moto.log"; exit 1; }
+    fi
+    local endpoint="http://127.0.0.1:${S3_PORT}"
+    AWS_ACCESS_KEY_ID=sluice AWS_SECRET_ACCESS_KEY=sluice AWS_REGION=us-east-1 python3 - "$endpoint" "$S3_BUCKET" <<'PY' >&2
+import sys, boto3
+s3 = boto3.client("s3", endpoint_url=sys.argv[1])
+if sys.argv[2] not in [b["Name"] for b in s3.list_buckets().get("Buckets", [])]:
+    s3.create_bucket(Bucket=sys.argv[2])
+PY
+    echo "export AWS_ENDPOINT=${endpoint}"
+    echo "export AWS_ALLOW_HTTP=true"
+    echo "export AWS_ACCESS_KEY_ID=sluice"
+    echo "export AWS_SECRET_ACCESS_KEY=sluice"
+    echo "export AWS_REGION=us-east-1"
+    echo "export SLUICE_TEST_S3=s3://${S3_BUCKET}"
+}
+
 mkdir -p "$CACHE"
 start_postgres
+start_s3
 start_kafka

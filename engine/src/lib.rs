@@ -77,6 +77,7 @@ pub use error::{Result, SluiceError};
 pub use functions::register_spark_aggregates;
 pub use json::{JsonDecoder, JsonOptions, MalformedStats, ParseMode};
 pub use listener::{QueryIdentity, QueryListener};
+pub use location::Location;
 pub use offset::Offset;
 pub use output_mode::OutputMode;
 pub use plan::streaming_session;

@@ -16,7 +16,7 @@ use crate::error::{Located, PipelineError, Position, Result};
 use crate::include::{ReadFile, SourceMap, load, read_from_disk};
 use crate::options::{parse_bool, parse_interval};
 use crate::parse::{Spanned, Statement, TableDecl, ViewDecl};
-use crate::worker::{TaskPlan, Worker};
+use crate::worker::{TaskPlan, Worker, check_not_distributed};
 
 /// Where checkpoints go when the file does not `SET checkpoint`: `<dir>/<query name>`.
 pub const DEFAULT_CHECKPOINT_DIR: &str = "data/checkpoints";
@@ -61,7 +61,7 @@ impl Variables {
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
     pub(crate) trigger: Trigger,
-    checkpoint: Option<String>,
+    pub(crate) checkpoint: Option<String>,
     query_name: Option<String>,
     foreach_batch: bool,
     watermark_policy: WatermarkPolicy,
@@ -690,9 +690,8 @@ impl Pipeline {
                     checkpoint += "/tasks/<partition>";
                     format!(
                         "kafka_partitions: one task per partition of {}, run by the workers \
-                         of consumer group {}",
+                         of the query's consumer group",
                         tasks.topics.join(", "),
-                        tasks.group
                     )
                 }
             };
@@ -742,12 +741,15 @@ impl Pipeline {
     pub async fn start(&self) -> Result<Vec<StreamingQuery>> {
         let mut started: Vec<StreamingQuery> = Vec::new();
         for query in self.distributed(false) {
-            let result = match self.builder(query, None) {
-                Ok(builder) => builder
-                    .start()
-                    .await
-                    .map_err(|e| self.query_error(query, e)),
-                Err(e) => Err(e),
+            let result = match check_not_distributed(query).await {
+                Err(e) => Err(self.query_error(query, e)),
+                Ok(()) => match self.builder(query, None) {
+                    Ok(builder) => builder
+                        .start()
+                        .await
+                        .map_err(|e| self.query_error(query, e)),
+                    Err(e) => Err(e),
+                },
             };
             match result {
                 Ok(running) => started.push(running),

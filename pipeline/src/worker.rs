@@ -25,8 +25,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use sluice_connectors::kafka::{GroupEvent, GroupMember};
-use sluice_engine::{PartitionedBy, SluiceError, StreamingQuery, Trigger};
+use sluice_engine::{Location, PartitionedBy, SluiceError, StreamingQuery, Trigger};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::info;
@@ -56,10 +57,12 @@ impl Worker {
     /// starts running the tasks the group assigns.
     pub(crate) async fn start(pipeline: Pipeline, query: QueryDecl) -> Result<Self> {
         let plan = TaskPlan::new(&pipeline, &query).await?;
-        let member =
-            GroupMember::join(&plan.group, &plan.bootstrap, &plan.topics, &plan.properties)
-                .map_err(|e| pipeline.query_error(&query, e))?;
-        info!(query = query.name, group = plan.group, "worker joined");
+        let group = claim_group(&query)
+            .await
+            .map_err(|e| pipeline.query_error(&query, e))?;
+        let member = GroupMember::join(&group, &plan.bootstrap, &plan.topics, &plan.properties)
+            .map_err(|e| pipeline.query_error(&query, e))?;
+        info!(query = query.name, group, "worker joined");
         let tasks = Tasks::default();
         let (stop, stopped) = watch::channel(false);
         let name = query.name.clone();
@@ -108,10 +111,8 @@ impl Worker {
     }
 }
 
-/// How a distributed query splits into tasks: its consumer group and topics, checked.
+/// How a distributed query splits into tasks: its topics, checked.
 pub(crate) struct TaskPlan {
-    /// The consumer group of the query's workers, `sluice-<query>`.
-    pub(crate) group: String,
     /// The topics of all its sources, in first-read order.
     pub(crate) topics: Vec<String>,
     bootstrap: String,
@@ -154,11 +155,108 @@ impl TaskPlan {
             .await
             .map_err(fail)?;
         Ok(Self {
-            group: format!("sluice-{}", query.name),
             topics,
             bootstrap: first.bootstrap().to_string(),
             properties: first.properties().clone(),
         })
+    }
+}
+
+/// The file in a distributed query's checkpoint directory naming its consumer group.
+const DISTRIBUTION_FILE: &str = "distribution";
+
+/// The checkpoint directory of `query` (which a distributed query requires).
+fn checkpoint_dir(query: &QueryDecl) -> Result<Location, SluiceError> {
+    let dir = query.settings.checkpoint.as_deref().ok_or_else(|| {
+        SluiceError::Config("a distributed query needs a checkpoint shared by its workers".into())
+    })?;
+    Location::parse(&format!("{dir}/{}", query.name))
+}
+
+/// The consumer group of `query`'s workers, kept in its checkpoint directory
+/// (`distribution`, written once by the first worker: `sluice-<query>-<random>`), so that two
+/// deployments of a query with different checkpoints never share a group, and all workers of
+/// one do. A directory holding a one-process checkpoint is refused: its offsets and state
+/// would be ignored, and its output written again.
+async fn claim_group(query: &QueryDecl) -> Result<String, SluiceError> {
+    let location = checkpoint_dir(query)?;
+    let path = location.child(DISTRIBUTION_FILE);
+    loop {
+        match location.store.get(&path).await {
+            Ok(found) => {
+                let text = found.bytes().await?;
+                let marker: serde_json::Value = serde_json::from_slice(&text).map_err(|e| {
+                    SluiceError::Config(format!("{}/{DISTRIBUTION_FILE}: {e}", location.display))
+                })?;
+                return marker["group"].as_str().map(str::to_string).ok_or_else(|| {
+                    SluiceError::Config(format!(
+                        "{}/{DISTRIBUTION_FILE} names no consumer group",
+                        location.display
+                    ))
+                });
+            }
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let offsets = location.child("offsets");
+        if !location
+            .store
+            .list_with_delimiter(Some(&offsets))
+            .await?
+            .objects
+            .is_empty()
+        {
+            return Err(SluiceError::Config(format!(
+                "{} holds the checkpoint of a one-process run (distribution = 'spark'): a \
+                 distributed query keeps one checkpoint per task and would read the topics again; \
+                 give it another checkpoint location (or query name), or run it with \
+                 distribution = 'spark'",
+                location.display
+            )));
+        }
+        let group = format!(
+            "sluice-{}-{}",
+            query.name,
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
+        let marker = serde_json::json!({ "distribution": "kafka_partitions", "group": group });
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        match location
+            .store
+            .put_opts(&path, PutPayload::from(marker.to_string()), options)
+            .await
+        {
+            Ok(_) => return Ok(group),
+            // Another worker wrote it first: read theirs.
+            Err(object_store::Error::AlreadyExists { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Refuses to run `query` in one process over the checkpoint of a distributed run, whose
+/// tasks' offsets and state it would not read.
+pub(crate) async fn check_not_distributed(query: &QueryDecl) -> Result<(), SluiceError> {
+    if query.settings.checkpoint.is_none() {
+        return Ok(());
+    }
+    let location = checkpoint_dir(query)?;
+    match location
+        .store
+        .head(&location.child(DISTRIBUTION_FILE))
+        .await
+    {
+        Ok(_) => Err(SluiceError::Config(format!(
+            "{} holds the checkpoints of a distributed run (distribution = \
+             'kafka_partitions'): run the query distributed, or give it another checkpoint \
+             location (or query name)",
+            location.display
+        ))),
+        Err(object_store::Error::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -101,10 +101,27 @@ fn the_stack_has_the_seed_services_modernised() {
     let listen = env(pipelines, "SLUICE_HTTP_LISTEN");
     let port = listen.rsplit(':').next().unwrap();
     assert_eq!(listen, format!("0.0.0.0:{port}"));
+    // `docker compose up --scale pipelines=3`: a range of host ports (one per replica), every
+    // query a worker of its consumer group, the checkpoints on a volume all replicas share,
+    // and partitions enough for the replicas.
     assert_eq!(
         strings(&pipelines["ports"]),
-        [format!("127.0.0.1:{port}:{port}")]
+        [format!(
+            "127.0.0.1:{port}-{}:{port}",
+            port.parse::<u16>().unwrap() + 5
+        )]
     );
+    assert_eq!(env(pipelines, "DISTRIBUTION"), "kafka_partitions");
+    assert!(strings(&pipelines["volumes"])[0].starts_with("checkpoints:"));
+    assert!(env(pipelines, "CHECKPOINT_DIR").starts_with("/var/lib/sluice/checkpoints"));
+    assert_eq!(env(kafka, "KAFKA_NUM_PARTITIONS"), "6");
+    for file in strings(&pipelines["command"]).iter().skip(1) {
+        let query = std::fs::read_to_string(format!("{ROOT}/{file}")).unwrap();
+        assert!(
+            query.contains("SET distribution = '${DISTRIBUTION:-spark}'"),
+            "{file}"
+        );
+    }
     assert_eq!(
         strings(&pipelines["healthcheck"]["test"]),
         [

@@ -256,10 +256,25 @@ async fn replay_to_postgres_through_kafka_survives_a_killed_pipeline() {
     }
 
     // candles_1m: exactly the candles of the topic's tickers.
+    assert_candles(&pool, &schema, &expected_candles).await;
+
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+        .execute(&pool)
+        .await
+        .unwrap();
+}
+
+/// Asserts that table `candles_1m` of `schema` holds exactly `expected` (prices to the last
+/// digit JSON keeps).
+pub async fn assert_candles(
+    pool: &sqlx::PgPool,
+    schema: &str,
+    expected: &BTreeMap<(String, i64), sluice_testkit::Candle>,
+) {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT symbol, window_start, open, high, low, close, volume, ticks FROM {schema}.candles_1m"
     )))
-    .fetch_all(&pool)
+    .fetch_all(pool)
     .await
     .unwrap();
     let mut actual = BTreeMap::new();
@@ -277,8 +292,8 @@ async fn replay_to_postgres_through_kafka_survives_a_killed_pipeline() {
             ),
         );
     }
-    assert_eq!(actual.len(), expected_candles.len(), "one row per candle");
-    for ((key, a), (expected_key, e)) in actual.iter().zip(&expected_candles) {
+    assert_eq!(actual.len(), expected.len(), "one row per candle");
+    for ((key, a), (expected_key, e)) in actual.iter().zip(expected) {
         assert_eq!(key, expected_key);
         let values = |c: &sluice_testkit::Candle| [c.0, c.1, c.2, c.3, c.4];
         assert!(
@@ -286,9 +301,4 @@ async fn replay_to_postgres_through_kafka_survives_a_killed_pipeline() {
             "candle {key:?}: {a:?} in candles_1m, {e:?} computed"
         );
     }
-
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-        .execute(&pool)
-        .await
-        .unwrap();
 }

@@ -4,9 +4,10 @@
 
 mod compose;
 mod demo;
-mod end_to_end;
+pub(crate) mod end_to_end;
 mod errors;
 mod process;
+mod scale_out;
 mod soak;
 mod telemetry;
 mod torture;

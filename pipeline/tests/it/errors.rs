@@ -261,3 +261,146 @@ fn a_byte_order_mark_at_the_start_of_a_file_is_ignored() {
     };
     starts(&error, "job.sql:1:5: ");
 }
+
+/// A Kafka source keyed by symbol, for the distributed queries below (nothing connects).
+const KAFKA_SOURCE: &str = "CREATE TABLE k (symbol VARCHAR, price DOUBLE, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '10' SECOND) WITH (connector = 'kafka', topic = 'ticks', bootstrap = '127.0.0.1:1', partitioned_by = 'symbol');\n";
+
+#[test]
+fn a_distributed_query_needs_kafka_topics_a_checkpoint_and_a_sink_tasks_can_share() {
+    let e = error("SET distribution = 'everywhere';");
+    starts(
+        &e,
+        "job.sql:2:20: SET distribution: expected 'spark' (one process) or 'kafka_partitions'",
+    );
+    let e = error(
+        "SET distribution = 'kafka_partitions';\nCREATE TABLE out WITH (connector = 'memory');\nINSERT INTO out SELECT symbol FROM ticks;",
+    );
+    starts(
+        &e,
+        "job.sql:4:13: distribution = 'kafka_partitions' spreads Kafka partitions over workers: source ticks is a 'memory' source",
+    );
+    let distributed = |rest: &str| {
+        let text = format!("{KAFKA_SOURCE}SET distribution = 'kafka_partitions';\n{rest}");
+        match Pipeline::parse("job.sql", &text, &Variables::none()) {
+            Ok(_) => panic!("expected an error for:\n{text}"),
+            Err(e) => e.to_string(),
+        }
+    };
+    let e = distributed(
+        "SET checkpoint = 'none';\nCREATE TABLE out WITH (connector = 'memory');\nINSERT INTO out SELECT symbol FROM k;",
+    );
+    assert!(e.contains("needs a checkpoint every worker reaches"), "{e}");
+    let e = distributed(
+        "CREATE TABLE out WITH (connector = 'file', path = '/tmp/out');\nINSERT INTO out SELECT symbol FROM k;",
+    );
+    assert!(
+        e.contains("the file sink keeps one batch log per directory"),
+        "{e}"
+    );
+    let e = error(
+        "CREATE TABLE k2 (symbol VARCHAR) WITH (connector = 'kafka', topic = 't', partitioned_by = 'sym');\nCREATE TABLE out WITH (connector = 'memory');\nINSERT INTO out SELECT symbol FROM k2;",
+    );
+    assert!(
+        e.contains("partitioned_by: sym is not a column of the table"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn a_distributed_query_must_group_by_the_partitioning_column() {
+    let checkpoint = tempfile::tempdir().unwrap();
+    let settings = format!(
+        "SET distribution = 'kafka_partitions';\nSET checkpoint = '{}';\n",
+        checkpoint.path().display()
+    );
+    let explain = |query: &str| {
+        let text = format!(
+            "{KAFKA_SOURCE}{settings}CREATE TABLE out WITH (connector = 'memory', output_mode = 'update');\n{query}"
+        );
+        async move {
+            Pipeline::parse("job.sql", &text, &Variables::none())
+                .unwrap()
+                .explain()
+                .await
+                .map_err(|e| e.to_string())
+        }
+    };
+    let plan = explain(
+        "INSERT INTO out SELECT symbol, window(ts, '1 minute'), count(*) FROM k GROUP BY symbol, window(ts, '1 minute');",
+    )
+    .await
+    .unwrap();
+    assert!(
+        plan.contains("distribution: kafka_partitions: one task per partition of ticks")
+            && plan.contains("/out/tasks/<partition>"),
+        "{plan}"
+    );
+    let e = explain(
+        "INSERT INTO out SELECT window(ts, '1 minute'), count(*) FROM k GROUP BY window(ts, '1 minute');",
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        e.contains("the aggregation groups by (window(k.ts,Utf8(\"1 minute\")))")
+            && e.contains("Re-key the stream in two steps"),
+        "{e}"
+    );
+    // Without partitioned_by, the worker cannot know how the messages are keyed.
+    let text = format!(
+        "{}{settings}CREATE TABLE out WITH (connector = 'memory');\nINSERT INTO out SELECT symbol FROM k;",
+        KAFKA_SOURCE.replace(", partitioned_by = 'symbol'", "")
+    );
+    let e = Pipeline::parse("job.sql", &text, &Variables::none())
+        .unwrap()
+        .explain()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("declare the key column with the source option partitioned_by"),
+        "{e}"
+    );
+}
+
+/// A checkpoint directory keeps the form it was written in: a one-process query does not
+/// start over a distributed run's checkpoints, nor the workers over a one-process one (either
+/// would read the topics again and write their output twice).
+#[tokio::test]
+async fn a_checkpoint_is_refused_by_the_other_distribution() {
+    let checkpoint = tempfile::tempdir().unwrap();
+    let text = |distribution: &str| {
+        format!(
+            "{KAFKA_SOURCE}SET distribution = '{distribution}';\nSET checkpoint = '{}';\n\
+             CREATE TABLE out WITH (connector = 'memory');\nINSERT INTO out SELECT symbol FROM k;",
+            checkpoint.path().display()
+        )
+    };
+    let query_dir = checkpoint.path().join("out");
+    std::fs::create_dir_all(query_dir.join("offsets")).unwrap();
+    std::fs::write(query_dir.join("offsets/0"), "v1\n{}\n").unwrap();
+    let pipeline =
+        Pipeline::parse("job.sql", &text("kafka_partitions"), &Variables::none()).unwrap();
+    let e = pipeline
+        .start_workers()
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        e.contains("holds the checkpoint of a one-process run"),
+        "{e}"
+    );
+
+    std::fs::remove_dir_all(query_dir.join("offsets")).unwrap();
+    std::fs::write(
+        query_dir.join("distribution"),
+        r#"{"distribution":"kafka_partitions","group":"sluice-out-0"}"#,
+    )
+    .unwrap();
+    let pipeline = Pipeline::parse("job.sql", &text("spark"), &Variables::none()).unwrap();
+    let e = pipeline.start().await.err().expect("refused").to_string();
+    assert!(
+        e.contains("holds the checkpoints of a distributed run"),
+        "{e}"
+    );
+}
