@@ -296,11 +296,10 @@ impl Run {
                         stopped?;
                     }
                     Some(GroupEvent::Assigned(tasks)) => {
-                        info!(query = self.query.name, ?tasks, "tasks assigned");
                         assigned = true;
-                        for task in tasks {
-                            self.start_task(task).await?;
-                        }
+                        self.start_tasks(&tasks).await?;
+                        let running: Vec<i32> = lock(&self.tasks).keys().copied().collect();
+                        info!(query = self.query.name, ?tasks, ?running, "tasks assigned");
                     }
                 },
                 _ = tokio::time::sleep(TICK) => {
@@ -313,18 +312,40 @@ impl Run {
         }
     }
 
-    async fn start_task(&mut self, task: i32) -> Result<()> {
-        if lock(&self.tasks).contains_key(&task) {
-            return Ok(());
+    /// Starts the tasks not running yet, all at once (each plans its query, recovers from
+    /// its checkpoint and opens its sink); those that started run even if another failed.
+    async fn start_tasks(&mut self, tasks: &[i32]) -> Result<()> {
+        let new: Vec<i32> = {
+            let running = lock(&self.tasks);
+            tasks
+                .iter()
+                .copied()
+                .filter(|t| !running.contains_key(t))
+                .collect()
+        };
+        let (pipeline, query) = (&self.pipeline, &self.query);
+        let starts = new.into_iter().map(|task| async move {
+            let started = match pipeline.builder(query, Some(task)) {
+                Ok(builder) => builder
+                    .start()
+                    .await
+                    .map_err(|e| pipeline.query_error(query, e)),
+                Err(e) => Err(e),
+            };
+            (task, started)
+        });
+        let mut failure = None;
+        for (task, started) in futures::future::join_all(starts).await {
+            match started {
+                Ok(query) => {
+                    lock(&self.tasks).insert(task, query);
+                }
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
         }
-        let query = self
-            .pipeline
-            .builder(&self.query, Some(task))?
-            .start()
-            .await
-            .map_err(|e| self.pipeline.query_error(&self.query, e))?;
-        lock(&self.tasks).insert(task, query);
-        Ok(())
+        failure.map_or(Ok(()), Err)
     }
 
     /// Removes the tasks that ended: an error ends the worker; an available-now task that

@@ -252,7 +252,7 @@ async fn a_worker_joining_and_a_killed_worker_lose_and_duplicate_nothing() {
     let (second, second_lines) = run.worker(100);
     let share = wait_for_tasks(&second_lines, Duration::from_secs(30));
     assert!(
-        !share.contains("tasks=[0, 1, 2, 3, 4, 5]"),
+        !share.contains("running=[0, 1, 2, 3, 4, 5]"),
         "the second worker shares the tasks: {share}"
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -268,7 +268,7 @@ async fn a_worker_joining_and_a_killed_worker_lose_and_duplicate_nothing() {
     );
     let all = wait_for_tasks(&second_lines, Duration::from_secs(60));
     assert!(
-        all.contains("tasks=[0, 1, 2, 3, 4, 5]"),
+        all.contains("running=[0, 1, 2, 3, 4, 5]"),
         "the second worker runs every task: {all}"
     );
     run.wait_for_ticks(ticks.len(), Duration::from_secs(120))

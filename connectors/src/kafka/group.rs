@@ -2,15 +2,18 @@
 //! ([`GroupMember`]), which tells the worker which tasks to run.
 //!
 //! Workers that run the same query with `distribution = 'kafka_partitions'` join one consumer
-//! group subscribed to the query's topics. The group coordinator (a broker) and the range
-//! assignor split the partitions among the live members; since the topics have the same
-//! number of partitions (checked when joining), partition `p` of every topic goes to the same
-//! member, which runs **task `p`** (Kafka Streams' co-partitioning). The member reads no
+//! group subscribed to the query's topics. The group coordinator (a broker) and the assignor
+//! split the partitions among the live members, and the member owning partition `p` runs
+//! **task `p`**. A query reading one topic uses the cooperative sticky assignor: a rebalance
+//! moves only the partitions it must, and the other tasks run on undisturbed. A query reading
+//! several topics uses the range assignor, which gives partition `p` of every topic to the
+//! same member (Kafka Streams' co-partitioning; the topics must have the same number of
+//! partitions, checked when joining), with eager rebalances. The member reads no
 //! message through the group: its partitions are paused, and each task reads its partition's
 //! offsets with its own source and checkpoint, as Spark's Kafka source does. Nothing is ever
 //! committed to the group.
 //!
-//! Rebalances are eager: before a member rejoins, all its partitions are revoked, and the
+//! Either way a partition is revoked from its owner before it is assigned to another, and the
 //! member waits ([`GroupEvent::Revoked`]) until the worker has stopped those tasks, so a
 //! partition moves to its new owner only after the old one has finished its batch. A member
 //! that stops heart-beating (killed, or cut off for `session.timeout.ms`) loses its
@@ -35,12 +38,12 @@ use tracing::{info, warn};
 use super::broker::client_config;
 
 /// Our consumer settings for membership; the user's `properties.*` win. A killed worker's
-/// tasks move after `session.timeout.ms` (librdkafka's default is 45 s).
-const MEMBER_DEFAULTS: [(&str, &str); 5] = [
+/// tasks move after `session.timeout.ms` (librdkafka's default is 45 s); a worker learns of a
+/// rebalance at its next heartbeat, so a short interval moves tasks sooner.
+const MEMBER_DEFAULTS: [(&str, &str); 4] = [
     ("enable.auto.commit", "false"),
-    ("partition.assignment.strategy", "range"),
     ("session.timeout.ms", "10000"),
-    ("heartbeat.interval.ms", "1000"),
+    ("heartbeat.interval.ms", "500"),
     ("enable.partition.eof", "false"),
 ];
 
@@ -51,8 +54,8 @@ const REVOKE_WAIT: Duration = Duration::from_secs(300);
 /// What the group tells the worker.
 #[derive(Debug)]
 pub enum GroupEvent {
-    /// These tasks (partition numbers) are now this worker's: all of them, as the rebalance
-    /// is eager.
+    /// These tasks (partition numbers) are now (also) this worker's: all of its tasks after an
+    /// eager rebalance, the added ones after a cooperative one.
     Assigned(Vec<i32>),
     /// These tasks are taken away: stop them, then [`Release::done`] (or drop it).
     Revoked {
@@ -101,6 +104,13 @@ impl GroupMember {
         let (sender, events) = unbounded_channel();
         let mut defaults = MEMBER_DEFAULTS.to_vec();
         defaults.push(("group.id", group));
+        // One topic: move as few tasks as possible; several: co-partition them.
+        let strategy = if topics.len() == 1 {
+            "cooperative-sticky"
+        } else {
+            "range"
+        };
+        defaults.push(("partition.assignment.strategy", strategy));
         let consumer: BaseConsumer<MemberContext> = client_config(bootstrap, &defaults, properties)
             .create_with_context(MemberContext {
                 events: sender.clone(),
