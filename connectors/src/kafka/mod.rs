@@ -5,6 +5,9 @@
 //! Spark's Kafka source: the engine, not a consumer group, decides which offsets each
 //! micro-batch reads and keeps them in its checkpoint (`{"topic":{"0":23}}`), so a batch re-run
 //! after a crash reads exactly the same messages. Partitions are `assign`ed, never rebalanced.
+//! A distributed query (`distribution = 'kafka_partitions'`) uses a consumer group only to
+//! split the partitions among its workers ([`GroupMember`]), each task being a source that
+//! reads one partition number ([`KafkaSourceFactory::build_task`]).
 //!
 //! | Option | Spark | Default |
 //! |---|---|---|

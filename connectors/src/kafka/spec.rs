@@ -39,7 +39,8 @@ const PROPERTIES: OptionSpec = OptionSpec {
 pub static KAFKA_SOURCE: ConnectorSpec = ConnectorSpec {
     name: "kafka",
     doc: "Spark's Kafka source: the offsets of each batch are kept in the checkpoint, partitions \
-          are assigned (no consumer group rebalancing)",
+          are assigned (no consumer group rebalancing); a distributed query \
+          (`distribution = 'kafka_partitions'`) splits them into tasks among its workers",
     options: &[
         OptionSpec {
             name: "topic",
