@@ -60,6 +60,7 @@ pub mod source;
 mod checkpoint;
 mod distribution;
 mod error;
+mod fan_out;
 mod functions;
 mod location;
 mod offset;

@@ -23,7 +23,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use sluice_connectors::kafka::{GroupEvent, GroupMember};
@@ -38,6 +38,9 @@ use crate::pipeline::{Pipeline, QueryDecl};
 /// How often the worker looks at its tasks (to notice one that failed or, available-now,
 /// finished).
 const TICK: Duration = Duration::from_millis(200);
+
+/// How long an available-now worker that was given no task waits for one before it ends.
+const IDLE_EXIT: Duration = Duration::from_secs(10);
 
 /// The tasks a worker runs now, by partition number.
 type Tasks = Arc<Mutex<BTreeMap<i32, StreamingQuery>>>;
@@ -282,7 +285,9 @@ impl Run {
 
     async fn serve(&mut self, stopped: &mut watch::Receiver<bool>) -> Result<()> {
         let available_now = self.query.settings.trigger == Trigger::AvailableNow;
-        let mut assigned = false;
+        // Available-now: whether a task ran here, and since when the worker has had none.
+        let mut ran = false;
+        let mut idle_since: Option<Instant> = None;
         loop {
             tokio::select! {
                 _ = stopped.changed() => return Ok(()),
@@ -296,16 +301,24 @@ impl Run {
                         stopped?;
                     }
                     Some(GroupEvent::Assigned(tasks)) => {
-                        assigned = true;
                         self.start_tasks(&tasks).await?;
+                        ran |= !tasks.is_empty();
                         let running: Vec<i32> = lock(&self.tasks).keys().copied().collect();
                         info!(query = self.query.name, ?tasks, ?running, "tasks assigned");
                     }
                 },
                 _ = tokio::time::sleep(TICK) => {
                     self.check_tasks().await?;
-                    if available_now && assigned && lock(&self.tasks).is_empty() {
-                        return Ok(());
+                    // Available-now: done when the tasks that ran here have finished, or when
+                    // none came (more workers than partitions; a cooperative rebalance
+                    // first assigns a joining worker nothing, so wait for a second round).
+                    if available_now && lock(&self.tasks).is_empty() {
+                        let idle = *idle_since.get_or_insert_with(Instant::now);
+                        if ran || idle.elapsed() > IDLE_EXIT {
+                            return Ok(());
+                        }
+                    } else {
+                        idle_since = None;
                     }
                 }
             }

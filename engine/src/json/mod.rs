@@ -58,6 +58,7 @@ use arrow_json::reader::Decoder;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, SluiceError};
+use crate::fan_out::fan_out;
 
 mod flat;
 mod spark;
@@ -473,26 +474,14 @@ impl JsonDecoder {
             let count = decoder.position;
             (count, pushed.and_then(|()| decoder.finish()))
         };
-        let head = &data[parts[0].clone()];
         let mut workers = std::mem::take(&mut self.workers);
-        let mut results = std::thread::scope(|scope| {
-            let handles: Vec<_> = workers
-                .iter_mut()
-                .zip(&parts[1..])
-                .map(|(worker, part)| {
-                    let part = &data[part.clone()];
-                    scope.spawn(move || decode(worker, part))
-                })
-                .collect();
-            let mut results = vec![decode(self, head)];
-            for handle in handles {
-                results.push(handle.join().unwrap_or_else(|_| {
-                    let panicked = SluiceError::Config("a JSON decoder thread panicked".into());
-                    (0, Err(panicked))
-                }));
-            }
-            results
-        });
+        let jobs: Vec<(&mut JsonDecoder, &[u8])> = std::iter::once(self as &mut JsonDecoder)
+            .chain(workers.iter_mut())
+            .zip(parts.iter().map(|part| &data[part.clone()]))
+            .collect();
+        let mut results = fan_out(jobs, "JSON decoding", |(decoder, part)| {
+            decode(decoder, part)
+        })?;
         // A decoder whose part failed may hold half a chunk: build new ones next time.
         if !results.iter().any(|(_, result)| result.is_err()) {
             self.workers = workers;

@@ -19,6 +19,7 @@ use parquet::arrow::arrow_writer::compute_leaves;
 
 use super::{Sink, SinkContext};
 use crate::error::{Result, SluiceError};
+use crate::fan_out::fan_out;
 use crate::location::Location;
 use crate::slot::split_contiguous;
 
@@ -80,18 +81,18 @@ impl FileSink {
             .collect();
         match self.format {
             FileFormat::JsonLines => {
-                let encoded = on_threads(&runs, |run| {
+                let encoded = fan_out(runs, "JSON encoding", |run| -> Result<Vec<u8>> {
                     let mut buffer = Vec::new();
                     let mut writer = WriterBuilder::new()
                         .with_encoder_factory(Arc::new(SparkFloats))
                         .build::<_, LineDelimited>(&mut buffer);
-                    for batch in run {
+                    for batch in &run {
                         writer.write(batch)?;
                     }
                     writer.finish()?;
                     Ok(buffer)
                 })?;
-                Ok(encoded.concat())
+                Ok(encoded.into_iter().collect::<Result<Vec<_>>>()?.concat())
             }
             FileFormat::Parquet => {
                 let mut buffer = Vec::new();
@@ -101,28 +102,33 @@ impl FileSink {
                     .map(|group| factory.create_column_writers(group))
                     .collect::<parquet::errors::Result<Vec<_>>>()?;
                 let jobs: Vec<_> = runs.into_iter().zip(writers).collect();
-                let groups = on_threads_owned(jobs, |(run, mut writers)| {
-                    for batch in &run {
-                        let mut columns = writers.iter_mut();
-                        for (field, array) in schema.fields().iter().zip(batch.columns()) {
-                            for leaf in compute_leaves(field, array)? {
-                                columns
-                                    .next()
-                                    .ok_or_else(|| {
-                                        SluiceError::Config(
-                                            "parquet: fewer writers than columns".into(),
-                                        )
-                                    })?
-                                    .write(&leaf)?;
+                let groups = fan_out(
+                    jobs,
+                    "Parquet encoding",
+                    |(run, mut writers)| -> Result<Vec<_>> {
+                        for batch in &run {
+                            let mut columns = writers.iter_mut();
+                            for (field, array) in schema.fields().iter().zip(batch.columns()) {
+                                for leaf in compute_leaves(field, array)? {
+                                    columns
+                                        .next()
+                                        .ok_or_else(|| {
+                                            SluiceError::Config(
+                                                "parquet: fewer writers than columns".into(),
+                                            )
+                                        })?
+                                        .write(&leaf)?;
+                                }
                             }
                         }
-                    }
-                    writers
-                        .into_iter()
-                        .map(|w| Ok(w.close()?))
-                        .collect::<Result<Vec<_>>>()
-                })?;
+                        writers
+                            .into_iter()
+                            .map(|w| Ok(w.close()?))
+                            .collect::<Result<Vec<_>>>()
+                    },
+                )?;
                 for chunks in groups {
+                    let chunks = chunks?;
                     let mut group = file.next_row_group()?;
                     for chunk in chunks {
                         chunk.append_to_row_group(&mut group)?;
@@ -134,38 +140,6 @@ impl FileSink {
             }
         }
     }
-}
-
-/// `encode` applied to each of `runs`, each on its own thread (the first on this one),
-/// results in order.
-fn on_threads<T: Send>(
-    runs: &[Vec<RecordBatch>],
-    encode: impl Fn(&[RecordBatch]) -> Result<T> + Sync,
-) -> Result<Vec<T>> {
-    on_threads_owned(runs.iter().collect(), |run| encode(run))
-}
-
-/// `work` applied to each of `jobs`, each on its own thread (the first on this one), results
-/// in order.
-fn on_threads_owned<J: Send, T: Send>(
-    jobs: Vec<J>,
-    work: impl Fn(J) -> Result<T> + Sync,
-) -> Result<Vec<T>> {
-    let mut jobs = jobs.into_iter();
-    let Some(first) = jobs.next() else {
-        return Ok(Vec::new());
-    };
-    let work = &work;
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = jobs.map(|job| scope.spawn(move || work(job))).collect();
-        let mut results = vec![work(first)];
-        for handle in handles {
-            results.push(handle.join().unwrap_or_else(|_| {
-                Err(SluiceError::Config("an encoding thread panicked".into()))
-            }));
-        }
-        results.into_iter().collect()
-    })
 }
 
 #[async_trait]

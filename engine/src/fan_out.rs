@@ -1,0 +1,31 @@
+//! Running a batch's CPU-bound parts at once: one scoped thread per part but the first, which
+//! runs on the calling thread. Used where a batch is cut in parts for `parallelism` (JSON
+//! decoding of a file, the file sink's encoding) outside DataFusion's own tasks.
+
+use crate::error::{Result, SluiceError};
+
+/// `work` applied to each of `jobs` at once, the results in the jobs' order; a job that
+/// panicked is an error (`what` names the work in it), not a crash of the query.
+pub(crate) fn fan_out<J: Send, T: Send>(
+    jobs: Vec<J>,
+    what: &str,
+    work: impl Fn(J) -> T + Sync,
+) -> Result<Vec<T>> {
+    let mut jobs = jobs.into_iter();
+    let Some(first) = jobs.next() else {
+        return Ok(Vec::new());
+    };
+    let work = &work;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs.map(|job| scope.spawn(move || work(job))).collect();
+        let mut results = vec![work(first)];
+        for handle in handles {
+            results.push(
+                handle
+                    .join()
+                    .map_err(|_| SluiceError::Config(format!("a {what} thread panicked")))?,
+            );
+        }
+        Ok(results)
+    })
+}
