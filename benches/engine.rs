@@ -378,6 +378,8 @@ fn seed_job(c: &mut Criterion) {
     group.throughput(Throughput::Elements(MESSAGES as u64));
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(30));
+    // The last run's time per phase of its micro-batches (Spark's `durationMs`), summed.
+    let last_phases = std::cell::RefCell::new(std::collections::BTreeMap::new());
     group.bench_function("sluice", |b| {
         b.iter_custom(|iterations| {
             let mut total = Duration::ZERO;
@@ -417,6 +419,13 @@ fn seed_job(c: &mut Criterion) {
                         .map(|p| p.sink.num_output_rows)
                         .sum();
                     assert_eq!(rows, MESSAGES as u64, "every ticker is distinct");
+                    let mut phases = std::collections::BTreeMap::<String, u64>::new();
+                    for progress in query.recent_progress() {
+                        for (phase, ms) in progress.duration_ms {
+                            *phases.entry(phase).or_default() += ms;
+                        }
+                    }
+                    *last_phases.borrow_mut() = phases;
                 });
                 total += start.elapsed();
             }
@@ -429,6 +438,10 @@ fn seed_job(c: &mut Criterion) {
             "seed_job: peak RSS of the job {peak} MB (measured from after writing its input)"
         );
     }
+    eprintln!(
+        "seed_job: the last run's time per phase, in ms: {:?}",
+        last_phases.borrow()
+    );
 }
 
 criterion_group!(

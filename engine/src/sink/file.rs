@@ -16,6 +16,8 @@ use lexical_core::FormattedSize;
 use object_store::{ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_writer::compute_leaves;
+use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 use super::{Sink, SinkContext};
 use crate::error::{Result, SluiceError};
@@ -96,7 +98,8 @@ impl FileSink {
             }
             FileFormat::Parquet => {
                 let mut buffer = Vec::new();
-                let writer = ArrowWriter::try_new(&mut buffer, schema.clone(), None)?;
+                let writer =
+                    ArrowWriter::try_new(&mut buffer, schema.clone(), Some(properties(&schema)))?;
                 let (mut file, factory) = writer.into_serialized_writer()?;
                 let writers = (0..runs.len())
                     .map(|group| factory.create_column_writers(group))
@@ -140,6 +143,33 @@ impl FileSink {
             }
         }
     }
+}
+
+/// The Parquet writer's settings: dictionary encoding for text and binary columns only, where
+/// values repeat (a symbol); numbers and times are mostly distinct, so a dictionary would be
+/// built for nothing and dropped when it outgrows its page.
+fn properties(schema: &arrow::datatypes::Schema) -> WriterProperties {
+    schema
+        .fields()
+        .iter()
+        .filter(|f| {
+            matches!(
+                f.data_type(),
+                DataType::Utf8
+                    | DataType::LargeUtf8
+                    | DataType::Utf8View
+                    | DataType::Binary
+                    | DataType::LargeBinary
+                    | DataType::BinaryView
+            )
+        })
+        .fold(
+            WriterProperties::builder().set_dictionary_enabled(false),
+            |builder, f| {
+                builder.set_column_dictionary_enabled(ColumnPath::from(f.name().as_str()), true)
+            },
+        )
+        .build()
 }
 
 #[async_trait]
