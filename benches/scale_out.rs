@@ -12,7 +12,7 @@
 //! (`taskset`), standing in for a machine of its own: unpinned, one worker's tasks already
 //! share every core of this machine, and a second process has none left to add. Each sample
 //! is a fresh run (a new schema and checkpoint over the same topic), timed from the moment
-//! every worker has been assigned its first tasks until every worker has exited: the
+//! the first worker is assigned tasks until every worker has exited: the
 //! consumer group's formation is left out (the broker holds a new group's first rebalance for
 //! Kafka's `group.initial.rebalance.delay.ms`, 3 s, and 3 s more for each member joining
 //! meanwhile: a one-off per deployment, the broker's and not the engine's), while the
@@ -164,7 +164,7 @@ fn run(workers: usize, topic: &str, database: &str, runtime: &tokio::runtime::Ru
             let reader = std::thread::spawn(move || {
                 let mut told = false;
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if !told && line.contains("tasks assigned") {
+                    if !told && line.contains("tasks assigned") && !line.contains("tasks=[]") {
                         told = assigned.send(Instant::now()).is_ok();
                     } else if line.contains("ERROR") || line.contains("WARN") {
                         eprintln!("worker: {line}");
@@ -180,7 +180,7 @@ fn run(workers: usize, topic: &str, database: &str, runtime: &tokio::runtime::Ru
     }
     let end = Instant::now();
     drop(assigned);
-    let formed = first_tasks.iter().max().expect("tasks were assigned");
+    let formed = first_tasks.iter().min().expect("tasks were assigned");
     let elapsed = end - formed;
     let ticks: Option<i64> = runtime
         .block_on(

@@ -12,12 +12,17 @@
 //! - a join of two sources has an equality between the two sources' partitioning columns, so
 //!   matching rows are in the same partition of both (co-partitioned topics).
 //!
-//! Anything else, including a key computed from the partitioning column, is refused: the
-//! check is conservative. Stateless queries always pass.
+//! - a window function (`OVER`) partitions by the partitioning column;
+//! - there is no `LIMIT` over the stream (each task would keep its own).
+//!
+//! Anything else, including a key computed from the partitioning column, or one taken from
+//! the side of an outer join that may be null, is refused: the check is conservative.
+//! Stateless queries always pass.
 
 use std::collections::BTreeMap;
 
 use datafusion::common::Column;
+use datafusion::common::JoinType;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::logical_expr::{Distinct, Expr, LogicalPlan};
 
@@ -49,6 +54,16 @@ pub(crate) fn check(plan: &LogicalPlan, by: &PartitionedBy) -> Result<(), String
                     .collect();
                 keyed(input, &columns, by, "DISTINCT")
             }
+            // Each task would keep its own rows up to the limit.
+            LogicalPlan::Limit(limit) => limited(&limit.input, by),
+            LogicalPlan::Sort(sort) if sort.fetch.is_some() => limited(&sort.input, by),
+            LogicalPlan::Window(window) => window.window_expr.iter().find_map(|expr| {
+                let Expr::WindowFunction(function) = unalias(expr) else {
+                    return None;
+                };
+                let partition_by = &function.params.partition_by;
+                keyed(&window.input, partition_by, by, "a window function (OVER)")
+            }),
             LogicalPlan::Join(join) => {
                 let reads = |side: &LogicalPlan| !sources_read(side, by).is_empty();
                 let co_partitioned = join.on.iter().any(|(left, right)| {
@@ -109,6 +124,12 @@ fn keyed(input: &LogicalPlan, keys: &[Expr], by: &PartitionedBy, what: &str) -> 
     ))
 }
 
+/// Why a `LIMIT` over `input` cannot be split into tasks, if `input` reads a source.
+fn limited(input: &LogicalPlan, by: &PartitionedBy) -> Option<String> {
+    (!sources_read(input, by).is_empty())
+        .then(|| "a LIMIT would keep that many rows per task (one per partition)".to_string())
+}
+
 /// The declared partitioning, `source.partitioned_by = 'column'`, for messages.
 fn declared(by: &PartitionedBy) -> String {
     by.iter()
@@ -163,7 +184,10 @@ fn trace(plan: &LogicalPlan, column: &Column) -> Option<(String, String)> {
             scan.table_name.table().to_string(),
             scan.projected_schema.field(index).name().clone(),
         )),
-        LogicalPlan::Projection(projection) => through(&projection.input, &projection.expr[index]),
+        LogicalPlan::Projection(projection) => projection
+            .expr
+            .get(index)
+            .and_then(|expr| through(&projection.input, expr)),
         LogicalPlan::Aggregate(aggregate) => aggregate
             .group_expr
             .get(index)
@@ -173,10 +197,26 @@ fn trace(plan: &LogicalPlan, column: &Column) -> Option<(String, String)> {
             let (qualifier, field) = alias.input.schema().qualified_field(index);
             trace(&alias.input, &Column::new(qualifier.cloned(), field.name()))
         }
-        LogicalPlan::Join(join) => [&join.left, &join.right]
-            .into_iter()
-            .find(|side| side.schema().has_column(column))
-            .and_then(|side| trace(side, column)),
+        // A column of a side that an outer join may fill with nulls is not the partitioning
+        // column any more: its null rows come from every partition.
+        LogicalPlan::Join(join) => {
+            let (left, right) = match join.join_type {
+                JoinType::Inner => (true, true),
+                JoinType::Left | JoinType::LeftSemi | JoinType::LeftAnti | JoinType::LeftMark => {
+                    (true, false)
+                }
+                JoinType::Right
+                | JoinType::RightSemi
+                | JoinType::RightAnti
+                | JoinType::RightMark => (false, true),
+                JoinType::Full => (false, false),
+            };
+            [(&join.left, left), (&join.right, right)]
+                .into_iter()
+                .find(|(side, _)| side.schema().has_column(column))
+                .filter(|(_, preserved)| *preserved)
+                .and_then(|(side, _)| trace(side, column))
+        }
         LogicalPlan::Filter(_)
         | LogicalPlan::Sort(_)
         | LogicalPlan::Limit(_)

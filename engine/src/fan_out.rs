@@ -4,8 +4,9 @@
 
 use crate::error::{Result, SluiceError};
 
-/// `work` applied to each of `jobs` at once, the results in the jobs' order; a job that
-/// panicked is an error (`what` names the work in it), not a crash of the query.
+/// `work` applied to each of `jobs` at once, the results in the jobs' order. A job that
+/// panicked on a thread of its own is an error (`what` names the work in it); one that panics
+/// on the calling thread panics there, as it would without threads.
 pub(crate) fn fan_out<J: Send, T: Send>(
     jobs: Vec<J>,
     what: &str,
@@ -18,13 +19,13 @@ pub(crate) fn fan_out<J: Send, T: Send>(
     let work = &work;
     std::thread::scope(|scope| {
         let handles: Vec<_> = jobs.map(|job| scope.spawn(move || work(job))).collect();
-        let mut results = vec![work(first)];
-        for handle in handles {
-            results.push(
-                handle
-                    .join()
-                    .map_err(|_| SluiceError::Config(format!("a {what} thread panicked")))?,
-            );
+        let first = work(first);
+        // Every thread is joined before an error is returned.
+        let others: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
+        let mut results = vec![first];
+        for other in others {
+            results
+                .push(other.map_err(|_| SluiceError::Config(format!("a {what} thread panicked")))?);
         }
         Ok(results)
     })

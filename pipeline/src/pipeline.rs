@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use datafusion::common::TableReference;
 use sluice_engine::{
-    MemorySink, MemorySource, QueryListener, StreamingQuery, StreamingQueryBuilder, Trigger,
-    WatermarkPolicy,
+    MemorySink, MemorySource, OutputMode, QueryListener, StreamingQuery, StreamingQueryBuilder,
+    Trigger, WatermarkPolicy,
 };
 
 use crate::connector::{SinkConfig, SourceConfig};
@@ -16,7 +16,7 @@ use crate::error::{Located, PipelineError, Position, Result};
 use crate::include::{ReadFile, SourceMap, load, read_from_disk};
 use crate::options::{parse_bool, parse_interval};
 use crate::parse::{Spanned, Statement, TableDecl, ViewDecl};
-use crate::worker::{TaskPlan, Worker, check_not_distributed};
+use crate::worker::{TaskPlan, TaskQuery, Worker, check_not_distributed};
 
 /// Where checkpoints go when the file does not `SET checkpoint`: `<dir>/<query name>`.
 pub const DEFAULT_CHECKPOINT_DIR: &str = "data/checkpoints";
@@ -59,9 +59,9 @@ impl Variables {
 
 /// Query settings, from `SET` statements before the `INSERT`.
 #[derive(Debug, Clone)]
-pub(crate) struct Settings {
-    pub(crate) trigger: Trigger,
-    pub(crate) checkpoint: Option<String>,
+struct Settings {
+    trigger: Trigger,
+    checkpoint: Option<String>,
     query_name: Option<String>,
     foreach_batch: bool,
     watermark_policy: WatermarkPolicy,
@@ -228,16 +228,16 @@ impl Settings {
 
 /// One `INSERT INTO`: a streaming query.
 #[derive(Clone)]
-pub(crate) struct QueryDecl {
-    pub(crate) name: String,
+struct QueryDecl {
+    name: String,
     /// Where its sink is named, in the pipeline's numbering (see [`SourceMap`]).
     position: Position,
     sql: String,
     /// The views it reads, directly or through other views, as (name, SQL) in file order.
     views: Vec<(String, String)>,
-    pub(crate) sources: Vec<String>,
+    sources: Vec<String>,
     sink: SinkConfig,
-    pub(crate) settings: Settings,
+    settings: Settings,
 }
 
 /// What a query (or a view) reads: sources in the order first read, and views as indices
@@ -577,11 +577,7 @@ impl Pipeline {
 
     /// The error `error` of `query`, at its `INSERT` (at the view's `CREATE VIEW` when it
     /// is a view's).
-    pub(crate) fn query_error(
-        &self,
-        query: &QueryDecl,
-        error: sluice_engine::SluiceError,
-    ) -> PipelineError {
+    fn query_error(&self, query: &QueryDecl, error: sluice_engine::SluiceError) -> PipelineError {
         let position = match &error {
             sluice_engine::SluiceError::View { view, .. } => self
                 .view_positions
@@ -596,11 +592,7 @@ impl Pipeline {
     /// The builder of `query`, or of its task `task` when it is distributed: the task reads
     /// partition `task` of its topics, keeps its checkpoint in `<checkpoint>/<query>/tasks/
     /// <task>` and its sinks' commits under `<query>/task-<task>`.
-    pub(crate) fn builder(
-        &self,
-        query: &QueryDecl,
-        task: Option<i32>,
-    ) -> Result<StreamingQueryBuilder> {
+    fn builder(&self, query: &QueryDecl, task: Option<i32>) -> Result<StreamingQueryBuilder> {
         let settings = &query.settings;
         let mut builder = StreamingQueryBuilder::new();
         // Before the sources: their computed columns may use it too.
@@ -664,11 +656,6 @@ impl Pipeline {
         Ok(builder)
     }
 
-    /// Source `name`'s configuration (a source the file declares).
-    pub(crate) fn source(&self, name: &str) -> &SourceConfig {
-        &self.sources[name]
-    }
-
     /// The streaming plan of every query (sources, watermarks, stateful operators, output
     /// mode, sink, trigger), planned without connecting or touching checkpoints.
     pub async fn explain(&self) -> Result<String> {
@@ -686,7 +673,7 @@ impl Pipeline {
             let distribution = match query.settings.distribution {
                 Distribution::Spark => "spark (one process)".to_string(),
                 Distribution::KafkaPartitions => {
-                    let tasks = TaskPlan::new(self, query).await?;
+                    let tasks = self.task_plan(query).await?;
                     checkpoint += "/tasks/<partition>";
                     format!(
                         "kafka_partitions: one task per partition of {}, run by the workers \
@@ -713,7 +700,11 @@ impl Pipeline {
     pub async fn start_workers(&self) -> Result<Vec<Worker>> {
         let mut started: Vec<Worker> = Vec::new();
         for query in self.distributed(true) {
-            match Worker::start(self.clone(), query.clone()).await {
+            let started_worker = match self.task_plan(query).await {
+                Ok(plan) => Worker::start(self.task_query(query), plan).await,
+                Err(e) => Err(e),
+            };
+            match started_worker {
                 Ok(worker) => started.push(worker),
                 Err(error) => {
                     for worker in &mut started {
@@ -726,6 +717,32 @@ impl Pipeline {
             }
         }
         Ok(started)
+    }
+
+    /// How distributed `query` splits into tasks, checked (Kafka sources with their
+    /// `partitioned_by` columns, stateful operators grouping by them).
+    async fn task_plan(&self, query: &QueryDecl) -> Result<TaskPlan> {
+        let sources: Vec<_> = query
+            .sources
+            .iter()
+            .map(|name| (name.clone(), self.sources[name].kafka()))
+            .collect();
+        TaskPlan::new(&sources, self.builder(query, None)?)
+            .await
+            .map_err(|e| self.query_error(query, e))
+    }
+
+    /// What a worker of distributed `query` needs of it.
+    fn task_query(&self, query: &QueryDecl) -> TaskQuery {
+        let (pipeline, decl) = (Arc::new(self.clone()), Arc::new(query.clone()));
+        let (for_errors, decl_for_errors) = (pipeline.clone(), decl.clone());
+        TaskQuery {
+            name: query.name.clone(),
+            checkpoint: query.settings.checkpoint.clone(),
+            available_now: query.settings.trigger == Trigger::AvailableNow,
+            build: Arc::new(move |task| pipeline.builder(&decl, Some(task))),
+            error: Arc::new(move |e| for_errors.query_error(&decl_for_errors, e)),
+        }
     }
 
     /// The queries that are distributed (`true`) or not.
@@ -741,7 +758,12 @@ impl Pipeline {
     pub async fn start(&self) -> Result<Vec<StreamingQuery>> {
         let mut started: Vec<StreamingQuery> = Vec::new();
         for query in self.distributed(false) {
-            let result = match check_not_distributed(query).await {
+            let result = match check_not_distributed(
+                query.settings.checkpoint.as_deref(),
+                &query.name,
+            )
+            .await
+            {
                 Err(e) => Err(self.query_error(query, e)),
                 Ok(()) => match self.builder(query, None) {
                     Ok(builder) => builder
@@ -790,6 +812,13 @@ fn check_distributable(
         return Err(
             "distribution = 'kafka_partitions' needs a checkpoint every worker reaches \
                     (SET checkpoint = 's3://bucket/prefix', or a shared directory)"
+                .into(),
+        );
+    }
+    if sink.output_mode == OutputMode::Complete {
+        return Err(
+            "distribution = 'kafka_partitions': in complete mode each batch replaces the \
+                    whole table, which one task's groups cannot do; use update or append"
                 .into(),
         );
     }

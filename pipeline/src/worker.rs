@@ -26,14 +26,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
-use sluice_connectors::kafka::{GroupEvent, GroupMember};
-use sluice_engine::{Location, PartitionedBy, SluiceError, StreamingQuery, Trigger};
+use sluice_connectors::kafka::{GroupEvent, GroupMember, KafkaSourceFactory};
+use sluice_engine::{Location, PartitionedBy, SluiceError, StreamingQuery, StreamingQueryBuilder};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::info;
+use tracing::{info, warn};
 
-use crate::error::Result;
-use crate::pipeline::{Pipeline, QueryDecl};
+use crate::error::{PipelineError, Result};
 
 /// How often the worker looks at its tasks (to notice one that failed or, available-now,
 /// finished).
@@ -44,6 +43,21 @@ const IDLE_EXIT: Duration = Duration::from_secs(10);
 
 /// The tasks a worker runs now, by partition number.
 type Tasks = Arc<Mutex<BTreeMap<i32, StreamingQuery>>>;
+
+/// What a worker needs of its query: its name and checkpoint, whether it runs available-now,
+/// how to build the query of one task, and how to word an error of the query.
+pub(crate) struct TaskQuery {
+    /// The query's name.
+    pub(crate) name: String,
+    /// The checkpoint location (`SET checkpoint`), which holds every task's checkpoint.
+    pub(crate) checkpoint: Option<String>,
+    /// Whether the tasks run available-now (then the worker ends when they are done).
+    pub(crate) available_now: bool,
+    /// The builder of task `p`'s query.
+    pub(crate) build: Arc<dyn Fn(i32) -> Result<StreamingQueryBuilder> + Send + Sync>,
+    /// An engine error as the query's error (its file and `INSERT`).
+    pub(crate) error: Arc<dyn Fn(SluiceError) -> PipelineError + Send + Sync>,
+}
 
 /// A worker of a distributed query: its group membership and the tasks it runs, driven by a
 /// background task until [`Worker::stop`], an error, or (available-now) the end of its
@@ -56,21 +70,22 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Checks that `query` of `pipeline` can be split into tasks, joins its consumer group and
-    /// starts running the tasks the group assigns.
-    pub(crate) async fn start(pipeline: Pipeline, query: QueryDecl) -> Result<Self> {
-        let plan = TaskPlan::new(&pipeline, &query).await?;
-        let group = claim_group(&query)
+    /// Joins the consumer group of `query` (split as `plan` says) and starts running the tasks
+    /// the group assigns.
+    pub(crate) async fn start(query: TaskQuery, plan: TaskPlan) -> Result<Self> {
+        let group = claim_group(query.checkpoint.as_deref(), &query.name)
             .await
-            .map_err(|e| pipeline.query_error(&query, e))?;
+            .map_err(&*query.error)?;
         let member = GroupMember::join(&group, &plan.bootstrap, &plan.topics, &plan.properties)
-            .map_err(|e| pipeline.query_error(&query, e))?;
-        info!(query = query.name, group, "worker joined");
+            .map_err(&*query.error)?;
+        info!(
+            query = query.name,
+            group, "worker joining its consumer group"
+        );
         let tasks = Tasks::default();
         let (stop, stopped) = watch::channel(false);
         let name = query.name.clone();
         let run = Run {
-            pipeline,
             query,
             member,
             tasks: tasks.clone(),
@@ -100,7 +115,8 @@ impl Worker {
     }
 
     /// Stops the tasks after their batch in progress and leaves the group (handing the tasks
-    /// to the other workers); returns the worker's error if it had failed.
+    /// to the other workers); returns the worker's error if it had failed. A worker dropped
+    /// without `stop` stops the same way, in the background.
     pub async fn stop(&mut self) -> Result<()> {
         let _ = self.stop.send(true);
         match self.handle.take() {
@@ -114,7 +130,7 @@ impl Worker {
     }
 }
 
-/// How a distributed query splits into tasks: its topics, checked.
+/// How a distributed query splits into tasks: its topics and brokers, checked.
 pub(crate) struct TaskPlan {
     /// The topics of all its sources, in first-read order.
     pub(crate) topics: Vec<String>,
@@ -123,40 +139,47 @@ pub(crate) struct TaskPlan {
 }
 
 impl TaskPlan {
-    /// Checks that every source of `query` is a Kafka source reading topics, with its
-    /// `partitioned_by` column, and that the query's stateful operators group by it.
-    pub(crate) async fn new(pipeline: &Pipeline, query: &QueryDecl) -> Result<Self> {
-        let fail = |e: SluiceError| pipeline.query_error(query, e);
+    /// Checks that every source (`name`, its Kafka factory if it is a Kafka source) reads
+    /// Kafka topics of one cluster and declares its `partitioned_by` column, and that the
+    /// stateful operators of the query `planned` group by those columns.
+    pub(crate) async fn new(
+        sources: &[(String, Option<&KafkaSourceFactory>)],
+        planned: StreamingQueryBuilder,
+    ) -> Result<Self, SluiceError> {
         let mut by = PartitionedBy::new();
         let mut topics: Vec<String> = Vec::new();
-        let mut first = None;
-        for name in &query.sources {
-            let source = pipeline.source(name).kafka().ok_or_else(|| {
-                fail(SluiceError::Config(format!(
-                    "source {name} is not a Kafka source"
-                )))
+        let mut first: Option<&KafkaSourceFactory> = None;
+        for (name, kafka) in sources {
+            let source = kafka.ok_or_else(|| {
+                SluiceError::Config(format!("source {name} is not a Kafka source"))
             })?;
             let column = source.partitioned_by().ok_or_else(|| {
-                fail(SluiceError::Config(format!(
+                SluiceError::Config(format!(
                     "distribution = 'kafka_partitions' needs to know how the messages of {name} \
                      are keyed: declare the key column with the source option partitioned_by \
                      (our Binance producer keys by symbol: partitioned_by = 'symbol')"
-                )))
+                ))
             })?;
             by.insert(name.clone(), column.to_string());
-            for topic in source.topics().map_err(fail)? {
+            if let Some(first) = first
+                && first.bootstrap() != source.bootstrap()
+            {
+                return Err(SluiceError::Config(format!(
+                    "the sources of a distributed query read one Kafka cluster: {name} reads \
+                     {}, another {}",
+                    source.bootstrap(),
+                    first.bootstrap()
+                )));
+            }
+            for topic in source.topics()? {
                 if !topics.contains(topic) {
                     topics.push(topic.clone());
                 }
             }
             first.get_or_insert(source);
         }
-        let first = first.ok_or_else(|| fail(SluiceError::Config("no source".into())))?;
-        pipeline
-            .builder(query, None)?
-            .check_partitioned_by(&by)
-            .await
-            .map_err(fail)?;
+        let first = first.ok_or_else(|| SluiceError::Config("the query reads no source".into()))?;
+        planned.check_partitioned_by(&by).await?;
         Ok(Self {
             topics,
             bootstrap: first.bootstrap().to_string(),
@@ -168,21 +191,22 @@ impl TaskPlan {
 /// The file in a distributed query's checkpoint directory naming its consumer group.
 const DISTRIBUTION_FILE: &str = "distribution";
 
-/// The checkpoint directory of `query` (which a distributed query requires).
-fn checkpoint_dir(query: &QueryDecl) -> Result<Location, SluiceError> {
-    let dir = query.settings.checkpoint.as_deref().ok_or_else(|| {
+/// The checkpoint directory of query `name` under `checkpoint` (which a distributed query
+/// requires).
+fn checkpoint_dir(checkpoint: Option<&str>, name: &str) -> Result<Location, SluiceError> {
+    let dir = checkpoint.ok_or_else(|| {
         SluiceError::Config("a distributed query needs a checkpoint shared by its workers".into())
     })?;
-    Location::parse(&format!("{dir}/{}", query.name))
+    Location::parse(&format!("{dir}/{name}"))
 }
 
-/// The consumer group of `query`'s workers, kept in its checkpoint directory
+/// The consumer group of query `name`'s workers, kept in its checkpoint directory
 /// (`distribution`, written once by the first worker: `sluice-<query>-<random>`), so that two
 /// deployments of a query with different checkpoints never share a group, and all workers of
 /// one do. A directory holding a one-process checkpoint is refused: its offsets and state
 /// would be ignored, and its output written again.
-async fn claim_group(query: &QueryDecl) -> Result<String, SluiceError> {
-    let location = checkpoint_dir(query)?;
+async fn claim_group(checkpoint: Option<&str>, name: &str) -> Result<String, SluiceError> {
+    let location = checkpoint_dir(checkpoint, name)?;
     let path = location.child(DISTRIBUTION_FILE);
     loop {
         match location.store.get(&path).await {
@@ -218,8 +242,7 @@ async fn claim_group(query: &QueryDecl) -> Result<String, SluiceError> {
             )));
         }
         let group = format!(
-            "sluice-{}-{}",
-            query.name,
+            "sluice-{name}-{}",
             &uuid::Uuid::new_v4().simple().to_string()[..12]
         );
         let marker = serde_json::json!({ "distribution": "kafka_partitions", "group": group });
@@ -240,13 +263,16 @@ async fn claim_group(query: &QueryDecl) -> Result<String, SluiceError> {
     }
 }
 
-/// Refuses to run `query` in one process over the checkpoint of a distributed run, whose
-/// tasks' offsets and state it would not read.
-pub(crate) async fn check_not_distributed(query: &QueryDecl) -> Result<(), SluiceError> {
-    if query.settings.checkpoint.is_none() {
+/// Refuses to run query `name` in one process over the checkpoint of a distributed run,
+/// whose tasks' offsets and state it would not read.
+pub(crate) async fn check_not_distributed(
+    checkpoint: Option<&str>,
+    name: &str,
+) -> Result<(), SluiceError> {
+    if checkpoint.is_none() {
         return Ok(());
     }
-    let location = checkpoint_dir(query)?;
+    let location = checkpoint_dir(checkpoint, name)?;
     match location
         .store
         .head(&location.child(DISTRIBUTION_FILE))
@@ -269,8 +295,7 @@ fn lock(tasks: &Tasks) -> std::sync::MutexGuard<'_, BTreeMap<i32, StreamingQuery
 
 /// The worker's loop and what it owns.
 struct Run {
-    pipeline: Pipeline,
-    query: QueryDecl,
+    query: TaskQuery,
     member: GroupMember,
     tasks: Tasks,
 }
@@ -278,15 +303,19 @@ struct Run {
 impl Run {
     async fn run(mut self, mut stopped: watch::Receiver<bool>) -> Result<()> {
         let result = self.serve(&mut stopped).await;
-        // Stop what still runs, then leave the group (dropping the member).
+        // Stop what still runs, then leave the group: dropping the member waits for its
+        // thread, so off the runtime's threads.
         let stopping = self.stop_tasks(None).await;
+        let member = self.member;
+        let _ = tokio::task::spawn_blocking(move || drop(member)).await;
         result.and(stopping)
     }
 
     async fn serve(&mut self, stopped: &mut watch::Receiver<bool>) -> Result<()> {
-        let available_now = self.query.settings.trigger == Trigger::AvailableNow;
-        // Available-now: whether a task ran here, and since when the worker has had none.
-        let mut ran = false;
+        // Available-now: whether a task finished here, whether a revocation awaits its
+        // assignment, and since when the worker has had no task.
+        let mut finished = false;
+        let mut rebalancing = false;
         let mut idle_since: Option<Instant> = None;
         loop {
             tokio::select! {
@@ -296,25 +325,27 @@ impl Run {
                     Some(GroupEvent::Failed(message)) => return Err(self.error(message)),
                     Some(GroupEvent::Revoked { tasks, release }) => {
                         info!(query = self.query.name, ?tasks, "tasks revoked");
+                        rebalancing = true;
                         let stopped = self.stop_tasks(Some(&tasks)).await;
                         release.done();
                         stopped?;
                     }
                     Some(GroupEvent::Assigned(tasks)) => {
+                        rebalancing = false;
                         self.start_tasks(&tasks).await?;
-                        ran |= !tasks.is_empty();
                         let running: Vec<i32> = lock(&self.tasks).keys().copied().collect();
                         info!(query = self.query.name, ?tasks, ?running, "tasks assigned");
                     }
                 },
                 _ = tokio::time::sleep(TICK) => {
-                    self.check_tasks().await?;
-                    // Available-now: done when the tasks that ran here have finished, or when
-                    // none came (more workers than partitions; a cooperative rebalance
-                    // first assigns a joining worker nothing, so wait for a second round).
-                    if available_now && lock(&self.tasks).is_empty() {
+                    finished |= self.check_tasks().await?;
+                    // Available-now: done when the tasks that ran here have finished (and no
+                    // assignment is awaited), or when none came (more workers than
+                    // partitions; a cooperative rebalance first assigns a joining worker
+                    // nothing, so wait for another round).
+                    if self.query.available_now && !rebalancing && lock(&self.tasks).is_empty() {
                         let idle = *idle_since.get_or_insert_with(Instant::now);
-                        if ran || idle.elapsed() > IDLE_EXIT {
+                        if finished || idle.elapsed() > IDLE_EXIT {
                             return Ok(());
                         }
                     } else {
@@ -336,13 +367,10 @@ impl Run {
                 .filter(|t| !running.contains_key(t))
                 .collect()
         };
-        let (pipeline, query) = (&self.pipeline, &self.query);
+        let query = &self.query;
         let starts = new.into_iter().map(|task| async move {
-            let started = match pipeline.builder(query, Some(task)) {
-                Ok(builder) => builder
-                    .start()
-                    .await
-                    .map_err(|e| pipeline.query_error(query, e)),
+            let started = match (query.build)(task) {
+                Ok(builder) => builder.start().await.map_err(&*query.error),
                 Err(e) => Err(e),
             };
             (task, started)
@@ -350,8 +378,8 @@ impl Run {
         let mut failure = None;
         for (task, started) in futures::future::join_all(starts).await {
             match started {
-                Ok(query) => {
-                    lock(&self.tasks).insert(task, query);
+                Ok(running) => {
+                    lock(&self.tasks).insert(task, running);
                 }
                 Err(e) => {
                     failure.get_or_insert(e);
@@ -362,8 +390,8 @@ impl Run {
     }
 
     /// Removes the tasks that ended: an error ends the worker; an available-now task that
-    /// finished is done.
-    async fn check_tasks(&mut self) -> Result<()> {
+    /// finished is done. Returns whether one finished.
+    async fn check_tasks(&mut self) -> Result<bool> {
         let ended: Vec<(i32, StreamingQuery)> = {
             let mut tasks = lock(&self.tasks);
             let ended: Vec<i32> = tasks
@@ -376,17 +404,19 @@ impl Run {
                 .filter_map(|t| tasks.remove(&t).map(|q| (t, q)))
                 .collect()
         };
+        let finished = !ended.is_empty();
         for (task, query) in ended {
             query
                 .await_termination()
                 .await
-                .map_err(|e| self.pipeline.query_error(&self.query, e))?;
+                .map_err(&*self.query.error)?;
             info!(query = self.query.name, task, "task finished");
         }
-        Ok(())
+        Ok(finished)
     }
 
-    /// Stops `which` tasks (all with `None`) after their batch in progress; the first error.
+    /// Stops `which` tasks (all with `None`) after their batch in progress, all at once;
+    /// returns the first error.
     async fn stop_tasks(&mut self, which: Option<&[i32]>) -> Result<()> {
         let stopping: Vec<StreamingQuery> = {
             let mut tasks = lock(&self.tasks);
@@ -396,19 +426,17 @@ impl Run {
             };
             chosen.iter().filter_map(|t| tasks.remove(t)).collect()
         };
-        let mut result = Ok(());
-        for query in stopping {
-            if let Err(e) = query.stop().await
-                && result.is_ok()
-            {
-                result = Err(self.pipeline.query_error(&self.query, e));
-            }
+        let results = futures::future::join_all(stopping.iter().map(StreamingQuery::stop)).await;
+        for error in results.iter().filter_map(|r| r.as_ref().err()) {
+            warn!(query = self.query.name, "stopping a task: {error}");
         }
-        result
+        match results.into_iter().find_map(Result::err) {
+            None => Ok(()),
+            Some(e) => Err((self.query.error)(e)),
+        }
     }
 
-    fn error(&self, message: String) -> crate::PipelineError {
-        self.pipeline
-            .query_error(&self.query, SluiceError::Config(message))
+    fn error(&self, message: String) -> PipelineError {
+        (self.query.error)(SluiceError::Config(message))
     }
 }

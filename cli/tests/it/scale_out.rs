@@ -210,6 +210,10 @@ async fn one_two_or_three_workers_write_the_same_candles() {
         let run = Run::new(&topic).await;
         let started: Vec<(Process, Receiver<String>)> =
             (0..workers).map(|_| run.worker(100_000)).collect();
+        // Every worker is given tasks of its own.
+        for (_, lines) in &started {
+            wait_for_tasks(lines, Duration::from_secs(30));
+        }
         run.wait_for_ticks(ticks.len(), Duration::from_secs(90))
             .await;
         for (worker, _) in started {

@@ -37,11 +37,10 @@ use tracing::{info, warn};
 
 use super::broker::client_config;
 
-/// Our consumer settings for membership; the user's `properties.*` win. A killed worker's
-/// tasks move after `session.timeout.ms` (librdkafka's default is 45 s); a worker learns of a
-/// rebalance at its next heartbeat, so a short interval moves tasks sooner.
-const MEMBER_DEFAULTS: [(&str, &str); 4] = [
-    ("enable.auto.commit", "false"),
+/// Our consumer settings for membership, which the user's `properties.*` may change. A killed
+/// worker's tasks move after `session.timeout.ms` (librdkafka's default is 45 s); a worker
+/// learns of a rebalance at its next heartbeat, so a short interval moves tasks sooner.
+const MEMBER_DEFAULTS: [(&str, &str); 3] = [
     ("session.timeout.ms", "10000"),
     ("heartbeat.interval.ms", "500"),
     ("enable.partition.eof", "false"),
@@ -102,20 +101,22 @@ impl GroupMember {
             ));
         }
         let (sender, events) = unbounded_channel();
-        let mut defaults = MEMBER_DEFAULTS.to_vec();
-        defaults.push(("group.id", group));
         // One topic: move as few tasks as possible; several: co-partition them.
         let strategy = if topics.len() == 1 {
             "cooperative-sticky"
         } else {
             "range"
         };
-        defaults.push(("partition.assignment.strategy", strategy));
-        let consumer: BaseConsumer<MemberContext> = client_config(bootstrap, &defaults, properties)
-            .create_with_context(MemberContext {
-                events: sender.clone(),
-            })
-            .map_err(|e| SluiceError::Config(format!("joining consumer group {group}: {e}")))?;
+        // What the task model relies on is set over the user's properties.
+        let consumer: BaseConsumer<MemberContext> =
+            client_config(bootstrap, &MEMBER_DEFAULTS, properties)
+                .set("group.id", group)
+                .set("partition.assignment.strategy", strategy)
+                .set("enable.auto.commit", "false")
+                .create_with_context(MemberContext {
+                    events: sender.clone(),
+                })
+                .map_err(|e| SluiceError::Config(format!("joining consumer group {group}: {e}")))?;
         let stop = Arc::new(AtomicBool::new(false));
         let topics = topics.to_vec();
         let running = stop.clone();
@@ -188,7 +189,7 @@ fn check_co_partitioned(
     consumer: &BaseConsumer<MemberContext>,
     topics: &[String],
 ) -> std::result::Result<(), String> {
-    let mut counts = Vec::new();
+    let mut counts: Vec<(&str, usize)> = Vec::new();
     for topic in topics {
         let metadata = consumer
             .fetch_metadata(Some(topic), Duration::from_secs(30))
@@ -202,8 +203,9 @@ fn check_co_partitioned(
             .ok_or_else(|| {
                 format!("topic {topic} does not exist (create it before the workers)")
             })?;
-        counts.push(format!("{topic}: {partitions}"));
-        if counts.len() > 1 && !counts[0].ends_with(&format!(": {partitions}")) {
+        counts.push((topic, partitions));
+        if counts[0].1 != partitions {
+            let counts: Vec<String> = counts.iter().map(|(t, n)| format!("{t}: {n}")).collect();
             return Err(format!(
                 "the topics of a distributed query must have the same number of partitions, \
                  so that partition p of each is one task ({})",
@@ -256,7 +258,12 @@ impl ConsumerContext for MemberContext {
                 let _ = self.events.send(GroupEvent::Assigned(tasks_of(list)));
             }
             Rebalance::Revoke(_) => {}
-            Rebalance::Error(e) => warn!("consumer group rebalance: {e}"),
+            // The partitions are unassigned: the tasks must not run on.
+            Rebalance::Error(e) => {
+                let _ = self
+                    .events
+                    .send(GroupEvent::Failed(format!("consumer group rebalance: {e}")));
+            }
         }
     }
 

@@ -268,19 +268,34 @@ impl KafkaSourceFactory {
         }
     }
 
-    /// The source of task `task`: partition `task` of each topic.
+    /// The source of task `task`: partition `task` of each topic, starting where the
+    /// `starting_offsets` say for those partitions.
     pub fn build_task(&self, task: i32) -> Result<Box<dyn Source>> {
-        let partitions = self
+        let partitions: Vec<TopicPartition> = self
             .topics()?
             .iter()
             .map(|topic| TopicPartition::new(topic, task))
             .collect();
-        self.source(Subscription::Assign(partitions))
+        let starting = match &self.starting {
+            StartingOffsets::Specific(offsets) => StartingOffsets::Specific(
+                offsets
+                    .iter()
+                    .filter(|(tp, _)| partitions.contains(tp))
+                    .map(|(tp, offset)| (tp.clone(), *offset))
+                    .collect(),
+            ),
+            other => other.clone(),
+        };
+        self.source(Subscription::Assign(partitions), starting)
     }
 
-    fn source(&self, subscription: Subscription) -> Result<Box<dyn Source>> {
+    fn source(
+        &self,
+        subscription: Subscription,
+        starting: StartingOffsets,
+    ) -> Result<Box<dyn Source>> {
         let mut source = KafkaSource::new(&self.name, &self.bootstrap, subscription)?
-            .starting_offsets(self.starting.clone())
+            .starting_offsets(starting)
             .fail_on_data_loss(self.fail_on_data_loss)
             .include_metadata(self.include_metadata)
             .include_headers(self.include_headers)
@@ -301,7 +316,7 @@ impl KafkaSourceFactory {
 
 impl SourceFactory for KafkaSourceFactory {
     fn build(&self) -> Result<Box<dyn Source>> {
-        self.source(self.subscription.clone())
+        self.source(self.subscription.clone(), self.starting.clone())
     }
 }
 

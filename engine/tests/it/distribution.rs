@@ -88,6 +88,10 @@ async fn groups_spread_over_partitions_are_refused_with_the_two_step_fix() {
         ),
         ("SELECT DISTINCT ON (ts) ts, price FROM t", "groups by"),
         (
+            "SELECT symbol, price FROM t LIMIT 5",
+            "a LIMIT would keep that many rows per task",
+        ),
+        (
             "SELECT t.symbol, u.symbol FROM t JOIN u ON t.price = u.price \
              AND u.ts BETWEEN t.ts AND t.ts + INTERVAL '1 minute'",
             "the join of t and u has no equality between their partitioning columns",
