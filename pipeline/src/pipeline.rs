@@ -531,6 +531,16 @@ impl Pipeline {
         self.queries.iter().map(|q| q.name.as_str()).collect()
     }
 
+    /// How query `name` is spread (`SET distribution`): [`Distribution::Spark`] queries are
+    /// started by [`Pipeline::start`], [`Distribution::KafkaPartitions`] ones by
+    /// [`Pipeline::start_workers`].
+    pub fn distribution(&self, name: &str) -> Option<Distribution> {
+        self.queries
+            .iter()
+            .find(|q| q.name == name)
+            .map(|q| q.settings.distribution)
+    }
+
     /// The SQL of query `name` (its `INSERT`'s query), e.g. to embed it with
     /// [`sluice_engine::StreamingQueryBuilder`] and other connectors.
     pub fn query_sql(&self, name: &str) -> Option<&str> {

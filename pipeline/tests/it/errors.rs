@@ -330,6 +330,15 @@ async fn a_distributed_query_must_group_by_the_partitioning_column() {
     )
     .await
     .unwrap();
+    let text = format!(
+        "{KAFKA_SOURCE}{settings}CREATE TABLE out WITH (connector = 'memory');\nINSERT INTO out SELECT symbol FROM k;"
+    );
+    let pipeline = Pipeline::parse("job.sql", &text, &Variables::none()).unwrap();
+    assert_eq!(
+        pipeline.distribution("out"),
+        Some(sluice_pipeline::Distribution::KafkaPartitions)
+    );
+    assert_eq!(pipeline.distribution("nothing"), None);
     assert!(
         plan.contains("distribution: kafka_partitions: one task per partition of ticks")
             && plan.contains("/out/tasks/<partition>"),
