@@ -82,6 +82,16 @@ start_postgres() {
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# Waits up to 10 s for service $2 (whose log is $CACHE/$2.log) to listen on port $1.
+wait_for_port() {
+    for _ in $(seq 1 100); do
+        port_open "$1" && return
+        sleep 0.1
+    done
+    log "$2 did not start; see ${CACHE}/$2.log"
+    exit 1
+}
+
 start_kafka() {
     if [ ! -x "$NISSHI_BIN" ]; then
         log "building nisshi ${NISSHI_VERSION} with the nightly toolchain (once, 15-25 min)"
@@ -93,11 +103,7 @@ start_kafka() {
         nohup "$NISSHI_BIN" broker --listener-url "$url" --advertised-listener-url "$url" \
             --storage-engine memory://sluice/ >"${CACHE}/nisshi.log" 2>&1 &
         echo $! >"${CACHE}/nisshi.pid"
-        for _ in $(seq 1 100); do
-            port_open "$KAFKA_PORT" && break
-            sleep 0.1
-        done
-        port_open "$KAFKA_PORT" || { log "nisshi did not start; see ${CACHE}/nisshi.log"; exit 1; }
+        wait_for_port "$KAFKA_PORT" nisshi
     fi
     echo "export KAFKA_BOOTSTRAP=127.0.0.1:${KAFKA_PORT}"
     echo "export NISSHI_BIN=${NISSHI_BIN}"
@@ -112,11 +118,7 @@ start_s3() {
         log "starting moto on 127.0.0.1:${S3_PORT}"
         nohup python3 -m moto.server -H 127.0.0.1 -p "$S3_PORT" >"${CACHE}/moto.log" 2>&1 &
         echo $! >"${CACHE}/moto.pid"
-        for _ in $(seq 1 100); do
-            port_open "$S3_PORT" && break
-            sleep 0.1
-        done
-        port_open "$S3_PORT" || { log "moto did not start; see ${CACHE}/moto.log"; exit 1; }
+        wait_for_port "$S3_PORT" moto
     fi
     local endpoint="http://127.0.0.1:${S3_PORT}"
     AWS_ACCESS_KEY_ID=sluice AWS_SECRET_ACCESS_KEY=sluice AWS_REGION=us-east-1 python3 - "$endpoint" "$S3_BUCKET" <<'PY' >&2

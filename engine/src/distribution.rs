@@ -29,7 +29,7 @@ use datafusion::logical_expr::{Distinct, Expr, LogicalPlan};
 /// Which column each source's partitions are keyed by: source name → column name.
 pub type PartitionedBy = BTreeMap<String, String>;
 
-/// Checks that every stateful operator of `plan` (analyzed: views inlined) keeps each of its
+/// Checks that every stateful operator of `plan` (optimized: views inlined) keeps each of its
 /// groups within one partition of the sources, given how they are partitioned; the error says
 /// which operator does not, and how to re-key the stream.
 pub(crate) fn check(plan: &LogicalPlan, by: &PartitionedBy) -> Result<(), String> {

@@ -128,7 +128,8 @@ pub(crate) struct StreamPlan {
     join: Option<StreamJoin>,
     /// How many partitions the plan runs in.
     parallelism: usize,
-    /// The query as written, optimized (views inlined), for checks on its shape.
+    /// The query as written (before the per-batch and sliding-window rewrites), for checks
+    /// on its shape.
     written: LogicalPlan,
 }
 
@@ -216,7 +217,7 @@ impl StreamPlan {
         check_operator_chains(sql)?;
         // DataFusion expands each view read into its plan here, over the same source tables.
         let (state, logical) = ctx.sql_with_options(sql, options).await?.into_parts();
-        let written = state.optimize(&logical)?;
+        let written = logical.clone();
         let (logical, first_per_key) = match per_batch {
             true => match FirstPerKey::plan(&logical)? {
                 Some((rewritten, operator)) => (rewritten, Some(operator)),
@@ -340,7 +341,9 @@ impl StreamPlan {
     /// Checks that the query can run as one task per partition of its sources, partitioned
     /// as `by` says (see [`crate::distribution`]).
     pub(crate) fn check_partitioned(&self, by: &PartitionedBy) -> Result<()> {
-        crate::distribution::check(&self.written, by).map_err(SluiceError::Config)?;
+        // Optimized (views inlined) only here, as few queries are distributed.
+        let written = self.ctx.state().optimize(&self.written)?;
+        crate::distribution::check(&written, by).map_err(SluiceError::Config)?;
         for (source, dedup) in &self.dedups {
             let keys = dedup.key_names();
             if let Some(column) = by.get(source)
